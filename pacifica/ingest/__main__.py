@@ -1,0 +1,187 @@
+"""Command line entry points: ``pacifica-ingest`` (the server) and ``pacifica-ingest-cmd`` (admin)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import peewee
+
+from . import globals as ingest_globals
+from . import migrations, orm, states
+from .bootstrap import check_schema, configure, configure_logging, runtime
+from .config import load_settings
+from .errors import ConfigError, PeerError
+
+logger = logging.getLogger(__name__)
+
+
+def _server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacifica-ingest", description="Run the ingest server.")
+    parser.add_argument("--cp-config", "--cpconfig", dest="cpconfig", metavar="CPCONFIG", default=None,
+                        help="cherrypy config file (default: INGEST_CPCONFIG or ~/.pacifica-ingest/cpconfig.ini)")
+    parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None,
+                        help="ingest config file (default: INGEST_CONFIG or ~/.pacifica-ingest/config.ini)")
+    parser.add_argument("-p", "--port", dest="port", type=int, default=None, help="port to listen on (8066)")
+    parser.add_argument("-a", "--address", dest="address", default=None,
+                        help="address to listen on (localhost)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ingest server with CherryPy's built-in HTTP server."""
+    import cherrypy
+
+    from .rest import SERVER_DEFAULTS, make_app
+
+    args = _server_parser().parse_args(argv)
+    configure_logging()
+    try:
+        configure(load_settings(args.config))
+        check_schema()
+    except (ConfigError, peewee.PeeweeException) as exc:
+        sys.stderr.write(f"pacifica-ingest: {exc}\n")
+        return 2
+    cpconfig = args.cpconfig or ingest_globals.cherrypy_config()
+    if args.cpconfig and not os.path.exists(args.cpconfig):
+        sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
+        return 2
+    cpconfig = cpconfig if os.path.exists(cpconfig) else None
+    cherrypy.config.update(SERVER_DEFAULTS)
+    cherrypy.config.update({"server.socket_host": "localhost", "server.socket_port": 8066})
+    if cpconfig:
+        cherrypy.config.update(cpconfig)
+    if args.address is not None:
+        cherrypy.config.update({"server.socket_host": args.address})
+    if args.port is not None:
+        cherrypy.config.update({"server.socket_port": args.port})
+    cherrypy.tree.mount(make_app(cpconfig), "")
+    if hasattr(cherrypy.engine, "signal_handler"):
+        cherrypy.engine.signal_handler.subscribe()
+    cherrypy.engine.start()
+    cherrypy.engine.block()
+    return 0
+
+
+def _cmd_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacifica-ingest-cmd", description="Admin command line tool.")
+    parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None,
+                        help="ingest config file")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+
+    job = sub.add_parser("job", help="set the state of a job", description="Set the state of a job "
+                         "(for example fail a stuck one).")
+    job.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job to change")
+    job.add_argument("--state", dest="state", help=f"the new state ({states.OK} or {states.FAILED})")
+    job.add_argument("--task", dest="task", help="the new task (stage) name")
+    job.add_argument("--task-percent", dest="task_percent", type=float, help="the new percent, 0 to 100")
+    job.add_argument("--exception", dest="exception", help="the new exception text")
+    job.set_defaults(func=_cmd_job)
+
+    sub.add_parser("dbsync", help="create or upgrade the database",
+                   description="Update or Create the Database.").set_defaults(func=_cmd_dbsync)
+
+    dbchk = sub.add_parser("dbchk", help="check the database schema version",
+                           description="Check database against current version: exit 0 if usable "
+                           "(with --equal: if exactly current), non-zero otherwise.")
+    dbchk.add_argument("--equal", default=False, dest="check_equal", action="store_true",
+                       help="require the exact current version")
+    dbchk.set_defaults(func=_cmd_dbchk)
+
+    retry = sub.add_parser("retry", help="run an upload or move again from its file on the volume",
+                           description="Retry a move or ingest from a local file, in this process.")
+    retry.add_argument("--move", default=False, dest="move", action="store_true",
+                       help="the file is a move document, not a tar bundle")
+    retry.add_argument("--path", dest="file_path", required=True, help="path to the tar or json file")
+    retry.add_argument("--username", dest="username", default=getpass.getuser(),
+                       help="user the policy checks (default: you)")
+    retry.add_argument("--job_id", "--job-id", dest="job_id", type=int, default=None,
+                       help="job id to use (default: a new one)")
+    retry.set_defaults(func=_cmd_retry)
+    return parser
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _cmd_job(args: argparse.Namespace) -> int:
+    try:
+        current = orm.read_state(args.job_id)
+    except orm.IngestState.DoesNotExist:
+        if args.state is None or args.task is None:
+            sys.stderr.write(f"job {args.job_id} does not exist (give --state and --task to create it)\n")
+            return 1
+        current = None
+    if args.task_percent is not None and not 0 <= args.task_percent <= 100:
+        sys.stderr.write("--task-percent must be between 0 and 100\n")
+        return 2
+    orm.update_state(
+        args.job_id,
+        args.state if args.state is not None else current.state,
+        args.task if args.task is not None else current.task,
+        args.task_percent if args.task_percent is not None else (current.task_percent if current else 0),
+        args.exception if args.exception is not None else (current.exception if current else ""),
+    )
+    _out(f"job {args.job_id} updated")
+    return 0
+
+
+def _cmd_dbsync(args: argparse.Namespace) -> int:
+    orm.OrmSync.dbconn_blocking()
+    reached = migrations.upgrade(orm.DB.obj)
+    version = migrations.get_version(orm.DB.obj)
+    if reached:
+        _out("upgraded to " + ", ".join(f"{major}.{minor}" for major, minor in reached))
+    _out(f"schema version {version[0]}.{version[1]}")
+    return 0
+
+
+def _cmd_dbchk(args: argparse.Namespace) -> int:
+    orm.OrmSync.dbconn_blocking()
+    version = migrations.get_version(orm.DB.obj)
+    ok = version == migrations.LATEST if args.check_equal else migrations.is_safe(version)
+    _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}."
+         f"{migrations.LATEST[1]}: {'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
+    return 0 if ok else -1
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from .tasks import make_context, run_job
+
+    if not os.path.isfile(args.file_path):
+        sys.stderr.write(f"no such file: {args.file_path}\n")
+        return 2
+    job_id = args.job_id
+    if job_id is None:
+        job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
+        _out(f"new job id {job_id}")
+    orm.update_state(job_id, states.OK, states.UPLOADING, 100)
+    completed = run_job(make_context(job_id, args.file_path, args.username, move=args.move))
+    record = orm.read_state(job_id)
+    _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
+    return 0 if completed else 1
+
+
+def cmd(argv: Sequence[str] | None = None) -> int:
+    """Run one admin subcommand; return its exit status."""
+    args = _cmd_parser().parse_args(argv)
+    configure_logging(logging.WARNING)
+    try:
+        configure(load_settings(args.config))
+        with orm.DB.connection_context():
+            return args.func(args)
+    except (ConfigError, PeerError, peewee.PeeweeException) as exc:
+        sys.stderr.write(f"pacifica-ingest-cmd: {exc}\n")
+        return 2
+    finally:
+        if orm.DB.obj is not None and not orm.DB.obj.is_closed():
+            orm.DB.obj.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The composition root: settings in, configured database, Celery app, peers and spool out.
+
+The server, the WSGI module, the CLI and the worker all go through ``configure()`` (the worker
+lazily, on its first task, via ``runtime()``). Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+
+from . import migrations
+from .config import Settings, load_settings
+from .database import make_database
+from .errors import ConfigError
+from .orm import DB
+from .peers import Peers, build_peers
+from .spool import Spool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything a process of the service works with, built from one ``Settings``."""
+
+    settings: Settings
+    peers: Peers
+    spool: Spool
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def configure(settings: Settings | None = None, peers: Peers | None = None) -> Runtime:
+    """Build the runtime from ``settings`` (default: ``load_settings()``) and make it current."""
+    global _current
+    from .tasks import configure_celery  # tasks imports this module
+
+    settings = settings or load_settings()
+    if DB.obj is not None and not DB.obj.is_closed():
+        DB.obj.close()
+    DB.initialize(make_database(settings.peewee_url))
+    configure_celery(settings)
+    current = Runtime(settings=settings, peers=peers or build_peers(settings),
+                      spool=Spool(settings.volume_path, settings.transfer_size))
+    _current = current
+    return current
+
+
+def runtime() -> Runtime:
+    """Return the current runtime, configuring it from the environment on first use."""
+    if _current is None:
+        with _lock:
+            if _current is None:
+                configure()
+    assert _current is not None
+    return _current
+
+
+def check_schema() -> None:
+    """Refuse to serve on a database whose schema this code cannot use (one-line ``ConfigError``)."""
+    from .database import connect_blocking
+
+    settings = runtime().settings
+    connect_blocking(DB.obj, settings.connect_attempts, settings.connect_wait)
+    try:
+        version = migrations.get_version(DB.obj)
+    finally:
+        DB.obj.close()
+    if not migrations.is_safe(version):
+        raise ConfigError(
+            f"database schema is version {version[0]}.{version[1]}, this code needs "
+            f"{migrations.LATEST[0]}.x: run 'pacifica-ingest-cmd dbsync' first")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send log records to stderr with time, level and logger name (entry points only)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

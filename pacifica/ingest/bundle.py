@@ -1,0 +1,193 @@
+"""The metadata document of a bundle (or a move request) and its agreement with the tar.
+
+A document is a JSON list of objects. Objects whose ``destinationTable`` is ``Files`` describe
+one file each: ``name``, ``subdir`` (``data/...`` inside a bundle), ``size``, ``hashtype`` (a
+hashlib algorithm) and ``hashsum``; a move document gives each file a ``source`` path instead
+of tar bytes. Everything here is pure: no network, no database.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import posixpath
+import tarfile
+from typing import Any
+
+from .errors import MetadataError
+
+FILES_TABLE = "Files"
+TRANSACTION_ID = "Transactions._id"
+
+
+@dataclasses.dataclass
+class FileEntry:
+    """One Files object of a document, with what the pipeline needs to archive it."""
+
+    index: int
+    name: str
+    subdir: str
+    size: int | None
+    hashtype: str
+    hashsum: str
+    source: str | None = None
+    member: str | None = None
+    offset: int | None = None
+    mtime: float | None = None
+    file_id: int | None = None
+
+    @property
+    def path(self) -> str:
+        """The file's path inside the bundle: ``data/<subdir>/<name>``, slashes normalised."""
+        return "/".join(["data", *filter(None, clip(self.subdir).split("/")), self.name])
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the entry as JSON-serialisable data (for the job's sidecar)."""
+        return dataclasses.asdict(self)
+
+
+def clip(path: str) -> str:
+    """Return ``path`` without its leading ``data`` component and without empty components."""
+    parts = [part for part in path.split("/") if part]
+    if parts and parts[0] == "data":
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def parse_document(raw: bytes | str) -> list[dict[str, Any]]:
+    """Decode a metadata document; raise ``MetadataError`` unless it is a JSON list of objects."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"metadata is not valid JSON: {exc}") from None
+    if not isinstance(document, list):
+        raise MetadataError("metadata must be a JSON list of objects")
+    for position, item in enumerate(document):
+        if not isinstance(item, dict):
+            raise MetadataError(f"metadata item {position} is not an object")
+    return document
+
+
+def normalise_hashsum(hashtype: str, hashsum: str) -> str:
+    """Return ``hashsum`` in lower case without an ``<algorithm>:`` prefix."""
+    value = hashsum.strip().lower()
+    prefix = f"{hashtype.lower()}:"
+    return value.removeprefix(prefix)
+
+
+def file_entries(document: list[dict[str, Any]], *, move: bool = False) -> list[FileEntry]:
+    """Return the Files objects of ``document``, checking each is complete.
+
+    Every problem is collected and reported together in one ``MetadataError``.
+    """
+    entries, problems = [], []
+    for index, item in enumerate(document):
+        if item.get("destinationTable") != FILES_TABLE:
+            continue
+        label = f"Files object {index} ({item.get('subdir', '?')}/{item.get('name', '?')})"
+        missing = [key for key in ("name", "subdir", "hashtype", "hashsum") if not isinstance(item.get(key), str)]
+        if move and not isinstance(item.get("source"), str):
+            missing.append("source")
+        if missing:
+            problems.append(f"{label}: missing or non-string {', '.join(missing)}")
+            continue
+        size = item.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            problems.append(f"{label}: size must be a non-negative integer, got {size!r}")
+            continue
+        if item["hashtype"].lower() not in hashlib.algorithms_available:
+            problems.append(f"{label}: hashtype {item['hashtype']!r} is not a known hash algorithm")
+            continue
+        name = item["name"]
+        if not name or "/" in name or name in (".", ".."):
+            problems.append(f"{label}: name must be a plain file name")
+            continue
+        if ".." in clip(item["subdir"]).split("/"):
+            problems.append(f"{label}: subdir must not contain '..'")
+            continue
+        entries.append(FileEntry(
+            index=index, name=name, subdir=item["subdir"], size=size,
+            hashtype=item["hashtype"].lower(),
+            hashsum=normalise_hashsum(item["hashtype"], item["hashsum"]),
+            source=item.get("source"),
+        ))
+    if problems:
+        raise MetadataError("; ".join(problems))
+    return entries
+
+
+def member_name(name: str) -> str:
+    """Normalise a tar member name: no leading './' or '/', no empty components."""
+    return posixpath.normpath("/" + name).lstrip("/") if name else name
+
+
+def match_members(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> None:
+    """Check the bundle's members against its Files objects and record each entry's member.
+
+    Each Files object must name exactly one regular-file member of the declared size, each
+    regular file under ``data/`` must be described, and no member may be listed twice, be a
+    link or device, or escape the bundle.
+    """
+    problems = []
+    seen: dict[str, tarfile.TarInfo] = {}
+    for info in members:
+        name = info.name
+        if name.startswith("/") or ".." in name.split("/"):
+            problems.append(f"member {name!r} has an absolute or '..' path")
+            continue
+        normal = member_name(name)
+        if normal in seen and not info.isdir():
+            problems.append(f"member {normal!r} appears more than once in the tar")
+            continue
+        if info.issym() or info.islnk() or info.isdev() or info.isfifo():
+            problems.append(f"member {normal!r} is a link, device or FIFO")
+            continue
+        seen[normal] = info
+    described = set()
+    for entry in entries:
+        path = entry.path
+        info = seen.get(path)
+        if info is None or not info.isfile():
+            problems.append(f"{path}: described in metadata but not a file in the bundle")
+            continue
+        if path in described:
+            problems.append(f"{path}: described by more than one Files object")
+            continue
+        described.add(path)
+        if entry.size is not None and entry.size != info.size:
+            problems.append(f"{path}: metadata says {entry.size} bytes, the bundle holds {info.size}")
+            continue
+        entry.member = info.name
+        entry.size = info.size
+        entry.offset = info.offset_data
+        entry.mtime = float(info.mtime)
+    for normal, info in seen.items():
+        if info.isfile() and normal.startswith("data/") and normal not in described:
+            problems.append(f"{normal}: in the bundle but not described in metadata")
+    if problems:
+        raise MetadataError("; ".join(problems))
+
+
+def assign_ids(document: list[dict[str, Any]], entries: list[FileEntry], start: int) -> list[dict[str, Any]]:
+    """Give each Files object the next id from ``start``; return the document with ``_id`` set."""
+    document = copy.deepcopy(document)
+    for offset, entry in enumerate(entries):
+        entry.file_id = start + offset
+        document[entry.index]["_id"] = entry.file_id
+    return document
+
+
+def for_peers(document: list[dict[str, Any]], job_id: int) -> list[dict[str, Any]]:
+    """Return the document as the policy and metadata services receive it.
+
+    Files objects keep their ``_id`` and lose the ``data/`` prefix of ``subdir``; the
+    transaction id (the job id) is appended as ``{"destinationTable": "Transactions._id"}``.
+    """
+    result = copy.deepcopy(document)
+    for item in result:
+        if item.get("destinationTable") == FILES_TABLE and isinstance(item.get("subdir"), str):
+            item["subdir"] = clip(item["subdir"])
+    result.append({"destinationTable": TRANSACTION_ID, "value": int(job_id)})
+    return result

@@ -1,0 +1,179 @@
+"""Settings: built-in defaults, then the INI file, then environment variables.
+
+``load_settings()`` reads everything once and returns a typed, immutable ``Settings``;
+the composition root (``bootstrap``) hands it to whoever needs it. ``get_config()`` keeps
+the published ``ConfigParser`` face for code that still asks for it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import globals as ingest_globals
+from .errors import ConfigError
+
+_SIZE_UNITS = {
+    "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "b": 1, "Kb": 1024, "Mb": 1024**2, "Gb": 1024**3, "Tb": 1024**4,
+}
+
+
+def parse_size(size: str | int) -> int:
+    """Parse a size such as ``"4 Mb"`` (binary) or ``"10 MB"`` (decimal) into bytes.
+
+    A bare number is taken as bytes. Units are case-sensitive, as in the published service:
+    ``B KB MB GB TB`` are powers of 1000 and ``b Kb Mb Gb Tb`` powers of 1024.
+    """
+    if isinstance(size, int):
+        return size
+    text = str(size).strip()
+    parts = text.split()
+    try:
+        if len(parts) == 1:
+            return int(float(parts[0]))
+        number, unit = parts
+        return int(float(number) * _SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        raise ValueError(f"not a size: {size!r} (expected e.g. '4 Mb' or '1048576')") from None
+
+
+def _positive_size(value: str) -> int:
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(f"size must be positive: {value!r}")
+    return size
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must not be negative: {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must not be negative: {value!r}")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: where it lives in the INI file, its environment override and default."""
+
+    section: str
+    key: str
+    env: str
+    default: str
+    field: str
+    coerce: Callable[[str], Any] = str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("ingest", "volume_path", "VOLUME_PATH", "/tmp", "volume_path"),
+    Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
+    Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
+    Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
+    Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
+    Option("ingest", "http_retries", "INGEST_HTTP_RETRIES", "3", "http_retries", _non_negative_int),
+    Option("uniqueid", "url", "UNIQUEID_URL", "http://127.0.0.1:8051", "uniqueid_url"),
+    Option("policy", "ingest_url", "POLICY_INGEST_URL", "http://127.0.0.1:8181/ingest", "policy_url"),
+    Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", "http://127.0.0.1:8080", "archive_url"),
+    Option("metadata", "ingest_url", "METADATA_INGEST_URL", "http://127.0.0.1:8121/ingest", "metadata_url"),
+    Option("celery", "broker_url", "BROKER_URL", "pyamqp://", "broker_url"),
+    Option("celery", "backend_url", "BACKEND_URL", "rpc://", "backend_url"),
+    Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///db.sqlite3", "peewee_url"),
+    Option("database", "connect_attempts", "DATABASE_CONNECT_ATTEMPTS", "10", "connect_attempts",
+           _non_negative_int),
+    Option("database", "connect_wait", "DATABASE_CONNECT_WAIT", "20", "connect_wait", _non_negative_float),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of the service, typed. Build it with ``load_settings``."""
+
+    volume_path: str
+    auth_header: str
+    default_user: str
+    transfer_size: int
+    http_timeout: float
+    http_retries: int
+    uniqueid_url: str
+    policy_url: str
+    archive_url: str
+    metadata_url: str
+    broker_url: str
+    backend_url: str
+    peewee_url: str
+    connect_attempts: int
+    connect_wait: float
+    config_file: str | None = None
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed (values already typed)."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings: defaults, then the INI file, then the environment, then ``overrides``.
+
+    ``path`` is the INI file (``-c``); when omitted, ``INGEST_CONFIG`` or the per-user default is
+    used if it exists. A path given explicitly must exist. ``overrides`` maps field names to
+    raw strings (used by the CLI's ``-p/-a`` style flags and by tests).
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or ingest_globals.CONFIG_ENV in environ
+    if path is None:
+        path = environ.get(ingest_globals.CONFIG_ENV) or ingest_globals.config_file()
+    parser = configparser.ConfigParser(interpolation=None)
+    if os.path.exists(path):
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error as exc:
+            raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"config file not found: {path}")
+    else:
+        path = None
+    values: dict[str, Any] = {"config_file": path}
+    overrides = overrides or {}
+    for option in OPTIONS:
+        raw = option.default
+        if parser.has_option(option.section, option.key):
+            raw = parser.get(option.section, option.key)
+        if option.env in environ:
+            raw = environ[option.env]
+        if option.field in overrides:
+            raw = overrides[option.field]
+        try:
+            values[option.field] = option.coerce(raw)
+        except ValueError as exc:
+            raise ConfigError(f"[{option.section}] {option.key} (env {option.env}): {exc}") from None
+    return Settings(**values)
+
+
+def settings_as_config(settings: Settings) -> configparser.ConfigParser:
+    """Render ``settings`` as the ``ConfigParser`` the published ``get_config()`` returned."""
+    parser = configparser.ConfigParser(interpolation=None)
+    for option in OPTIONS:
+        if not parser.has_section(option.section):
+            parser.add_section(option.section)
+        value = getattr(settings, option.field)
+        if option.field == "transfer_size":
+            value = f"{value} B"
+        parser.set(option.section, option.key, str(value))
+    return parser
+
+
+def get_config() -> configparser.ConfigParser:
+    """Return the ConfigParser object with defaults set (the active settings, as INI values)."""
+    from .bootstrap import runtime  # late: bootstrap imports this module
+
+    return settings_as_config(runtime().settings)

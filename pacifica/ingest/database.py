@@ -1,0 +1,51 @@
+"""Turn a ``peewee_url`` into a peewee database, without connecting."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import peewee
+from playhouse import db_url
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# peewee 4 dropped the "ext" schemes; the published default URL is sqliteext:///db.sqlite3.
+for _scheme, _target in (("sqliteext", "sqlite"), ("sqliteext+pool", "sqlite+pool")):
+    db_url.schemes.setdefault(_scheme, db_url.schemes[_target])
+
+# Several processes (web, workers, CLI) share one SQLite file: WAL lets readers run during a
+# write, and the busy timeout makes a writer wait for the lock instead of failing at once.
+SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": "normal"}
+
+
+def make_database(url: str) -> peewee.Database:
+    """Build (but do not open) the database named by ``url``; ``ConfigError`` if it is not usable."""
+    scheme = url.split(":", 1)[0]
+    if scheme not in db_url.schemes:
+        raise ConfigError(f"[database] peewee_url: unsupported scheme {scheme!r} "
+                          f"(use one of {', '.join(sorted(db_url.schemes))})")
+    params = {"pragmas": SQLITE_PRAGMAS} if scheme.startswith("sqlite") else {}
+    try:
+        return db_url.connect(url, **params)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise ConfigError(f"[database] peewee_url {url!r}: {exc}") from None
+
+
+def connect_blocking(database: peewee.Database, attempts: int, wait: float) -> None:
+    """Open ``database``, trying up to ``attempts`` times ``wait`` seconds apart.
+
+    Raises ``peewee.OperationalError`` naming the number of attempts if it never succeeds.
+    """
+    attempts = max(1, attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            database.connect(reuse_if_open=True)
+            return
+        except peewee.OperationalError as exc:
+            logger.warning("database connect attempt %d/%d failed: %s", attempt, attempts, exc)
+            if attempt < attempts:
+                time.sleep(wait)
+    raise peewee.OperationalError(f"could not connect to the database after {attempts} attempts")

@@ -1,0 +1,147 @@
+"""Schema versions of the ingest database and the ordered steps between them.
+
+Each step declares the tables as they were at its version (frozen, independent of the live
+models in ``orm``), is safe to run again if it was interrupted (MySQL DDL is not
+transactional), and records its target version when it finishes. The version lives in the
+``ingeststatesystem`` table as the rows ``('major', M)`` and ``('minor', m)``, exactly as the
+published service keeps it, so databases it created are taken over as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable, Iterator
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+logger = logging.getLogger(__name__)
+
+Version = tuple[int, int]
+
+VERSION_TABLE = "ingeststatesystem"
+STATE_TABLE = "ingeststate"
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def _version_model(database: peewee.Database) -> type[peewee.Model]:
+    class IngestStateSystemV1(peewee.Model):
+        part = peewee.CharField(primary_key=True)
+        value = peewee.IntegerField(default=-1)
+
+        class Meta:
+            table_name = VERSION_TABLE
+
+    IngestStateSystemV1.bind(database)
+    return IngestStateSystemV1
+
+
+def get_version(database: peewee.Database) -> Version:
+    """Return the schema version recorded in ``database``; (0, 0) when it has none."""
+    if not database.table_exists(VERSION_TABLE):
+        return (0, 0)
+    model = _version_model(database)
+    rows = {row.part: row.value for row in model.select()}
+    return (rows.get("major", 0), rows.get("minor", 0))
+
+
+def _record_version(database: peewee.Database, version: Version) -> None:
+    model = _version_model(database)
+    database.create_tables([model], safe=True)
+    with database.atomic():
+        for part, value in zip(("major", "minor"), version, strict=True):
+            if not model.update(value=value).where(model.part == part).execute():
+                model.create(part=part, value=value)
+
+
+def _columns(database: peewee.Database, table: str) -> set[str]:
+    return {column.name for column in database.get_columns(table)}
+
+
+def step_0_0_to_1_0(database: peewee.Database) -> None:
+    """Create the job state table (without ``complete``, which arrived in 2.0)."""
+
+    class IngestStateV1(peewee.Model):
+        job_id = peewee.BigIntegerField(primary_key=True, column_name="id")
+        state = peewee.CharField()
+        task = peewee.CharField()
+        task_percent = peewee.DecimalField()
+        exception = peewee.TextField(default="")
+        created = peewee.DateTimeField(default=_utcnow)
+        updated = peewee.DateTimeField(default=_utcnow)
+
+        class Meta:
+            table_name = STATE_TABLE
+
+    IngestStateV1.bind(database)
+    database.create_tables([IngestStateV1], safe=True)
+
+
+def step_1_0_to_2_0(database: peewee.Database) -> None:
+    """Add the boolean ``complete`` column (published 0.3.4)."""
+    if "complete" in _columns(database, STATE_TABLE):
+        return
+    migrator = SchemaMigrator.from_database(database)
+    with migrator.migration_context():
+        migrate(migrator.add_column(STATE_TABLE, "complete", peewee.BooleanField(default=False)))
+
+
+STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
+    ((0, 0), (1, 0), step_0_0_to_1_0),
+    ((1, 0), (2, 0), step_1_0_to_2_0),
+)
+
+VERSIONS: tuple[Version, ...] = tuple([STEPS[0][0]] + [target for _source, target, _step in STEPS])
+LATEST: Version = VERSIONS[-1]
+
+
+@contextlib.contextmanager
+def _migration_lock(database: peewee.Database) -> Iterator[None]:
+    """Serialise concurrent upgrades (a web node and workers starting together)."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        database.execute_sql("SELECT pg_advisory_lock(hashtext('pacifica-ingest-migrate'))")
+        try:
+            yield
+        finally:
+            database.execute_sql("SELECT pg_advisory_unlock(hashtext('pacifica-ingest-migrate'))")
+    elif isinstance(database, peewee.MySQLDatabase):
+        database.execute_sql("SELECT GET_LOCK('pacifica-ingest-migrate', 600)")
+        try:
+            yield
+        finally:
+            database.execute_sql("SELECT RELEASE_LOCK('pacifica-ingest-migrate')")
+    else:
+        yield
+
+
+def upgrade(database: peewee.Database, target: Version = LATEST) -> list[Version]:
+    """Run every step from the recorded version up to ``target``; return the versions reached."""
+    reached = []
+    with _migration_lock(database):
+        version = get_version(database)
+        if version not in VERSIONS:
+            raise peewee.DatabaseError(f"unknown schema version {version[0]}.{version[1]}")
+        for source, dest, step in STEPS:
+            if source != version or dest > target:
+                continue
+            logger.info("migrating schema %d.%d -> %d.%d", *source, *dest)
+            step(database)
+            _record_version(database, dest)
+            version = dest
+            reached.append(dest)
+    return reached
+
+
+def is_safe(version: Version) -> bool:
+    """Tell whether this code can use a database at ``version`` (same major version)."""
+    return version[0] == LATEST[0]
+
+
+def is_empty(database: peewee.Database) -> bool:
+    """Tell whether ``database`` holds none of this service's tables."""
+    return not (database.table_exists(VERSION_TABLE) or database.table_exists(STATE_TABLE))

@@ -1,0 +1,162 @@
+"""The job state models and the functions that read and write a job's state.
+
+``DB`` is a ``peewee.DatabaseProxy``: nothing connects at import. ``bootstrap.configure()``
+points it at the configured database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from decimal import Decimal
+from typing import ClassVar
+
+import peewee
+
+from . import migrations, states
+
+logger = logging.getLogger(__name__)
+
+DB = peewee.DatabaseProxy()
+
+SCHEMA_MAJOR, SCHEMA_MINOR = migrations.LATEST
+
+
+def utcnow() -> datetime.datetime:
+    """Return the current UTC time as a naive datetime, as the published schema stores it."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    """Base class binding the models to the configured database."""
+
+    class Meta:
+        database = DB
+
+
+class IngestStateSystem(BaseModel):
+    """Ingest State Schema Version Model: rows ``('major', M)`` and ``('minor', m)``."""
+
+    part = peewee.CharField(primary_key=True)
+    value = peewee.IntegerField(default=-1)
+
+    class Meta:
+        table_name = migrations.VERSION_TABLE
+
+    @classmethod
+    def get_or_create_version(cls) -> tuple[int, int]:
+        """Set or create the current version of the schema."""
+        migrations._record_version(cls._meta.database, (SCHEMA_MAJOR, SCHEMA_MINOR))
+        return (SCHEMA_MAJOR, SCHEMA_MINOR)
+
+    @classmethod
+    def get_version(cls) -> tuple[int, int]:
+        """Get the current version as a tuple."""
+        return migrations.get_version(cls._meta.database)
+
+    @classmethod
+    def is_equal(cls) -> bool:
+        """Check to see if schema version matches code version."""
+        return cls.get_version() == (SCHEMA_MAJOR, SCHEMA_MINOR)
+
+    @classmethod
+    def is_safe(cls) -> bool:
+        """Check to see if the schema version is safe for the code."""
+        return migrations.is_safe(cls.get_version())
+
+
+class IngestState(BaseModel):
+    """One row per job: where it is in the pipeline and how it went."""
+
+    job_id = peewee.BigIntegerField(primary_key=True, column_name="id")
+    state = peewee.CharField()
+    task = peewee.CharField()
+    task_percent = peewee.DecimalField()
+    exception = peewee.TextField(default="")
+    complete = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+    updated = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = migrations.STATE_TABLE
+
+    @classmethod
+    def atomic(cls):
+        """Get the atomic context or decorator."""
+        return cls._meta.database.atomic()
+
+    @classmethod
+    def database_connect(cls) -> None:
+        """Make sure the database is connected (an open connection is reused)."""
+        cls._meta.database.connect(reuse_if_open=True)
+
+    @classmethod
+    def database_close(cls) -> None:
+        """Close the database connection; closing a closed one is not an error."""
+        if not cls._meta.database.is_closed():
+            cls._meta.database.close()
+
+
+class OrmSync:
+    """Schema synchronisation, kept under its published name.
+
+    ``versions`` lists the schema versions in order; ``update_tables()`` runs every step from
+    the database's version to the newest. The steps themselves live in ``migrations``.
+    """
+
+    versions: ClassVar[list[tuple[int, int]]] = list(migrations.VERSIONS)
+
+    @staticmethod
+    def dbconn_blocking() -> None:
+        """Wait for the db connection, honouring ``connect_attempts`` and ``connect_wait``."""
+        from .bootstrap import runtime
+        from .database import connect_blocking
+
+        settings = runtime().settings
+        connect_blocking(DB, settings.connect_attempts, settings.connect_wait)
+
+    @classmethod
+    def update_0_0_to_1_0(cls) -> None:
+        """Update by creating the table."""
+        migrations.step_0_0_to_1_0(DB)
+        migrations._record_version(DB, (1, 0))
+
+    @classmethod
+    def update_1_0_to_2_0(cls) -> None:
+        """Update by adding the boolean column."""
+        migrations.step_1_0_to_2_0(DB)
+        migrations._record_version(DB, (2, 0))
+
+    @classmethod
+    def update_tables(cls) -> None:
+        """Update the database to the current version."""
+        migrations.upgrade(DB)
+
+
+def update_state(job_id, state: str, task: str, task_percent, exception: str = "",
+                 complete: bool | None = None) -> None:
+    """Update the state of an ingest job, creating its row if it has none.
+
+    ``complete`` defaults to the published rule: the job failed, or 'ingest metadata' reached 100.
+    """
+    job_id = int(job_id)
+    percent = Decimal(str(float(task_percent or 0)))
+    if complete is None:
+        complete = states.is_complete(state, task, percent)
+    fields = {
+        IngestState.state: state,
+        IngestState.task: task,
+        IngestState.task_percent: percent,
+        IngestState.exception: exception or "",
+        IngestState.complete: complete,
+        IngestState.updated: utcnow(),
+    }
+    with DB.atomic():
+        if IngestState.update(fields).where(IngestState.job_id == job_id).execute():
+            return
+        IngestState.insert({IngestState.job_id: job_id, **fields}).execute()
+
+
+def read_state(job_id) -> IngestState:
+    """Return the state row of a job; raises ``IngestState.DoesNotExist`` for an unknown job."""
+    return IngestState.get_by_id(int(job_id))

@@ -1,0 +1,190 @@
+"""The stages of a job as plain functions; the peers and the spool are passed in.
+
+``tasks`` wraps each stage in a Celery task and ``stage()`` below records its progress:
+0 % when it starts, 100 % when it ends, FAILED with a readable message when it raises.
+What 'load metadata' derives (the document with file ids, each file's member and offset) is
+written to the job's sidecar on the volume, so later stages, a redelivered task or an
+admin ``retry`` reuse the same file ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import bundle, orm, states
+from .errors import IngestError, IntegrityError, PeerError
+from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
+from .spool import Spool
+from .tarutils import MemberReader, open_bundle, read_metadata
+
+logger = logging.getLogger(__name__)
+
+Sidecar = dict[str, Any]
+
+
+@contextlib.contextmanager
+def stage(job_id: int, task: str) -> Iterator[None]:
+    """Record ``task`` of ``job_id`` as started, then finished or FAILED with the error's message."""
+    orm.update_state(job_id, states.OK, task, 0)
+    try:
+        yield
+    except IngestError as exc:
+        logger.warning("job %s failed in %r: %s", job_id, task, exc)
+        orm.update_state(job_id, states.FAILED, task, 0, str(exc))
+        raise
+    except Exception as exc:
+        logger.exception("job %s: unexpected error in %r", job_id, task)
+        orm.update_state(job_id, states.FAILED, task, 0, f"internal error: {exc.__class__.__name__}: {exc}")
+        raise
+    orm.update_state(job_id, states.OK, task, 100)
+
+
+def check_tar(path: str) -> None:
+    """'open tar': the body must be a readable, uncompressed tar."""
+    open_bundle(path).close()
+
+
+def _bundle_identity(path: str) -> dict[str, Any]:
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _reuse(spool: Spool, job_id: int, identity: dict[str, Any]) -> Sidecar | None:
+    sidecar = spool.read_sidecar(job_id)
+    if sidecar is not None and sidecar.get("bundle") == identity:
+        logger.info("job %s: reusing the file ids reserved by an earlier attempt", job_id)
+        return sidecar
+    return None
+
+
+def _record(job_id: int, document: list[dict[str, Any]], entries: list[bundle.FileEntry],
+            identity: dict[str, Any], spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
+    start = uniqueid.reserve(len(entries), "file") if entries else 0
+    document = bundle.assign_ids(document, entries, start)
+    sidecar = {
+        "job_id": int(job_id),
+        "bundle": identity,
+        "metadata": bundle.for_peers(document, job_id),
+        "files": [entry.as_dict() for entry in entries],
+    }
+    spool.write_sidecar(job_id, sidecar)
+    return sidecar
+
+
+def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
+    """'load metadata' of an upload: parse metadata.txt, check it against the tar, reserve file ids."""
+    identity = _bundle_identity(path)
+    sidecar = _reuse(spool, job_id, identity)
+    if sidecar is not None:
+        return sidecar
+    with open_bundle(path) as tar:
+        raw = read_metadata(tar)
+        members = tar.getmembers()
+    document = bundle.parse_document(raw)
+    entries = bundle.file_entries(document)
+    bundle.match_members(entries, members)
+    return _record(job_id, document, entries, identity, spool, uniqueid)
+
+
+def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
+    """'load metadata' of a move: parse the document and reserve file ids."""
+    identity = _bundle_identity(path)
+    sidecar = _reuse(spool, job_id, identity)
+    if sidecar is not None:
+        return sidecar
+    with open(path, "rb") as handle:
+        document = bundle.parse_document(handle.read())
+    entries = bundle.file_entries(document, move=True)
+    return _record(job_id, document, entries, identity, spool, uniqueid)
+
+
+def check_policy(sidecar: Sidecar, user: str, policy: PolicyPort) -> None:
+    """'Policy Validation': the policy service must accept this user and metadata."""
+    policy.check_ingest(sidecar["metadata"], user)
+
+
+def _files(sidecar: Sidecar) -> list[bundle.FileEntry]:
+    return [bundle.FileEntry(**item) for item in sidecar["files"]]
+
+
+def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
+    """Delete ``file_ids`` from the archive; return a sentence saying what was done."""
+    failed = []
+    for file_id in file_ids:
+        try:
+            archive.delete(file_id)
+        except PeerError as exc:
+            logger.error("job %s: rollback could not delete file %s: %s", job_id, file_id, exc)
+            failed.append(file_id)
+    if not file_ids:
+        return "nothing had been written to the archive"
+    if failed:
+        return (f"deleted {len(file_ids) - len(failed)} of the {len(file_ids)} files this job wrote to "
+                f"the archive; could not delete file ids {failed}")
+    return f"deleted the {len(file_ids)} files this job wrote to the archive"
+
+
+def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
+                 report: Callable[[int, int], None] | None = None) -> None:
+    """'ingest files': stream each file from its tar offset to the archive, checking size and hash.
+
+    ``report(bytes_done, bytes_total)`` is called as bytes go out. On any failure every file
+    this attempt wrote is deleted from the archive again and the error says so.
+    """
+    entries = _files(sidecar)
+    total = sum(entry.size or 0 for entry in entries)
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if report is not None:
+            report(done, total)
+
+    written: list[int] = []
+    try:
+        with open(path, "rb") as handle:
+            for entry in entries:
+                reader = MemberReader(handle, entry.offset, entry.size, entry.hashtype, block_size, progress)
+                written.append(entry.file_id)
+                archive.put(entry.file_id, reader, entry.size, entry.mtime or time.time())
+                _verify(entry, reader)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
+        raise IngestError(f"{reason}; {rollback(job_id, archive, written)}") from exc
+
+
+def _verify(entry: bundle.FileEntry, reader: MemberReader) -> None:
+    if reader.bytes_read != entry.size:
+        raise IntegrityError(f"{entry.path}: sent {reader.bytes_read} bytes, expected {entry.size}")
+    digest = reader.hexdigest()
+    if digest != entry.hashsum:
+        raise IntegrityError(
+            f"{entry.path}: {entry.hashtype} of the bytes is {digest}, metadata says {entry.hashsum}")
+
+
+def move_files(sidecar: Sidecar, archive: ArchivePort) -> None:
+    """'move files': ask the archive to move each file from its ``source`` path into place."""
+    for entry in _files(sidecar):
+        archive.patch(entry.file_id, entry.source)
+
+
+def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archive: ArchivePort,
+                    move: bool) -> None:
+    """'ingest metadata': record the transaction's metadata.
+
+    If the metadata service refuses an upload's metadata, the files already archived for it
+    are deleted again (moved files are left where the archive put them: their source is gone).
+    """
+    try:
+        metadata.ingest(sidecar["metadata"])
+    except PeerError as exc:
+        if move:
+            raise
+        file_ids = [entry.file_id for entry in _files(sidecar)]
+        raise IngestError(f"{exc}; {rollback(job_id, archive, file_ids)}") from exc

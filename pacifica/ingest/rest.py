@@ -1,0 +1,226 @@
+"""The HTTP resources: ``/``, ``/upload`` (also ``/ingest``), ``/move`` and ``/get_state``.
+
+Handlers only receive and enqueue: they reserve a job id, record UPLOADING, spool the body
+to the volume in ``transfer_size`` reads and start the job's chain of stages. Every answer is
+JSON, errors included; a traceback never reaches a client (it goes to the log).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from typing import Any
+
+import cherrypy
+import peewee
+
+from . import orm, states
+from .bootstrap import runtime
+from .errors import PeerError
+from .utils import create_state_response
+
+logger = logging.getLogger(__name__)
+
+# Server-wide settings a bundle upload needs: no body size cap (CherryPy's default is 100 MB)
+# and a socket timeout that tolerates a slow uploader (the default is 10 s).
+SERVER_DEFAULTS = {
+    "server.max_request_body_size": 0,
+    "server.socket_timeout": 300,
+    "server.thread_pool": 32,
+    "engine.autoreload.on": False,
+    "log.screen": True,
+}
+
+MOVE_DOCUMENT_LIMIT = 64 * 1024 * 1024
+
+
+def error_page_default(**kwargs: Any) -> str:
+    """The default error page: always JSON, never a traceback."""
+    cherrypy.response.headers["Content-Type"] = "application/json"
+    return json.dumps({"status": kwargs.get("status"), "message": kwargs.get("message")})
+
+
+def unexpected_error() -> None:
+    """Answer an unexpected exception with a JSON 500 and log its traceback."""
+    logger.error("unhandled error in %s %s", cherrypy.request.method, cherrypy.request.path_info,
+                 exc_info=sys.exc_info())
+    cherrypy.response.status = 500
+    cherrypy.response.headers["Content-Type"] = "application/json"
+    cherrypy.response.body = json.dumps({
+        "status": "500 Internal Server Error",
+        "message": "internal error; the server log has the details",
+    }).encode()
+
+
+def get_remote_user() -> str:
+    """Get the remote user from cherrypy request headers."""
+    settings = runtime().settings
+    return cherrypy.request.headers.get(settings.auth_header, settings.default_user)
+
+
+def get_authed_user(func):
+    """Decorator to pull out authed user."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, authed_user=get_remote_user(), **kwargs)
+
+    return wrapper
+
+
+def parse_job_id(job_id: Any) -> int:
+    """Return ``job_id`` as a non-negative integer or answer 400."""
+    if job_id is None or job_id == "":
+        raise cherrypy.HTTPError(400, "job_id is required")
+    try:
+        value = int(job_id)
+    except (TypeError, ValueError):
+        raise cherrypy.HTTPError(400, f"job_id must be an integer, got {str(job_id)[:64]!r}") from None
+    if value < 0:
+        raise cherrypy.HTTPError(400, "job_id must not be negative")
+    return value
+
+
+def _new_job() -> int:
+    """Reserve a job id and record it as UPLOADING; 503 if a peer or the database is down."""
+    try:
+        job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
+    except PeerError as exc:
+        logger.error("cannot reserve a job id: %s", exc)
+        raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+    try:
+        orm.update_state(job_id, states.OK, states.UPLOADING, 0)
+    except peewee.PeeweeException as exc:
+        logger.error("job %s: cannot record its state: %s", job_id, exc)
+        raise cherrypy.HTTPError(503, "the job database is unavailable") from None
+    return job_id
+
+
+def _fail(job_id: int, message: str) -> None:
+    try:
+        orm.update_state(job_id, states.FAILED, states.UPLOADING, 0, message)
+    except peewee.PeeweeException:
+        logger.exception("job %s: could not record FAILED: %s", job_id, message)
+
+
+def _enqueue(job_id: int, signature) -> dict[str, Any]:
+    """Start a job's chain; on a broker failure mark the job FAILED and answer 503."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    try:
+        signature.apply_async()
+    except (BrokerError, OSError) as exc:
+        logger.error("job %s: cannot queue: %s", job_id, exc)
+        _fail(job_id, f"could not queue the job: the message broker is unavailable ({exc})")
+        raise cherrypy.HTTPError(503, "the message broker is unavailable; the job was not queued") from None
+    return create_state_response(orm.read_state(job_id))
+
+
+class RestIngestState:
+    """``GET /get_state?job_id=N``: the state of a job."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET(job_id: Any = None, **_ignored: Any) -> dict[str, Any]:
+        """Get the ingest state for the job."""
+        job = parse_job_id(job_id)
+        try:
+            record = orm.read_state(job)
+        except orm.IngestState.DoesNotExist:
+            raise cherrypy.HTTPError(404, f"job ID {job} does not exist.") from None
+        return create_state_response(record)
+
+
+class RestUpload:
+    """``POST /upload`` (and ``/ingest``): a tar bundle as the request body."""
+
+    exposed = True
+    # The body is a tar whatever Content-Type the client sends: never let CherryPy parse it.
+    _cp_config = {"request.process_request_body": False}
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    @get_authed_user
+    def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
+        """Spool the bundle and start its ingest."""
+        from .tasks import ingest_chain, make_context
+
+        rt = runtime()
+        job_id = _new_job()
+        try:
+            size = rt.spool.receive(job_id, cherrypy.request.rfile)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the body fails the job
+            logger.warning("job %s: upload interrupted: %s", job_id, exc)
+            _fail(job_id, f"upload interrupted before the whole body arrived: {exc}")
+            raise cherrypy.HTTPError(400, f"upload interrupted: {exc}") from None
+        logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
+        ctx = make_context(job_id, rt.spool.bundle_path(job_id), authed_user)
+        return _enqueue(job_id, ingest_chain(ctx))
+
+
+class RestMove:
+    """``POST /move``: a JSON metadata document whose Files objects name a ``source`` path."""
+
+    exposed = True
+    _cp_config = {"request.process_request_body": False}
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    @get_authed_user
+    def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
+        """Store the move document and start its move."""
+        from .tasks import make_context, move_chain
+
+        raw = cherrypy.request.rfile.read(MOVE_DOCUMENT_LIMIT + 1)
+        if len(raw) > MOVE_DOCUMENT_LIMIT:
+            raise cherrypy.HTTPError(413, f"move document larger than {MOVE_DOCUMENT_LIMIT} bytes")
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
+        rt = runtime()
+        job_id = _new_job()
+        path = rt.spool.write_move(job_id, document)
+        return _enqueue(job_id, move_chain(make_context(job_id, path, authed_user, move=True)))
+
+
+class Root:
+    """``GET /``: tells the service is up; the other resources hang below it."""
+
+    exposed = True
+    get_state = RestIngestState()
+    upload = RestUpload()
+    ingest = upload
+    move = RestMove()
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET() -> dict[str, str]:
+        """Return happy message about functioning service."""
+        return {"message": "Pacifica Ingest Up and Running"}
+
+
+def app_config() -> dict[str, dict[str, Any]]:
+    """Return the application config every deployment gets (a CherryPy config file may add to it)."""
+    return {
+        "/": {
+            "request.dispatch": cherrypy.dispatch.MethodDispatcher(),
+            "request.show_tracebacks": False,
+            "request.error_response": unexpected_error,
+            "error_page.default": error_page_default,
+            "tools.response_headers.on": True,
+            "tools.response_headers.headers": [("Content-Type", "application/json")],
+        }
+    }
+
+
+def make_app(cp_config: str | None = None) -> cherrypy.Application:
+    """Build the CherryPy application; ``cp_config`` is an optional CherryPy config file."""
+    app = cherrypy.Application(Root(), "", config=app_config())
+    if cp_config:
+        app.merge(cp_config)
+    return app

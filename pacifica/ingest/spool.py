@@ -1,0 +1,99 @@
+"""The volume: where bundles, move documents and per-job working files are kept.
+
+Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.json`` (a move
+document) and ``<job_id>.meta.json`` (what 'load metadata' derived: file ids and members).
+A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
+``.tar`` on the volume is always a whole body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from typing import Any, BinaryIO
+
+logger = logging.getLogger(__name__)
+
+
+class Spool:
+    """The service's working directory on the shared volume."""
+
+    def __init__(self, volume_path: str, block_size: int) -> None:
+        self.volume_path = volume_path
+        self.block_size = block_size
+
+    def bundle_path(self, job_id: int) -> str:
+        """Return where the uploaded tar of ``job_id`` is kept."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.tar")
+
+    def move_path(self, job_id: int) -> str:
+        """Return where the move document of ``job_id`` is kept."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.json")
+
+    def sidecar_path(self, job_id: int) -> str:
+        """Return where the derived metadata of ``job_id`` is kept."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.meta.json")
+
+    def receive(self, job_id: int, body: BinaryIO) -> int:
+        """Copy an upload body to the bundle path in ``block_size`` reads; return the byte count.
+
+        On any error the partial file is removed and the error propagates.
+        """
+        os.makedirs(self.volume_path, exist_ok=True)
+        final = self.bundle_path(job_id)
+        partial = final + ".part"
+        received = 0
+        try:
+            with open(partial, "wb") as out:
+                while True:
+                    block = body.read(self.block_size)
+                    if not block:
+                        break
+                    out.write(block)
+                    received += len(block)
+            os.replace(partial, final)
+        except BaseException:
+            _remove(partial)
+            raise
+        return received
+
+    def write_move(self, job_id: int, document: Any) -> str:
+        """Store a move request's JSON document; return its path."""
+        path = self.move_path(job_id)
+        _write_json_atomically(path, document)
+        return path
+
+    def write_sidecar(self, job_id: int, data: dict[str, Any]) -> None:
+        """Durably store what 'load metadata' derived for ``job_id``."""
+        _write_json_atomically(self.sidecar_path(job_id), data)
+
+    def read_sidecar(self, job_id: int) -> dict[str, Any] | None:
+        """Return the derived metadata of ``job_id``, or None if 'load metadata' has not run."""
+        try:
+            with open(self.sidecar_path(job_id), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def discard(self, job_id: int, path: str | None = None) -> None:
+        """Remove every file the job kept on the volume (after it completed)."""
+        for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id)):
+            if name:
+                _remove(name)
+
+
+def _write_json_atomically(path: str, data: Any) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temp = f"{path}.tmp{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,267 @@
+"""The Celery app and one thin task per pipeline stage, linked with ``celery.chain``.
+
+Run the workers with ``celery -A pacifica.ingest.tasks worker``. The app reads its broker
+and backend from the settings when it is first used, not at import. Each task receives and
+returns a small JSON context ``{"job_id", "path", "user"}`` and calls one ``pipeline``
+function inside ``pipeline.stage()``; a failing stage records FAILED, raises (so Celery records
+the failure too) and thereby stops the chain.
+
+The module-level functions named as in the published service (``ingest_check_tarfile`` ...
+``validate_meta``) keep their documented signatures for code that calls them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery, Task, chain
+
+from . import orm, pipeline, states
+from .bootstrap import runtime
+from .config import Settings, load_settings
+from .errors import IngestError, PeerError
+from .tarutils import MetaParser, TarIngestor, open_bundle, patch_files
+
+logger = logging.getLogger(__name__)
+
+Context = dict[str, Any]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return the Celery settings derived from ``settings``."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.backend_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Stages are idempotent: a message is acknowledged only once its stage has finished,
+        # so a worker that dies mid-stage leaves the message to be delivered again.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "result_expires": 24 * 3600,
+        # Keep each stage's arguments with its result, so an operator can find a job's tasks.
+        "result_extended": True,
+    }
+
+
+INGEST_APP = Celery("ingest", set_as_current=False)
+INGEST_APP.add_defaults(lambda: celery_config(load_settings()))
+app = INGEST_APP
+
+
+def configure_celery(settings: Settings) -> None:
+    """Point the Celery app at the broker and backend of ``settings``."""
+    INGEST_APP.conf.update(celery_config(settings))
+
+
+class StageTask(Task):
+    """Base of the stage tasks: make sure the runtime exists and hold one database connection."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        runtime()
+        with orm.DB.connection_context():
+            return super().__call__(*args, **kwargs)
+
+
+def _stage_task(name: str):
+    return INGEST_APP.task(name=f"pacifica.ingest.{name}", base=StageTask, bind=False)
+
+
+@_stage_task("open_tar")
+def stage_open_tar(ctx: Context) -> Context:
+    """'open tar'."""
+    with pipeline.stage(ctx["job_id"], states.OPEN_TAR):
+        pipeline.check_tar(ctx["path"])
+    return ctx
+
+
+@_stage_task("load_metadata")
+def stage_load_metadata(ctx: Context) -> Context:
+    """'load metadata' of an upload."""
+    rt = runtime()
+    with pipeline.stage(ctx["job_id"], states.LOAD_METADATA):
+        pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
+    return ctx
+
+
+@_stage_task("load_move_metadata")
+def stage_load_move_metadata(ctx: Context) -> Context:
+    """'load metadata' of a move."""
+    rt = runtime()
+    with pipeline.stage(ctx["job_id"], states.LOAD_METADATA):
+        pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
+    return ctx
+
+
+def _sidecar(ctx: Context) -> dict[str, Any]:
+    sidecar = runtime().spool.read_sidecar(ctx["job_id"])
+    if sidecar is None:
+        raise IngestError(f"job {ctx['job_id']}: its metadata was never loaded (no sidecar on the volume)")
+    return sidecar
+
+
+@_stage_task("policy")
+def stage_policy(ctx: Context) -> Context:
+    """'Policy Validation'."""
+    with pipeline.stage(ctx["job_id"], states.POLICY_VALIDATION):
+        pipeline.check_policy(_sidecar(ctx), ctx["user"], runtime().peers.policy)
+    return ctx
+
+
+def _progress_reporter(job_id: int, task: str, interval: float = 1.0):
+    last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= interval and total:
+            last = now
+            orm.update_state(job_id, states.OK, task, min(99.9, round(100.0 * done / total, 1)))
+
+    return report
+
+
+@_stage_task("ingest_files")
+def stage_ingest_files(ctx: Context) -> Context:
+    """'ingest files'."""
+    rt = runtime()
+    job_id = ctx["job_id"]
+    with pipeline.stage(job_id, states.INGEST_FILES):
+        pipeline.ingest_files(job_id, ctx["path"], _sidecar(ctx), rt.peers.archive,
+                              rt.settings.transfer_size, _progress_reporter(job_id, states.INGEST_FILES))
+    return ctx
+
+
+@_stage_task("move_files")
+def stage_move_files(ctx: Context) -> Context:
+    """'move files'."""
+    with pipeline.stage(ctx["job_id"], states.MOVE_FILES):
+        pipeline.move_files(_sidecar(ctx), runtime().peers.archive)
+    return ctx
+
+
+@_stage_task("ingest_metadata")
+def stage_ingest_metadata(ctx: Context) -> Context:
+    """'ingest metadata', then the job's files are removed from the volume."""
+    rt = runtime()
+    job_id = ctx["job_id"]
+    with pipeline.stage(job_id, states.INGEST_METADATA):
+        pipeline.ingest_metadata(job_id, _sidecar(ctx), rt.peers.metadata, rt.peers.archive,
+                                 move=ctx.get("move", False))
+    rt.spool.discard(job_id, ctx["path"])
+    return ctx
+
+
+def make_context(job_id: int, path: str, user: str, move: bool = False) -> Context:
+    """Return the message every stage of a job receives."""
+    return {"job_id": int(job_id), "path": str(path), "user": str(user), "move": bool(move)}
+
+
+def ingest_chain(ctx: Context):
+    """Return the chain of stages of an upload."""
+    return chain(stage_open_tar.s(ctx), stage_load_metadata.s(), stage_policy.s(),
+                 stage_ingest_files.s(), stage_ingest_metadata.s())
+
+
+def move_chain(ctx: Context):
+    """Return the chain of stages of a move."""
+    return chain(stage_load_move_metadata.s(ctx), stage_policy.s(), stage_move_files.s(),
+                 stage_ingest_metadata.s())
+
+
+def job_chain(ctx: Context):
+    """Return the chain of stages for ``ctx`` (an upload or a move)."""
+    return move_chain(ctx) if ctx.get("move") else ingest_chain(ctx)
+
+
+def run_job(ctx: Context) -> bool:
+    """Run every stage of a job in this process (``pacifica-ingest-cmd retry``); True if it completed."""
+    for signature in job_chain(ctx).tasks:
+        try:
+            signature.type(ctx)
+        except Exception:  # noqa: BLE001 - the stage has recorded FAILED with its reason
+            return False
+    return True
+
+
+@INGEST_APP.task(name="pacifica.ingest.tasks.ingest")
+def ingest(job_id: int, filepath: str, authed_user: str) -> None:
+    """Ingest a tar bundle into the archive: start the chain of upload stages."""
+    ingest_chain(make_context(job_id, filepath, authed_user)).apply_async()
+
+
+@INGEST_APP.task(name="pacifica.ingest.tasks.move")
+def move(job_id: int, filepath: str, authed_user: str) -> None:
+    """Move the files of a move document into the archive: start the chain of move stages."""
+    move_chain(make_context(job_id, filepath, authed_user, move=True)).apply_async()
+
+
+# ---- the published module-level functions -------------------------------------------------
+
+IngestException = IngestError
+
+
+def ingest_check_tarfile(job_id: int, filepath: str):
+    """Check the ingest tarfile and return it open; FAILED 'open tar' if it is not a tar."""
+    with pipeline.stage(job_id, states.OPEN_TAR):
+        return open_bundle(filepath)
+
+
+def ingest_metadata_parser(job_id: int, tar) -> MetaParser:
+    """Parse a bundle's metadata and reserve its file ids, recording 'load metadata'."""
+    meta = MetaParser()
+    with pipeline.stage(job_id, states.LOAD_METADATA):
+        meta.load_meta(tar, job_id)
+    return meta
+
+
+def move_metadata_parser(job_id: int, metafile: str) -> MetaParser:
+    """Parse a move document and reserve its file ids, recording 'load metadata'."""
+    meta = MetaParser()
+    with pipeline.stage(job_id, states.LOAD_METADATA):
+        meta.read_meta(metafile, job_id)
+    return meta
+
+
+def validate_meta(meta_str: str, authed_user: str) -> tuple[bool, str]:
+    """Ask the policy whether ``authed_user`` may ingest ``meta_str``; return (allowed, reason)."""
+    import json
+
+    try:
+        runtime().peers.policy.check_ingest(json.loads(meta_str), authed_user)
+    except (PeerError, ValueError) as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def ingest_policy_check(job_id: int, meta_str: str, authed_user: str) -> None:
+    """Check the metadata with the policy, recording 'Policy Validation'."""
+    with pipeline.stage(job_id, states.POLICY_VALIDATION):
+        allowed, reason = validate_meta(meta_str, authed_user)
+        if not allowed:
+            raise IngestError(reason)
+
+
+def ingest_files(job_id: int, ingest_obj: TarIngestor) -> None:
+    """Send the files of a ``TarIngestor`` to the archive, recording 'ingest files'."""
+    with pipeline.stage(job_id, states.INGEST_FILES):
+        ingest_obj.ingest()
+
+
+def move_files(job_id: int, meta_obj: MetaParser) -> None:
+    """Move the files of a move document in the archive, recording 'move files'."""
+    with pipeline.stage(job_id, states.MOVE_FILES):
+        patch_files(meta_obj)
+
+
+def ingest_metadata(job_id: int, meta: MetaParser) -> None:
+    """Post the metadata to the metadata service, recording 'ingest metadata'."""
+    with pipeline.stage(job_id, states.INGEST_METADATA):
+        posted, reason = meta.post_metadata()
+        if not posted:
+            raise IngestError(reason)

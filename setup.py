@@ -1,0 +1,32 @@
+"""Packaging for pacifica-ingest."""
+
+from setuptools import find_namespace_packages, setup
+
+setup(
+    name="pacifica-ingest",
+    version="1.0.0",
+    description="Pacifica Ingest: receive, validate and archive data bundles",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_namespace_packages(include=["pacifica.*"]),
+    install_requires=[
+        "celery[redis]>=5.3",
+        "cherrypy>=18",
+        "kombu>=5.3",
+        "peewee>=3.17",
+        "requests>=2.31",
+        "psycopg2-binary>=2.9",
+        "pymysql>=1.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5",
+                 "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pacifica-ingest=pacifica.ingest.__main__:main",
+            "pacifica-ingest-cmd=pacifica.ingest.__main__:cmd",
+        ],
+    },
+)

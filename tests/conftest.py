@@ -1,0 +1,104 @@
+"""Fixtures shared by every tier: the test peers, the published archive interface, ingest stacks."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+from tests.support.peers import MetadataApp, PeerServer, PolicyApp, UniqueIdApp
+from tests.support.stack import ArchiveInterface, Stack
+
+# Each integration stack: (database, broker). Every database meets every broker.
+STACKS = {
+    "sqlite-redis": ("sqlite", "redis"),
+    "sqlite-rabbitmq": ("sqlite", "rabbitmq"),
+    "postgres-rabbitmq": ("postgres", "rabbitmq"),
+    "postgres-redis": ("postgres", "redis"),
+    "mysql-rabbitmq": ("mysql", "rabbitmq"),
+    "mysql-redis": ("mysql", "redis"),
+}
+
+_redis_numbers = itertools.count(3)
+
+
+class Peers:
+    """The three HTTP test peers of a session."""
+
+    def __init__(self) -> None:
+        self.uniqueid_app = UniqueIdApp()
+        self.policy_app = PolicyApp()
+        self.metadata_app = MetadataApp()
+        self.uniqueid = PeerServer(self.uniqueid_app).start()
+        self.policy = PeerServer(self.policy_app).start()
+        self.metadata = PeerServer(self.metadata_app).start()
+
+    def stop(self) -> None:
+        for server in (self.uniqueid, self.policy, self.metadata):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def peers():
+    running = Peers()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory):
+    interface = ArchiveInterface(tmp_path_factory.mktemp("archiveinterface")).start()
+    yield interface
+    interface.stop()
+
+
+def broker_urls(kind: str, name: str) -> tuple[str, str]:
+    """Return (broker_url, backend_url) of a fresh broker namespace; results always go to Redis."""
+    backend = services.redis_db(next(_redis_numbers))
+    if kind == "redis":
+        return services.redis_db(next(_redis_numbers)), backend
+    return services.rabbitmq_vhost(f"pacifica_ingest_test_{name}"), backend
+
+
+def stack_settings(root: Path, db_url: str, broker: str, backend: str, peers: Peers,
+                   archive: ArchiveInterface) -> dict[str, dict[str, str]]:
+    return {
+        "ingest": {"volume_path": str(root / "volume"), "transfer_size": "1 Mb",
+                   "http_timeout": "10", "http_retries": "2"},
+        "uniqueid": {"url": peers.uniqueid.url},
+        "policy": {"ingest_url": peers.policy.url + "/ingest"},
+        "archiveinterface": {"url": archive.url},
+        "metadata": {"ingest_url": peers.metadata.url + "/ingest"},
+        "celery": {"broker_url": broker, "backend_url": backend},
+        "database": {"peewee_url": db_url, "connect_attempts": "3", "connect_wait": "1"},
+    }
+
+
+def make_stack(name: str, db: str, broker_kind: str, root: Path, peers: Peers, archive: ArchiveInterface) -> Stack:
+    """Provision a database and broker namespace and write the stack's config (nothing started)."""
+    root.mkdir(parents=True, exist_ok=True)
+    db_url = services.database_url(db, f"pacifica_ingest_test_{name.replace('-', '_')}", root)
+    broker, backend = broker_urls(broker_kind, name.replace("-", "_"))
+    stack = Stack(name=name, root=root, settings=stack_settings(root, db_url, broker, backend, peers, archive))
+    stack.write_config()
+    return stack
+
+
+@pytest.fixture(scope="session", params=list(STACKS))
+def stack(request, tmp_path_factory, peers, archive):
+    """A running ingest stack (server + worker) for each database and broker."""
+    name = request.param
+    db, broker = STACKS[name]
+    running = make_stack(name, db, broker, tmp_path_factory.mktemp(name), peers, archive)
+    synced = running.cmd("dbsync")
+    assert synced.returncode == 0, synced.stderr
+    try:
+        running.start_server()
+        running.start_worker()
+    except BaseException:
+        running.stop()
+        raise
+    yield running
+    running.stop()

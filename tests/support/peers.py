@@ -1,0 +1,185 @@
+"""HTTP test doubles for the uniqueid, policy and metadata services.
+
+They speak the published wire protocols over real sockets on loopback; their behaviour is
+that of a small deployment: the policy knows a fixed set of projects, the metadata service
+refuses a malformed mimetype and keeps what it accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+KNOWN_PROJECTS = {"1234", "1235", "project-a"}
+MIMETYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+
+
+class PeerApp:
+    """Answers one peer's requests: ``handle(method, path, query, headers, body) -> (status, json)``."""
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], headers, body: bytes):
+        raise NotImplementedError
+
+
+class UniqueIdApp(PeerApp):
+    """``GET /getid?range=N&mode=M``: consecutive ranges per mode, starting at 1."""
+
+    def __init__(self, start: int = 1) -> None:
+        self.lock = threading.Lock()
+        self.next = {}
+        self.start = start
+        self.calls: list[tuple[str, int]] = []
+
+    def handle(self, method, path, query, headers, body):
+        if method != "GET" or path != "/getid":
+            return 404, {"status": "404 Not Found", "message": f"no {method} {path}"}
+        try:
+            count = int(query["range"][0])
+            mode = query["mode"][0]
+        except (KeyError, ValueError, IndexError):
+            return 400, {"status": "400 Bad Request", "message": "range and mode are required"}
+        if count < 1:
+            return 400, {"status": "400 Bad Request", "message": "range must be positive"}
+        with self.lock:
+            first = self.next.get(mode, self.start)
+            self.next[mode] = first + count
+            self.calls.append((mode, count))
+        return 200, {"startIndex": first, "endIndex": first + count - 1}
+
+
+class PolicyApp(PeerApp):
+    """``POST /ingest``: accepts metadata whose ``Transactions.project`` is a known project."""
+
+    def __init__(self, auth_header: str = "X-Http-Authed-User") -> None:
+        self.auth_header = auth_header
+        self.calls: list[tuple[str | None, Any]] = []
+
+    def handle(self, method, path, query, headers, body):
+        if method != "POST" or path != "/ingest":
+            return 404, {"status": "404 Not Found", "message": f"no {method} {path}"}
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return 400, {"status": "error", "message": "body is not JSON"}
+        self.calls.append((headers.get(self.auth_header), document))
+        projects = [item.get("value") for item in document
+                    if isinstance(item, dict) and item.get("destinationTable") == "Transactions.project"]
+        unknown = [str(project) for project in projects if str(project) not in KNOWN_PROJECTS]
+        if not projects or unknown:
+            return 412, {"status": "error", "message": f"project {', '.join(unknown) or '(none)'} is not valid"}
+        return 200, {"status": "success"}
+
+
+class MetadataApp(PeerApp):
+    """``PUT /ingest``: stores the document unless a Files object has a malformed mimetype."""
+
+    def __init__(self) -> None:
+        self.accepted: list[list[dict[str, Any]]] = []
+        self.lock = threading.Lock()
+
+    def handle(self, method, path, query, headers, body):
+        if method != "PUT" or path != "/ingest":
+            return 404, {"status": "404 Not Found", "message": f"no {method} {path}"}
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return 400, {"status": "error", "message": "body is not JSON"}
+        for item in document:
+            if item.get("destinationTable") == "Files" and "mimetype" in item \
+                    and not MIMETYPE.match(str(item["mimetype"])):
+                return 400, {"status": "error", "message": f"invalid mimetype {item['mimetype']!r}"}
+        with self.lock:
+            self.accepted.append(document)
+        return 200, {"status": "success"}
+
+    def transaction(self, job_id: int) -> list[dict[str, Any]] | None:
+        """Return the accepted document whose ``Transactions._id`` is ``job_id``."""
+        with self.lock:
+            for document in self.accepted:
+                for item in document:
+                    if item.get("destinationTable") == "Transactions._id" and item.get("value") == job_id:
+                        return document
+        return None
+
+
+def _handler_for(app: PeerApp):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, payload = app.handle(self.command, url.path, parse_qs(url.query), self.headers, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+class _TrackingServer(ThreadingHTTPServer):
+    """Remembers open connections so that stopping the server really takes the peer down."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set = set()
+
+    def get_request(self):
+        request, address = super().get_request()
+        self.connections.add(request)
+        return request, address
+
+    def shutdown_request(self, request) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        import socket
+
+        for request in list(self.connections):
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+
+
+class PeerServer:
+    """Serve a ``PeerApp`` on 127.0.0.1; ``stop()`` and ``start()`` again keep the same port."""
+
+    def __init__(self, app: PeerApp, port: int = 0) -> None:
+        self.app = app
+        self.port = port
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> PeerServer:
+        self.server = _TrackingServer(("127.0.0.1", self.port), _handler_for(self.app))
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server.close_connections()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
