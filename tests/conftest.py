@@ -102,3 +102,19 @@ def stack(request, tmp_path_factory, peers, archive):
         raise
     yield running
     running.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def database(request, tmp_path):
+    """An empty database of each kind, bound to ``orm.DB`` for the test (closed afterwards)."""
+    from pacifica.ingest.database import make_database
+    from pacifica.ingest.orm import DB
+
+    url = services.database_url(request.param, f"pacifica_ingest_unit_{request.param}", tmp_path)
+    db = make_database(url)
+    previous = DB.obj
+    DB.initialize(db)
+    db.connect()
+    yield db
+    db.close()
+    DB.initialize(previous)

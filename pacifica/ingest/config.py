@@ -129,9 +129,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     raw strings (used by the CLI's ``-p/-a`` style flags and by tests).
     """
     environ = os.environ if environ is None else environ
-    explicit = path is not None or ingest_globals.CONFIG_ENV in environ
+    explicit = path is not None or bool(environ.get(ingest_globals.CONFIG_ENV))
     if path is None:
-        path = environ.get(ingest_globals.CONFIG_ENV) or ingest_globals.config_file()
+        path = ingest_globals.config_file(environ)
     parser = configparser.ConfigParser(interpolation=None)
     if os.path.exists(path):
         try:

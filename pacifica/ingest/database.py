@@ -27,7 +27,14 @@ def make_database(url: str) -> peewee.Database:
     if scheme not in db_url.schemes:
         raise ConfigError(f"[database] peewee_url: unsupported scheme {scheme!r} "
                           f"(use one of {', '.join(sorted(db_url.schemes))})")
-    params = {"pragmas": SQLITE_PRAGMAS} if scheme.startswith("sqlite") else {}
+    params = {}
+    if scheme.startswith("sqlite"):
+        params["pragmas"] = SQLITE_PRAGMAS
+    elif scheme.startswith("mysql"):
+        # Report rows matched, not rows changed, so "UPDATE ... else INSERT" works on MySQL too.
+        from pymysql.constants import CLIENT
+
+        params["client_flag"] = CLIENT.FOUND_ROWS
     try:
         return db_url.connect(url, **params)
     except (ValueError, TypeError, RuntimeError) as exc:

@@ -8,6 +8,7 @@ The published service evaluated these at import time, so a later ``-c`` or a cha
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 CONFIG_ENV = "INGEST_CONFIG"
 CPCONFIG_ENV = "INGEST_CPCONFIG"
@@ -18,9 +19,10 @@ def default_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".pacifica-ingest")
 
 
-def config_file() -> str:
+def config_file(environ: Mapping[str, str] | None = None) -> str:
     """Return the service configuration path: ``INGEST_CONFIG`` or the per-user default."""
-    return os.environ.get(CONFIG_ENV, os.path.join(default_dir(), "config.ini"))
+    environ = os.environ if environ is None else environ
+    return environ.get(CONFIG_ENV) or os.path.join(default_dir(), "config.ini")
 
 
 def cherrypy_config() -> str:

@@ -55,7 +55,9 @@ def _record_version(database: peewee.Database, version: Version) -> None:
     database.create_tables([model], safe=True)
     with database.atomic():
         for part, value in zip(("major", "minor"), version, strict=True):
-            if not model.update(value=value).where(model.part == part).execute():
+            if model.select().where(model.part == part).exists():
+                model.update(value=value).where(model.part == part).execute()
+            else:
                 model.create(part=part, value=value)
 
 

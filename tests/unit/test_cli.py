@@ -1,0 +1,88 @@
+"""Argument handling and behaviour of ``pacifica-ingest`` and ``pacifica-ingest-cmd`` (in process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacifica.ingest.__main__ import cmd, main
+from pacifica.ingest.orm import read_state
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "config.cfg"
+    path.write_text(f"[ingest]\nvolume_path = {tmp_path}/volume\n"
+                    f"[database]\npeewee_url = sqliteext:///{tmp_path}/db.sqlite3\nconnect_attempts = 1\n"
+                    "connect_wait = 0\n")
+    return str(path)
+
+
+def test_cmd_requires_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cmd([])
+    assert exit_info.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_job_requires_an_integer_job_id(capsys, config):
+    with pytest.raises(SystemExit):
+        cmd(["-c", config, "job", "--state", "FAILED"])
+    with pytest.raises(SystemExit):
+        cmd(["-c", config, "job", "--job-id", "abc"])
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_dbchk_dbsync_dbchk(config, capsys):
+    assert cmd(["-c", config, "dbchk"]) == -1
+    assert cmd(["-c", config, "dbchk", "--equal"]) == -1
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert "upgraded to 1.0, 2.0" in capsys.readouterr().out
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert "upgraded" not in capsys.readouterr().out
+    assert cmd(["-c", config, "dbchk"]) == 0
+    assert cmd(["-c", config, "dbchk", "--equal"]) == 0
+
+
+def test_job_sets_the_state_of_a_stuck_job(config, capsys):
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert cmd(["-c", config, "job", "--job-id", "12", "--state", "OK", "--task", "ingest files",
+                "--task-percent", "50"]) == 0
+    assert cmd(["-c", config, "job", "--job-id", "12", "--state", "FAILED",
+                "--exception", "Failed by administrator"]) == 0
+    cmd(["-c", config, "dbchk"])  # leaves the database bound to this config
+    row = read_state(12)
+    assert (row.state, row.task, float(row.task_percent), row.exception, row.complete) == \
+        ("FAILED", "ingest files", 50.0, "Failed by administrator", True)
+
+
+def test_job_refuses_unknown_jobs_and_bad_percent(config, capsys):
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert cmd(["-c", config, "job", "--job-id", "99", "--exception", "x"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert cmd(["-c", config, "job", "--job-id", "99", "--state", "OK", "--task", "x", "--task-percent", "101"]) == 2
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    assert cmd(["-c", str(tmp_path / "missing.cfg"), "dbchk"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err
+
+
+def test_retry_of_a_missing_file(config, capsys):
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert cmd(["-c", config, "retry", "--path", "/nonexistent.tar", "--job_id", "3"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_server_refuses_an_unsafe_schema(config, capsys):
+    assert main(["-c", config, "-p", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "run 'pacifica-ingest-cmd dbsync'" in err
+
+
+def test_server_refuses_a_bad_database_url(tmp_path, capsys):
+    path = tmp_path / "config.cfg"
+    path.write_text("[database]\npeewee_url = oracle://nowhere/db\n")
+    assert main(["-c", str(path)]) == 2
+    assert "unsupported scheme 'oracle'" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""Schema versions (0,0) -> (1,0) -> (2,0) on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import datetime
+
+import peewee
+
+from pacifica.ingest import migrations
+from pacifica.ingest.orm import IngestState, IngestStateSystem, OrmSync, read_state, update_state
+
+
+def columns(db, table):
+    return {column.name for column in db.get_columns(table)}
+
+
+def test_empty_database_is_version_0_0_and_unsafe(database):
+    assert migrations.get_version(database) == (0, 0)
+    assert migrations.is_empty(database)
+    assert not IngestStateSystem.is_safe() and not IngestStateSystem.is_equal()
+
+
+def test_step_0_0_to_1_0_creates_the_table_without_complete(database):
+    assert migrations.upgrade(database, target=(1, 0)) == [(1, 0)]
+    assert migrations.get_version(database) == (1, 0)
+    assert columns(database, "ingeststate") == {"id", "state", "task", "task_percent", "exception",
+                                                "created", "updated"}
+    assert not IngestStateSystem.is_safe()
+
+
+def test_step_1_0_to_2_0_adds_complete_and_keeps_rows(database):
+    migrations.upgrade(database, target=(1, 0))
+    now = datetime.datetime(2019, 1, 9, 9, 17, 26)
+    database.execute_sql(
+        "INSERT INTO ingeststate (id, state, task, task_percent, exception, created, updated) "
+        f"VALUES (7, 'OK', 'ingest metadata', 100, '', {database.param}, {database.param})", (now, now))
+    assert migrations.upgrade(database) == [(2, 0)]
+    assert "complete" in columns(database, "ingeststate")
+    row = read_state(7)
+    assert (row.state, row.task, float(row.task_percent), row.complete, row.created) == \
+        ("OK", "ingest metadata", 100.0, False, now)
+    assert IngestStateSystem.is_equal() and IngestStateSystem.is_safe()
+
+
+def test_upgrade_from_nothing_to_latest_twice_is_a_no_op(database):
+    assert migrations.upgrade(database) == [(1, 0), (2, 0)]
+    update_state(1, "OK", "UPLOADING", 0)
+    assert migrations.upgrade(database) == []
+    assert IngestStateSystem.get_version() == (2, 0)
+    assert IngestState.select().count() == 1
+
+
+def test_orm_sync_facade_runs_the_same_steps(database):
+    OrmSync.update_0_0_to_1_0()
+    assert IngestStateSystem.get_version() == (1, 0)
+    OrmSync.update_tables()
+    assert IngestStateSystem.get_version() == (2, 0)
+    assert OrmSync.versions == [(0, 0), (1, 0), (2, 0)]
+
+
+def test_interrupted_step_can_run_again(database):
+    """MySQL DDL is not transactional: a step whose version was not recorded must be re-runnable."""
+    migrations.step_0_0_to_1_0(database)
+    migrations.step_0_0_to_1_0(database)
+    migrations.upgrade(database, target=(1, 0))
+    migrations.step_1_0_to_2_0(database)
+    assert migrations.upgrade(database) == [(2, 0)]
+    assert "complete" in columns(database, "ingeststate")
+
+
+def test_unknown_version_is_refused(database):
+    migrations.upgrade(database)
+    IngestStateSystem.update(value=9).where(IngestStateSystem.part == "major").execute()
+    assert not IngestStateSystem.is_safe()
+    try:
+        migrations.upgrade(database)
+    except peewee.DatabaseError as exc:
+        assert "9.0" in str(exc)
+    else:
+        raise AssertionError("upgrade accepted an unknown schema version")
+
+
+def test_update_state_rules(database):
+    migrations.upgrade(database)
+    update_state(5, "OK", "ingest files", 42.5)
+    row = read_state(5)
+    assert (row.state, row.task, float(row.task_percent), row.complete) == ("OK", "ingest files", 42.5, False)
+    update_state(5, "OK", "ingest metadata", 100)
+    assert read_state(5).complete
+    update_state(6, "FAILED", "open tar", 0, "bad tar")
+    assert read_state(6).complete and read_state(6).exception == "bad tar"
+    try:
+        read_state(404)
+    except IngestState.DoesNotExist:
+        pass
+    else:
+        raise AssertionError("read_state of an unknown job returned a row")
