@@ -118,3 +118,14 @@ def database(request, tmp_path):
     yield db
     db.close()
     DB.initialize(previous)
+
+
+@pytest.fixture
+def cli_stack(request, tmp_path, peers, archive):
+    """A configuration (no processes) on each database, for running ``pacifica-ingest-cmd``."""
+    kind = request.param
+    db_url = services.database_url(kind, f"pacifica_ingest_cli_{kind}", tmp_path)
+    settings = stack_settings(tmp_path, db_url, "memory://", "cache+memory://", peers, archive)
+    stack = Stack(name=f"cli-{kind}", root=tmp_path, settings=settings)
+    stack.write_config()
+    return stack

@@ -7,6 +7,7 @@ HTTP test peers; states are polled with a deadline.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -66,19 +67,30 @@ def test_bad_project_fails_policy_validation(stack, tmp_path):
     assert "no-such-project" in final["exception"]
 
 
+def _archived_ids(stack, job_id):
+    """The file ids 'load metadata' reserved for a job (its sidecar stays on the volume after a failure)."""
+    sidecar = json.loads((stack.volume / f"{job_id}.meta.json").read_text())
+    return [item["file_id"] for item in sidecar["files"]]
+
+
 def test_wrong_hashsum_fails_ingest_files(stack, archive, tmp_path):
-    job_id, _ = _post_bundle(stack, tmp_path, corrupt_hash="data/a/b/results.csv")
+    files = {"data/first.txt": b"sent before the bad one\n", **GOOD_FILES}
+    job_id, _ = _post_bundle(stack, tmp_path, files=files, corrupt_hash="data/a/b/results.csv")
     final = stack.wait_complete(job_id)
     assert (final["state"], final["task"]) == ("FAILED", "ingest files")
     assert "data/a/b/results.csv" in final["exception"]
-    assert "deleted" in final["exception"]
+    assert "deleted the 2 files this job wrote" in final["exception"]
+    assert not any(archive.file(file_id).exists() for file_id in _archived_ids(stack, job_id))
+    assert (stack.volume / f"{job_id}.tar").exists(), "a failed job's bundle must stay for retry"
 
 
-def test_bad_mimetype_fails_ingest_metadata(stack, tmp_path):
+def test_bad_mimetype_fails_ingest_metadata(stack, archive, tmp_path):
     job_id, _ = _post_bundle(stack, tmp_path, mimetype="not a mimetype")
     final = stack.wait_complete(job_id)
     assert (final["state"], final["task"]) == ("FAILED", "ingest metadata")
     assert "mimetype" in final["exception"]
+    assert f"deleted the {len(GOOD_FILES)} files" in final["exception"]
+    assert not any(archive.file(file_id).exists() for file_id in _archived_ids(stack, job_id))
 
 
 def test_metadata_not_json_fails_load_metadata(stack, tmp_path):

@@ -98,9 +98,9 @@ class MetadataApp(PeerApp):
         return 200, {"status": "success"}
 
     def transaction(self, job_id: int) -> list[dict[str, Any]] | None:
-        """Return the accepted document whose ``Transactions._id`` is ``job_id``."""
+        """Return the latest accepted document whose ``Transactions._id`` is ``job_id``."""
         with self.lock:
-            for document in self.accepted:
+            for document in reversed(self.accepted):
                 for item in document:
                     if item.get("destinationTable") == "Transactions._id" and item.get("value") == job_id:
                         return document

@@ -99,10 +99,10 @@ class Proc:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 120,
-        check: bool = False) -> subprocess.CompletedProcess:
+        check: bool = False, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run a command to completion and return its result (text output)."""
     result = subprocess.run(argv, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+                            timeout=timeout, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result

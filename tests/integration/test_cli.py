@@ -1,0 +1,77 @@
+"""``pacifica-ingest-cmd`` as an operator runs it, on each database."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.support.bundles import make_bundle
+
+pytestmark = pytest.mark.parametrize("cli_stack", ["sqlite", "postgres", "mysql"], indirect=True)
+
+# Job ids the retry test uses, distinct per database (the test peers live for the whole session).
+JOB_IDS = {"cli-sqlite": 900001, "cli-postgres": 900002, "cli-mysql": 900003}
+
+
+def test_dbchk_dbsync_twice_dbchk(cli_stack):
+    assert cli_stack.cmd("dbchk").returncode != 0
+    assert cli_stack.cmd("dbchk", "--equal").returncode != 0
+    first = cli_stack.cmd("dbsync")
+    assert first.returncode == 0, first.stderr
+    assert "upgraded to 1.0, 2.0" in first.stdout
+    second = cli_stack.cmd("dbsync")
+    assert second.returncode == 0 and "upgraded" not in second.stdout
+    assert cli_stack.cmd("dbchk").returncode == 0
+    assert cli_stack.cmd("dbchk", "--equal").returncode == 0
+
+
+def test_job_fails_a_stuck_job(cli_stack):
+    cli_stack.cmd("dbsync")
+    assert cli_stack.cmd("job", "--job-id", "77", "--state", "OK", "--task", "ingest files",
+                         "--task-percent", "12.5").returncode == 0
+    result = cli_stack.cmd("job", "--job-id", "77", "--state", "FAILED", "--task", "ingest files",
+                           "--task-percent", "0.0", "--exception", "Failed by administrator")
+    assert result.returncode == 0, result.stderr
+    check = cli_stack.cmd("job", "--job-id", "78", "--exception", "no such job")
+    assert check.returncode == 1 and "does not exist" in check.stderr
+
+
+def test_retry_reuses_the_file_ids_of_a_failed_attempt(cli_stack, peers, archive, tmp_path):
+    cli_stack.cmd("dbsync")
+    job = str(JOB_IDS[cli_stack.name])
+    volume = cli_stack.volume
+    volume.mkdir(parents=True, exist_ok=True)
+    files = {"data/r/one.txt": b"one\n" * 1000, "data/r/two.txt": b"two\n" * 10}
+    bundle = volume / f"{job}.tar"
+    make_bundle(str(bundle), files)
+    peers.policy.stop()
+    try:
+        failed = cli_stack.cmd("retry", "--path", str(bundle), "--job_id", job, "--username", "bob")
+    finally:
+        peers.policy.start()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAILED Policy Validation" in failed.stdout
+    reservations = len(peers.uniqueid_app.calls)
+    kept = tmp_path / "kept.tar"
+    shutil.copy(bundle, kept)
+
+    retried = cli_stack.cmd("retry", "--path", str(bundle), "--job_id", job, "--username", "bob")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "OK ingest metadata" in retried.stdout
+    assert len(peers.uniqueid_app.calls) == reservations, "retry reserved new file ids"
+    document = peers.metadata_app.transaction(int(job))
+    stored = {item["name"]: archive.file(item["_id"]).read_bytes()
+              for item in document if item.get("destinationTable") == "Files"}
+    assert stored == {"one.txt": files["data/r/one.txt"], "two.txt": files["data/r/two.txt"]}
+    assert not bundle.exists(), "a completed retry leaves its bundle on the volume"
+    assert peers.policy_app.calls[-1][0] == "bob"
+
+
+def test_retry_of_a_broken_bundle_exits_non_zero(cli_stack, tmp_path):
+    cli_stack.cmd("dbsync")
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"garbage" * 100)
+    result = cli_stack.cmd("retry", "--path", str(broken), "--job_id", "556")
+    assert result.returncode == 1
+    assert "FAILED open tar" in result.stdout

@@ -1,0 +1,78 @@
+"""A PostgreSQL database written by the published pacifica-ingest 0.4.1 is taken over intact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+from tests.support.procs import run
+
+LEGACY_VERSION = "0.4.1"
+
+
+@pytest.fixture(scope="session")
+def legacy_ingest() -> Path:
+    """A throwaway virtualenv holding the published pacifica-ingest 0.4.1 (built once, then cached)."""
+    venv = Path(os.environ.get("PACIFICA_INGEST_LEGACY_VENV",
+                               Path.home() / ".cache" / "pacifica-ingest-tests" / f"legacy-{LEGACY_VERSION}"))
+    marker = venv / "installed"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
+        installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"pacifica-ingest=={LEGACY_VERSION}",
+                                    "psycopg2-binary"], capture_output=True, text=True, timeout=900)
+        assert installed.returncode == 0, f"could not install pacifica-ingest {LEGACY_VERSION}:\n{installed.stderr}"
+        marker.write_text(LEGACY_VERSION)
+    return venv
+
+
+LEGACY_JOBS = """
+from pacifica.ingest.orm import update_state
+update_state(101, 'OK', 'ingest metadata', 100)
+update_state(102, 'FAILED', 'ingest files', 0, 'hash mismatch in data/x')
+update_state(103, 'OK', 'Policy Validation', 100)
+"""
+
+
+def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
+    url = services.create_postgres_db("pacifica_ingest_takeover")
+    legacy_env = {"PEEWEE_URL": url, "INGEST_CONFIG": str(tmp_path / "none.ini"), "PYTHONPATH": ""}
+    # Run the legacy code outside this checkout, so that its own pacifica.ingest is imported.
+    synced = run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbsync"], env=legacy_env, cwd=tmp_path)
+    assert synced.returncode == 0, synced.stderr
+    run([str(legacy_ingest / "bin" / "python"), "-c", LEGACY_JOBS], env=legacy_env, check=True, cwd=tmp_path)
+
+    config = tmp_path / "config.cfg"
+    config.write_text(f"[database]\npeewee_url = {url}\nconnect_attempts = 1\n")
+    ours = Path(sys.executable).parent / "pacifica-ingest-cmd"
+    assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode == 0
+    synced = run([str(ours), "-c", str(config), "dbsync"])
+    assert synced.returncode == 0 and "upgraded" not in synced.stdout, synced.stdout + synced.stderr
+
+    from pacifica.ingest.database import make_database
+    from pacifica.ingest.orm import DB, read_state, update_state
+    from pacifica.ingest.utils import create_state_response
+
+    previous = DB.obj
+    DB.initialize(make_database(url))
+    try:
+        rows = {job: create_state_response(read_state(job)) for job in (101, 102, 103)}
+        assert (rows[101]["state"], rows[101]["task"], rows[101]["task_percent"], rows[101]["complete"]) == \
+            ("OK", "ingest metadata", "100.0", True)
+        assert (rows[102]["state"], rows[102]["exception"], rows[102]["complete"]) == \
+            ("FAILED", "hash mismatch in data/x", True)
+        assert (rows[103]["task"], rows[103]["complete"]) == ("Policy Validation", False)
+        update_state(104, "OK", "UPLOADING", 0)
+        assert read_state(104).state == "OK"
+    finally:
+        DB.obj.close()
+        DB.initialize(previous)
+
+    check = run([str(legacy_ingest / "bin" / "python"), "-c",
+                 "from pacifica.ingest.orm import read_state; print(read_state(104).task)"],
+                env=legacy_env, cwd=tmp_path)
+    assert check.stdout.strip() == "UPLOADING", "the published service cannot read what we wrote"
