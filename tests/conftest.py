@@ -129,3 +129,20 @@ def cli_stack(request, tmp_path, peers, archive):
     stack = Stack(name=f"cli-{kind}", root=tmp_path, settings=settings)
     stack.write_config()
     return stack
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No silent skips: a skipped test fails the run (every service the suite needs must be up)."""
+    if _skipped and session.exitstatus == 0:
+        session.exitstatus = 1
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"FAILED: {len(_skipped)} tests were skipped; this suite allows none", red=True)
