@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure(load_settings(args.config))
         check_schema()
     except (ConfigError, peewee.PeeweeException) as exc:
-        sys.stderr.write(f"pacifica-ingest: {exc}\n")
+        sys.stderr.write(f"pacifica-ingest: {one_line(exc)}\n")
         return 2
     cpconfig = args.cpconfig or ingest_globals.cherrypy_config()
     if args.cpconfig and not os.path.exists(args.cpconfig):
@@ -105,6 +105,11 @@ def _cmd_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """Return an error's message on one line (database drivers like multi-line messages)."""
+    return " ".join(str(exc).split())
+
+
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
@@ -132,7 +137,6 @@ def _cmd_job(args: argparse.Namespace) -> int:
 
 
 def _cmd_dbsync(args: argparse.Namespace) -> int:
-    orm.OrmSync.dbconn_blocking()
     reached = migrations.upgrade(orm.DB.obj)
     version = migrations.get_version(orm.DB.obj)
     if reached:
@@ -142,7 +146,6 @@ def _cmd_dbsync(args: argparse.Namespace) -> int:
 
 
 def _cmd_dbchk(args: argparse.Namespace) -> int:
-    orm.OrmSync.dbconn_blocking()
     version = migrations.get_version(orm.DB.obj)
     ok = version == migrations.LATEST if args.check_equal else migrations.is_safe(version)
     _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}."
@@ -173,10 +176,10 @@ def cmd(argv: Sequence[str] | None = None) -> int:
     configure_logging(logging.WARNING)
     try:
         configure(load_settings(args.config))
-        with orm.DB.connection_context():
-            return args.func(args)
+        orm.OrmSync.dbconn_blocking()
+        return args.func(args)
     except (ConfigError, PeerError, peewee.PeeweeException) as exc:
-        sys.stderr.write(f"pacifica-ingest-cmd: {exc}\n")
+        sys.stderr.write(f"pacifica-ingest-cmd: {one_line(exc)}\n")
         return 2
     finally:
         if orm.DB.obj is not None and not orm.DB.obj.is_closed():

@@ -79,3 +79,5 @@ def check_schema() -> None:
 def configure_logging(level: int = logging.INFO) -> None:
     """Send log records to stderr with time, level and logger name (entry points only)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # CherryPy writes its own error and access logs (log.screen); don't print them twice.
+    logging.getLogger("cherrypy").propagate = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +176,3 @@ def wait_results(stack: Stack, job_id: int, names: set[str], timeout: float = 20
 
     return wait_for(recorded, timeout, f"celery results {names} of job {job_id}")
 
-
-def pause(seconds: float) -> None:
-    """Give asynchronous work a moment where a test must show that nothing happens."""
-    time.sleep(seconds)

@@ -86,3 +86,16 @@ def test_server_refuses_a_bad_database_url(tmp_path, capsys):
     path.write_text("[database]\npeewee_url = oracle://nowhere/db\n")
     assert main(["-c", str(path)]) == 2
     assert "unsupported scheme 'oracle'" in capsys.readouterr().err
+
+
+def test_dbconn_blocking_honours_attempts_and_wait(tmp_path, capsys):
+    import time
+
+    path = tmp_path / "config.cfg"
+    path.write_text("[database]\npeewee_url = postgres://postgres@127.0.0.1:1/nothing\n"
+                    "connect_attempts = 3\nconnect_wait = 0.3\n")
+    started = time.monotonic()
+    assert cmd(["-c", str(path), "dbchk"]) == 2
+    elapsed = time.monotonic() - started
+    assert "after 3 attempts" in capsys.readouterr().err
+    assert elapsed >= 0.6, "did not wait connect_wait between attempts"
