@@ -11,7 +11,8 @@ from tests.support import services
 from tests.support.peers import MetadataApp, PeerServer, PolicyApp, UniqueIdApp
 from tests.support.stack import ArchiveInterface, Stack
 
-# Each integration stack: (database, broker). Every database meets every broker.
+# Each integration stack: (database, broker). Every database meets every broker; "embedded" is
+# the zero-configuration setup (embedded peers, queue and worker, SQLite in its data directory).
 STACKS = {
     "sqlite-redis": ("sqlite", "redis"),
     "sqlite-rabbitmq": ("sqlite", "rabbitmq"),
@@ -19,7 +20,9 @@ STACKS = {
     "postgres-redis": ("postgres", "redis"),
     "mysql-rabbitmq": ("mysql", "rabbitmq"),
     "mysql-redis": ("mysql", "redis"),
+    "embedded": (None, None),
 }
+HTTP_STACKS = [name for name, (db, _broker) in STACKS.items() if db is not None]
 
 _redis_numbers = itertools.count(3)
 
@@ -65,7 +68,7 @@ def broker_urls(kind: str, name: str) -> tuple[str, str]:
 def stack_settings(root: Path, db_url: str, broker: str, backend: str, peers: Peers,
                    archive: ArchiveInterface) -> dict[str, dict[str, str]]:
     return {
-        "ingest": {"volume_path": str(root / "volume"), "transfer_size": "1 Mb",
+        "ingest": {"data_dir": str(root / "data"), "volume_path": str(root / "volume"), "transfer_size": "1 Mb",
                    "http_timeout": "10", "http_retries": "2"},
         "uniqueid": {"url": peers.uniqueid.url},
         "policy": {"ingest_url": peers.policy.url + "/ingest"},
@@ -86,22 +89,66 @@ def make_stack(name: str, db: str, broker_kind: str, root: Path, peers: Peers, a
     return stack
 
 
+def embedded_stack(name: str, root: Path, **ingest: str) -> Stack:
+    """Write the config of a fully embedded stack (only its data directory is set)."""
+    root.mkdir(parents=True, exist_ok=True)
+    stack = Stack(name=name, root=root, settings={"ingest": {"data_dir": str(root / "data"), **ingest}})
+    stack.write_config()
+    return stack
+
+
+class StackRegistry:
+    """Stacks started once per session and shared by the fixtures that ask for them."""
+
+    def __init__(self, factory_root, peers, archive) -> None:
+        self.factory_root = factory_root
+        self.peers = peers
+        self.archive = archive
+        self.running: dict[str, Stack] = {}
+
+    def get(self, name: str) -> Stack:
+        if name not in self.running:
+            db, broker = STACKS[name]
+            root = self.factory_root.mktemp(name)
+            if db is None:
+                stack = embedded_stack(name, root)
+            else:
+                stack = make_stack(name, db, broker, root, self.peers, self.archive)
+                stack.peers, stack.archive = self.peers, self.archive
+                synced = stack.cmd("dbsync")
+                assert synced.returncode == 0, synced.stderr
+            try:
+                stack.start_server()
+                if db is not None:
+                    stack.start_worker()
+            except BaseException:
+                stack.stop()
+                raise
+            self.running[name] = stack
+        return self.running[name]
+
+    def stop(self) -> None:
+        for stack in self.running.values():
+            stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory, peers, archive):
+    registry = StackRegistry(tmp_path_factory, peers, archive)
+    yield registry
+    registry.stop()
+
+
 @pytest.fixture(scope="session", params=list(STACKS))
-def stack(request, tmp_path_factory, peers, archive):
-    """A running ingest stack (server + worker) for each database and broker."""
-    name = request.param
-    db, broker = STACKS[name]
-    running = make_stack(name, db, broker, tmp_path_factory.mktemp(name), peers, archive)
-    synced = running.cmd("dbsync")
-    assert synced.returncode == 0, synced.stderr
-    try:
-        running.start_server()
-        running.start_worker()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+def stack(request, stacks):
+    """A running ingest stack for each database and broker, and the embedded one."""
+    return stacks.get(request.param)
+
+
+@pytest.fixture(scope="session", params=HTTP_STACKS)
+def http_stack(request, stacks):
+    """A running ingest stack that uses the HTTP test peers and the published archive interface."""
+    return stacks.get(request.param)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])

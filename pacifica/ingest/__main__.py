@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import sys
@@ -13,7 +14,7 @@ import peewee
 
 from . import globals as ingest_globals
 from . import migrations, orm, states
-from .bootstrap import check_schema, configure, configure_logging, runtime
+from .bootstrap import announce, check_schema, configure, configure_logging, runtime
 from .config import load_settings
 from .errors import ConfigError, PeerError
 
@@ -41,11 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _server_parser().parse_args(argv)
     configure_logging()
     try:
-        configure(load_settings(args.config))
+        settings = configure(load_settings(args.config)).settings
         check_schema()
+        if settings.broker_embedded:
+            from .recovery import recover
+
+            with orm.DB.connection_context():
+                recover(settings.data_path("queue"), runtime().spool)
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-ingest: {one_line(exc)}\n")
         return 2
+    announce(settings)
     cpconfig = args.cpconfig or ingest_globals.cherrypy_config()
     if args.cpconfig and not os.path.exists(args.cpconfig):
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
@@ -60,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.port is not None:
         cherrypy.config.update({"server.socket_port": args.port})
     cherrypy.tree.mount(make_app(cpconfig), "")
+    if settings.run_embedded_worker:
+        from .worker import EmbeddedWorker
+
+        EmbeddedWorker(cherrypy.engine, settings).subscribe()
     if hasattr(cherrypy.engine, "signal_handler"):
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()
@@ -102,6 +113,11 @@ def _cmd_parser() -> argparse.ArgumentParser:
     retry.add_argument("--job_id", "--job-id", dest="job_id", type=int, default=None,
                        help="job id to use (default: a new one)")
     retry.set_defaults(func=_cmd_retry)
+
+    metadata = sub.add_parser("metadata", help="print the metadata the embedded metadata service stored",
+                              description="Print a job's metadata document as JSON (embedded metadata only).")
+    metadata.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job")
+    metadata.set_defaults(func=_cmd_metadata)
     return parser
 
 
@@ -168,6 +184,22 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     record = orm.read_state(job_id)
     _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
     return 0 if completed else 1
+
+
+def _cmd_metadata(args: argparse.Namespace) -> int:
+    from .peers.metadata import EmbeddedMetadata
+
+    store = runtime().peers.metadata
+    if not isinstance(store, EmbeddedMetadata):
+        sys.stderr.write("metadata is kept by the metadata service at "
+                         f"{runtime().settings.metadata_url}, not here; ask it\n")
+        return 2
+    document = store.get(args.job_id)
+    if document is None:
+        sys.stderr.write(f"no metadata stored for job {args.job_id}\n")
+        return 1
+    _out(json.dumps(document, indent=2, sort_keys=True))
+    return 0
 
 
 def cmd(argv: Sequence[str] | None = None) -> int:

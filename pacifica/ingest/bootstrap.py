@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 
 from . import migrations
@@ -40,6 +41,9 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     from .tasks import configure_celery  # tasks imports this module
 
     settings = settings or load_settings()
+    os.makedirs(settings.volume_path, exist_ok=True)
+    if settings.data_dir in settings.peewee_url:
+        os.makedirs(settings.data_dir, exist_ok=True)
     if DB.obj is not None and not DB.obj.is_closed():
         DB.obj.close()
     DB.initialize(make_database(settings.peewee_url))
@@ -60,20 +64,51 @@ def runtime() -> Runtime:
     return _current
 
 
+# Tables that only the embedded peers use arrived in schema 2.1.
+EMBEDDED_TABLES_VERSION = (2, 1)
+
+
 def check_schema() -> None:
-    """Refuse to serve on a database whose schema this code cannot use (one-line ``ConfigError``)."""
+    """Make sure the database can be served, or raise a one-line ``ConfigError``.
+
+    An empty database gets the whole schema (a first start needs no ``dbsync``); a database
+    holding anything must already be at a version this code can use.
+    """
     from .database import connect_blocking
 
     settings = runtime().settings
     connect_blocking(DB.obj, settings.connect_attempts, settings.connect_wait)
     try:
+        if migrations.is_empty(DB.obj):
+            migrations.upgrade(DB.obj)
+            logger.info("created the schema (version %d.%d) in an empty database", *migrations.LATEST)
         version = migrations.get_version(DB.obj)
     finally:
         DB.obj.close()
-    if not migrations.is_safe(version):
+    needed = migrations.LATEST[0], 0
+    if uses_embedded_tables(settings):
+        needed = EMBEDDED_TABLES_VERSION
+    if not migrations.is_safe(version) or version < needed:
         raise ConfigError(
-            f"database schema is version {version[0]}.{version[1]}, this code needs "
-            f"{migrations.LATEST[0]}.x: run 'pacifica-ingest-cmd dbsync' first")
+            f"database schema is version {version[0]}.{version[1]}, this configuration needs "
+            f"{needed[0]}.{needed[1]} or a later {needed[0]}.x: run 'pacifica-ingest-cmd dbsync' first")
+
+
+def uses_embedded_tables(settings: Settings) -> bool:
+    """True when the embedded uniqueid or metadata peer keeps its data in our database."""
+    from .config import EMBEDDED
+
+    return EMBEDDED in (settings.uniqueid_url, settings.metadata_url)
+
+
+def announce(settings: Settings) -> None:
+    """Log, once at start-up, what this process runs on and anything an operator must know."""
+    from .config import EMBEDDED
+    from .peers.policy import EmbeddedPolicy
+
+    logger.info("data directory %s; volume %s", settings.data_dir, settings.volume_path)
+    if settings.policy_url == EMBEDDED:
+        logger.warning(EmbeddedPolicy.WARNING)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -20,6 +20,7 @@ from .errors import MetadataError
 
 FILES_TABLE = "Files"
 TRANSACTION_ID = "Transactions._id"
+REQUIRED_TRANSACTION_FIELDS = ("Transactions.submitter", "Transactions.project", "Transactions.instrument")
 
 
 @dataclasses.dataclass
@@ -191,3 +192,27 @@ def for_peers(document: list[dict[str, Any]], job_id: int) -> list[dict[str, Any
             item["subdir"] = clip(item["subdir"])
     result.append({"destinationTable": TRANSACTION_ID, "value": int(job_id)})
     return result
+
+
+def structure_problems(document: Any) -> list[str]:
+    """Return every structural problem of a metadata document (empty when it is well formed).
+
+    A document is a list of objects, names its submitter, project and instrument with a
+    non-empty value, and has complete Files objects.
+    """
+    if not isinstance(document, list):
+        return ["metadata must be a JSON list of objects"]
+    problems = [f"metadata item {index} is not an object" for index, item in enumerate(document)
+                if not isinstance(item, dict)]
+    items = [item for item in document if isinstance(item, dict)]
+    for field in REQUIRED_TRANSACTION_FIELDS:
+        values = [item.get("value") for item in items if item.get("destinationTable") == field]
+        if not values:
+            problems.append(f"{field} is missing")
+        elif any(value in (None, "") for value in values):
+            problems.append(f"{field} has no value")
+    try:
+        file_entries(items)
+    except MetadataError as exc:
+        problems.append(str(exc))
+    return problems

@@ -74,20 +74,40 @@ class Option:
     coerce: Callable[[str], Any] = str
 
 
+def _bool(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
+def _auto_bool(value: str) -> bool | None:
+    return None if value.strip().lower() == "auto" else _bool(value)
+
+
+EMBEDDED = "embedded:"
+DEFAULT_DATA_DIR = "~/.pacifica-ingest/data"
+
 OPTIONS: tuple[Option, ...] = (
-    Option("ingest", "volume_path", "VOLUME_PATH", "/tmp", "volume_path"),
+    Option("ingest", "data_dir", "INGEST_DATA_DIR", DEFAULT_DATA_DIR, "data_dir"),
+    Option("ingest", "volume_path", "VOLUME_PATH", "{data_dir}/volume", "volume_path"),
     Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
     Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
     Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
     Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
     Option("ingest", "http_retries", "INGEST_HTTP_RETRIES", "3", "http_retries", _non_negative_int),
-    Option("uniqueid", "url", "UNIQUEID_URL", "http://127.0.0.1:8051", "uniqueid_url"),
-    Option("policy", "ingest_url", "POLICY_INGEST_URL", "http://127.0.0.1:8181/ingest", "policy_url"),
-    Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", "http://127.0.0.1:8080", "archive_url"),
-    Option("metadata", "ingest_url", "METADATA_INGEST_URL", "http://127.0.0.1:8121/ingest", "metadata_url"),
-    Option("celery", "broker_url", "BROKER_URL", "pyamqp://", "broker_url"),
-    Option("celery", "backend_url", "BACKEND_URL", "rpc://", "backend_url"),
-    Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///db.sqlite3", "peewee_url"),
+    Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
+    Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
+           _non_negative_int),
+    Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
+    Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),
+    Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", EMBEDDED, "archive_url"),
+    Option("metadata", "ingest_url", "METADATA_INGEST_URL", EMBEDDED, "metadata_url"),
+    Option("celery", "broker_url", "BROKER_URL", EMBEDDED, "broker_url"),
+    Option("celery", "backend_url", "BACKEND_URL", EMBEDDED, "backend_url"),
+    Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///{data_dir}/ingest.sqlite3", "peewee_url"),
     Option("database", "connect_attempts", "DATABASE_CONNECT_ATTEMPTS", "10", "connect_attempts",
            _non_negative_int),
     Option("database", "connect_wait", "DATABASE_CONNECT_WAIT", "20", "connect_wait", _non_negative_float),
@@ -98,12 +118,15 @@ OPTIONS: tuple[Option, ...] = (
 class Settings:
     """Every setting of the service, typed. Build it with ``load_settings``."""
 
+    data_dir: str
     volume_path: str
     auth_header: str
     default_user: str
     transfer_size: int
     http_timeout: float
     http_retries: int
+    embedded_worker: bool | None
+    worker_concurrency: int
     uniqueid_url: str
     policy_url: str
     archive_url: str
@@ -119,6 +142,20 @@ class Settings:
         """Return a copy with some fields changed (values already typed)."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def broker_embedded(self) -> bool:
+        """True when jobs are queued in the data directory rather than on a broker server."""
+        return self.broker_url == EMBEDDED
+
+    @property
+    def run_embedded_worker(self) -> bool:
+        """Whether ``pacifica-ingest`` starts a worker beside the web server (auto: with the embedded broker)."""
+        return self.broker_embedded if self.embedded_worker is None else self.embedded_worker
+
+    def data_path(self, *parts: str) -> str:
+        """Return a path inside the data directory."""
+        return os.path.join(self.data_dir, *parts)
+
 
 def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None,
                   overrides: Mapping[str, str] | None = None) -> Settings:
@@ -126,7 +163,8 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
 
     ``path`` is the INI file (``-c``); when omitted, ``INGEST_CONFIG`` or the per-user default is
     used if it exists. A path given explicitly must exist. ``overrides`` maps field names to
-    raw strings (used by the CLI's ``-p/-a`` style flags and by tests).
+    raw strings (used by tests). Any value may contain ``{data_dir}``, replaced by the data
+    directory (itself ``~``-expanded and made absolute).
     """
     environ = os.environ if environ is None else environ
     explicit = path is not None or bool(environ.get(ingest_globals.CONFIG_ENV))
@@ -144,6 +182,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         path = None
     values: dict[str, Any] = {"config_file": path}
     overrides = overrides or {}
+    data_dir = ""
     for option in OPTIONS:
         raw = option.default
         if parser.has_option(option.section, option.key):
@@ -152,6 +191,10 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raw = environ[option.env]
         if option.field in overrides:
             raw = overrides[option.field]
+        if option.field == "data_dir":
+            raw = data_dir = os.path.abspath(os.path.expanduser(raw))
+        else:
+            raw = raw.replace("{data_dir}", data_dir)
         try:
             values[option.field] = option.coerce(raw)
         except ValueError as exc:

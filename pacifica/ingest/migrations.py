@@ -93,9 +93,41 @@ def step_1_0_to_2_0(database: peewee.Database) -> None:
         migrate(migrator.add_column(STATE_TABLE, "complete", peewee.BooleanField(default=False)))
 
 
+UNIQUEID_TABLE = "ingestuniqueid"
+METADATA_TABLE = "ingestmetadata"
+
+
+def step_2_0_to_2_1(database: peewee.Database) -> None:
+    """Add the tables of the embedded uniqueid and metadata peers.
+
+    A minor version: the published 0.4.x code ignores these tables, so it still accepts the
+    database (its safety check compares major versions only).
+    """
+
+    class IngestUniqueIdV1(peewee.Model):
+        mode = peewee.CharField(primary_key=True)
+        next_index = peewee.BigIntegerField()
+
+        class Meta:
+            table_name = UNIQUEID_TABLE
+
+    class IngestMetadataV1(peewee.Model):
+        job_id = peewee.BigIntegerField(primary_key=True)
+        document = peewee.TextField()
+        created = peewee.DateTimeField(default=_utcnow)
+
+        class Meta:
+            table_name = METADATA_TABLE
+
+    for model in (IngestUniqueIdV1, IngestMetadataV1):
+        model.bind(database)
+    database.create_tables([IngestUniqueIdV1, IngestMetadataV1], safe=True)
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
+    ((2, 0), (2, 1), step_2_0_to_2_1),
 )
 
 VERSIONS: tuple[Version, ...] = tuple([STEPS[0][0]] + [target for _source, target, _step in STEPS])

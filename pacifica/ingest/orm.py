@@ -118,14 +118,24 @@ class OrmSync:
     @classmethod
     def update_0_0_to_1_0(cls) -> None:
         """Update by creating the table."""
-        migrations.step_0_0_to_1_0(DB)
-        migrations._record_version(DB, (1, 0))
+        cls._step((0, 0))
 
     @classmethod
     def update_1_0_to_2_0(cls) -> None:
         """Update by adding the boolean column."""
-        migrations.step_1_0_to_2_0(DB)
-        migrations._record_version(DB, (2, 0))
+        cls._step((1, 0))
+
+    @classmethod
+    def update_2_0_to_2_1(cls) -> None:
+        """Update by adding the tables of the embedded uniqueid and metadata peers."""
+        cls._step((2, 0))
+
+    @staticmethod
+    def _step(source: tuple[int, int]) -> None:
+        for step_source, dest, step in migrations.STEPS:
+            if step_source == source:
+                step(DB)
+                migrations._record_version(DB, dest)
 
     @classmethod
     def update_tables(cls) -> None:
@@ -160,3 +170,24 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
 def read_state(job_id) -> IngestState:
     """Return the state row of a job; raises ``IngestState.DoesNotExist`` for an unknown job."""
     return IngestState.get_by_id(int(job_id))
+
+
+class IngestUniqueId(BaseModel):
+    """The next free id of each mode, for the embedded uniqueid peer."""
+
+    mode = peewee.CharField(primary_key=True)
+    next_index = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = migrations.UNIQUEID_TABLE
+
+
+class IngestMetadata(BaseModel):
+    """The metadata document of each transaction, for the embedded metadata peer."""
+
+    job_id = peewee.BigIntegerField(primary_key=True)
+    document = peewee.TextField()
+    created = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = migrations.METADATA_TABLE

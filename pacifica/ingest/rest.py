@@ -105,12 +105,16 @@ def _fail(job_id: int, message: str) -> None:
         logger.exception("job %s: could not record FAILED: %s", job_id, message)
 
 
-def _enqueue(job_id: int, signature) -> dict[str, Any]:
+def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
     """Start a job's chain; on a broker failure mark the job FAILED and answer 503."""
     from kombu.exceptions import OperationalError as BrokerError
 
+    from .tasks import job_chain
+
+    job_id = ctx["job_id"]
     try:
-        signature.apply_async()
+        runtime().spool.write_job(job_id, ctx)
+        job_chain(ctx).apply_async()
     except (BrokerError, OSError) as exc:
         logger.error("job %s: cannot queue: %s", job_id, exc)
         _fail(job_id, f"could not queue the job: the message broker is unavailable ({exc})")
@@ -147,7 +151,7 @@ class RestUpload:
     @get_authed_user
     def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
         """Spool the bundle and start its ingest."""
-        from .tasks import ingest_chain, make_context
+        from .tasks import make_context
 
         rt = runtime()
         job_id = _new_job()
@@ -158,8 +162,7 @@ class RestUpload:
             _fail(job_id, f"upload interrupted before the whole body arrived: {exc}")
             raise cherrypy.HTTPError(400, f"upload interrupted: {exc}") from None
         logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
-        ctx = make_context(job_id, rt.spool.bundle_path(job_id), authed_user)
-        return _enqueue(job_id, ingest_chain(ctx))
+        return _enqueue(make_context(job_id, rt.spool.bundle_path(job_id), authed_user))
 
 
 class RestMove:
@@ -173,7 +176,7 @@ class RestMove:
     @get_authed_user
     def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
         """Store the move document and start its move."""
-        from .tasks import make_context, move_chain
+        from .tasks import make_context
 
         raw = cherrypy.request.rfile.read(MOVE_DOCUMENT_LIMIT + 1)
         if len(raw) > MOVE_DOCUMENT_LIMIT:
@@ -185,7 +188,7 @@ class RestMove:
         rt = runtime()
         job_id = _new_job()
         path = rt.spool.write_move(job_id, document)
-        return _enqueue(job_id, move_chain(make_context(job_id, path, authed_user, move=True)))
+        return _enqueue(make_context(job_id, path, authed_user, move=True))
 
 
 class Root:

@@ -1,7 +1,8 @@
 """The volume: where bundles, move documents and per-job working files are kept.
 
 Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.json`` (a move
-document) and ``<job_id>.meta.json`` (what 'load metadata' derived: file ids and members).
+document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.meta.json``
+(what 'load metadata' derived: file ids and members).
 A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
 ``.tar`` on the volume is always a whole body.
 """
@@ -35,6 +36,22 @@ class Spool:
     def sidecar_path(self, job_id: int) -> str:
         """Return where the derived metadata of ``job_id`` is kept."""
         return os.path.join(self.volume_path, f"{int(job_id)}.meta.json")
+
+    def job_path(self, job_id: int) -> str:
+        """Return where the message context of ``job_id`` is kept (to resume it after a crash)."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.job.json")
+
+    def write_job(self, job_id: int, ctx: dict[str, Any]) -> None:
+        """Durably store the context every stage of ``job_id`` receives."""
+        _write_json_atomically(self.job_path(job_id), ctx)
+
+    def read_job(self, job_id: int) -> dict[str, Any] | None:
+        """Return the stored context of ``job_id``, or None."""
+        try:
+            with open(self.job_path(job_id), encoding="utf-8") as handle:
+                return json.load(handle)
+        except (FileNotFoundError, ValueError):
+            return None
 
     def receive(self, job_id: int, body: BinaryIO) -> int:
         """Copy an upload body to the bundle path in ``block_size`` reads; return the byte count.
@@ -77,9 +94,14 @@ class Spool:
         except FileNotFoundError:
             return None
 
+    def discard_partial(self, job_id: int) -> None:
+        """Remove the part of a bundle whose upload never finished."""
+        _remove(self.bundle_path(job_id) + ".part")
+
     def discard(self, job_id: int, path: str | None = None) -> None:
         """Remove every file the job kept on the volume (after it completed)."""
-        for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id)):
+        for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id),
+                     self.job_path(job_id)):
             if name:
                 _remove(name)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from celery import Celery, Task, chain
 
-from . import orm, pipeline, states
+from . import orm, pipeline, queue, states
 from .bootstrap import runtime
-from .config import Settings, load_settings
+from .config import EMBEDDED, Settings, load_settings
 from .errors import IngestError, PeerError
 from .tarutils import MetaParser, TarIngestor, open_bundle, patch_files
 
@@ -30,10 +30,25 @@ Context = dict[str, Any]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Return the Celery settings derived from ``settings``."""
+    """Return the Celery settings derived from ``settings``.
+
+    ``embedded:`` as the broker queues messages as files in ``{data_dir}/queue``; as the result
+    backend it keeps no results (the job's state lives in the database either way).
+    """
+    embedded: dict[str, Any] = {}
+    broker = settings.broker_url
+    if settings.broker_embedded:
+        broker = f"{queue.TRANSPORT}://localhost//"
+        embedded = {
+            "broker_transport_options": queue.transport_options(settings.data_path("queue")),
+            "worker_enable_remote_control": False,
+            "worker_send_task_events": False,
+        }
+    backend = None if settings.backend_url == EMBEDDED else settings.backend_url
     return {
-        "broker_url": settings.broker_url,
-        "result_backend": settings.backend_url,
+        **embedded,
+        "broker_url": broker,
+        "result_backend": backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -157,33 +172,35 @@ def stage_ingest_metadata(ctx: Context) -> Context:
     return ctx
 
 
+def stage_signatures(move: bool) -> list[tuple[str, Any]]:
+    """Return (task name, Celery task) of each stage of an upload or a move, in order."""
+    if move:
+        return [(states.LOAD_METADATA, stage_load_move_metadata), (states.POLICY_VALIDATION, stage_policy),
+                (states.MOVE_FILES, stage_move_files), (states.INGEST_METADATA, stage_ingest_metadata)]
+    return [(states.OPEN_TAR, stage_open_tar), (states.LOAD_METADATA, stage_load_metadata),
+            (states.POLICY_VALIDATION, stage_policy), (states.INGEST_FILES, stage_ingest_files),
+            (states.INGEST_METADATA, stage_ingest_metadata)]
+
+
+def job_chain(ctx: Context, from_task: str | None = None):
+    """Return the chain of stages for ``ctx``, starting at the stage named ``from_task`` (or the first)."""
+    stages = stage_signatures(ctx.get("move", False))
+    names = [name for name, _task in stages]
+    start = names.index(from_task) if from_task in names else 0
+    first, *rest = [task for _name, task in stages[start:]]
+    return chain(first.s(ctx), *[task.s() for task in rest])
+
+
 def make_context(job_id: int, path: str, user: str, move: bool = False) -> Context:
     """Return the message every stage of a job receives."""
     return {"job_id": int(job_id), "path": str(path), "user": str(user), "move": bool(move)}
 
 
-def ingest_chain(ctx: Context):
-    """Return the chain of stages of an upload."""
-    return chain(stage_open_tar.s(ctx), stage_load_metadata.s(), stage_policy.s(),
-                 stage_ingest_files.s(), stage_ingest_metadata.s())
-
-
-def move_chain(ctx: Context):
-    """Return the chain of stages of a move."""
-    return chain(stage_load_move_metadata.s(ctx), stage_policy.s(), stage_move_files.s(),
-                 stage_ingest_metadata.s())
-
-
-def job_chain(ctx: Context):
-    """Return the chain of stages for ``ctx`` (an upload or a move)."""
-    return move_chain(ctx) if ctx.get("move") else ingest_chain(ctx)
-
-
 def run_job(ctx: Context) -> bool:
     """Run every stage of a job in this process (``pacifica-ingest-cmd retry``); True if it completed."""
-    for signature in job_chain(ctx).tasks:
+    for _name, task in stage_signatures(ctx.get("move", False)):
         try:
-            signature.type(ctx)
+            task(ctx)
         except Exception:  # noqa: BLE001 - the stage has recorded FAILED with its reason
             return False
     return True
@@ -192,13 +209,13 @@ def run_job(ctx: Context) -> bool:
 @INGEST_APP.task(name="pacifica.ingest.tasks.ingest")
 def ingest(job_id: int, filepath: str, authed_user: str) -> None:
     """Ingest a tar bundle into the archive: start the chain of upload stages."""
-    ingest_chain(make_context(job_id, filepath, authed_user)).apply_async()
+    job_chain(make_context(job_id, filepath, authed_user)).apply_async()
 
 
 @INGEST_APP.task(name="pacifica.ingest.tasks.move")
 def move(job_id: int, filepath: str, authed_user: str) -> None:
     """Move the files of a move document into the archive: start the chain of move stages."""
-    move_chain(make_context(job_id, filepath, authed_user, move=True)).apply_async()
+    job_chain(make_context(job_id, filepath, authed_user, move=True)).apply_async()
 
 
 # ---- the published module-level functions -------------------------------------------------

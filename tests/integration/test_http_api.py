@@ -53,11 +53,11 @@ def test_ingest_alias_and_any_content_type(stack, tmp_path):
     assert (final["state"], final["task"]) == ("OK", "ingest metadata"), final
 
 
-def test_default_user_when_no_auth_header(stack, peers, tmp_path):
+def test_default_user_when_no_auth_header(http_stack, peers, tmp_path):
     path = tmp_path / "b.tar"
     make_bundle(str(path), {"data/x/two.txt": b"two\n"})
-    job_id = stack.upload(path).json()["job_id"]
-    stack.wait_complete(job_id)
+    job_id = http_stack.upload(path).json()["job_id"]
+    http_stack.wait_complete(job_id)
     users = [user for user, document in peers.policy_app.calls
              if {"destinationTable": "Transactions._id", "value": job_id} in document]
     assert users == ["root"]

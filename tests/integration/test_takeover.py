@@ -49,9 +49,13 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
     config = tmp_path / "config.cfg"
     config.write_text(f"[database]\npeewee_url = {url}\nconnect_attempts = 1\n")
     ours = Path(sys.executable).parent / "pacifica-ingest-cmd"
-    assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode == 0
+    assert run([str(ours), "-c", str(config), "dbchk"]).returncode == 0, "our dbchk refused a 0.4.1 database"
+    assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode != 0
     synced = run([str(ours), "-c", str(config), "dbsync"])
-    assert synced.returncode == 0 and "upgraded" not in synced.stdout, synced.stdout + synced.stderr
+    assert synced.returncode == 0 and "upgraded to 2.1" in synced.stdout, synced.stdout + synced.stderr
+    assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode == 0
+    legacy_check = run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbchk"], env=legacy_env, cwd=tmp_path)
+    assert legacy_check.returncode == 0, "the published 0.4.1 no longer accepts the upgraded database"
 
     from pacifica.ingest.database import make_database
     from pacifica.ingest.orm import DB, read_state, update_state

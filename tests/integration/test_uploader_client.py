@@ -13,7 +13,7 @@ from pacifica.uploader.metadata import MetaData, MetaObj
 from tests.support.procs import wait_for
 
 
-def test_uploader_bundle_and_upload(stack, archive, peers, tmp_path):
+def test_uploader_bundle_and_upload(stack, tmp_path):
     sources = {"data/inst/run-1/a.dat": os.urandom(200_000), "data/inst/run-1/b.txt": b"notes\n" * 10}
     file_data, handles = [], []
     for arcname, data in sources.items():
@@ -42,8 +42,8 @@ def test_uploader_bundle_and_upload(stack, archive, peers, tmp_path):
 
     state = wait_for(finished, 60, f"job {job_id} to complete", interval=0.2)
     assert (state["state"], state["task"], state["task_percent"]) == ("OK", "ingest metadata", "100.0"), state
-    files = [item for item in peers.metadata_app.transaction(job_id) if item["destinationTable"] == "Files"]
-    assert {item["name"]: archive.file(item["_id"]).read_bytes() for item in files} == \
+    files = stack.files(job_id)
+    assert {item["name"]: stack.archived(item["_id"]).read_bytes() for item in files} == \
         {os.path.basename(name): data for name, data in sources.items()}
-    assert all(item["hashsum"] == hashlib.sha1(archive.file(item["_id"]).read_bytes()).hexdigest()
+    assert all(item["hashsum"] == hashlib.sha1(stack.archived(item["_id"]).read_bytes()).hexdigest()
                for item in files)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ class ArchiveInterface:
 
 @dataclasses.dataclass
 class Stack:
-    """One ingest deployment: a config, a server process and a worker process."""
+    """One ingest deployment: a config, a server process and (unless embedded) a worker process.
+
+    ``peers`` and ``archive`` are the HTTP test peers and archive interface when the stack uses
+    them; an embedded stack keeps metadata and files under its data directory.
+    """
 
     name: str
     root: Path
@@ -70,6 +75,33 @@ class Stack:
     server: Proc | None = None
     worker: Proc | None = None
     port: int = 0
+    peers: Any = None
+    archive: Any = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.peers is None
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings["ingest"]["data_dir"])
+
+    def archived(self, file_id: int) -> Path:
+        """Where the archive keeps ``file_id``."""
+        if self.archive is not None:
+            return self.archive.file(file_id)
+        return self.data_dir / "archive" / str(file_id)
+
+    def metadata(self, job_id: int) -> list[dict[str, Any]] | None:
+        """The metadata document the metadata service recorded for ``job_id``."""
+        if self.peers is not None:
+            return self.peers.metadata_app.transaction(job_id)
+        result = self.cmd("metadata", "--job-id", str(job_id))
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def files(self, job_id: int) -> list[dict[str, Any]]:
+        """The Files objects the metadata service recorded for ``job_id``."""
+        return [item for item in self.metadata(job_id) or [] if item.get("destinationTable") == "Files"]
 
     @property
     def config_path(self) -> Path:
@@ -81,7 +113,7 @@ class Stack:
 
     @property
     def volume(self) -> Path:
-        return Path(self.settings["ingest"]["volume_path"])
+        return Path(self.settings["ingest"].get("volume_path", str(self.data_dir / "volume")))
 
     @property
     def env(self) -> dict[str, str]:
@@ -120,10 +152,10 @@ class Stack:
             self.worker = worker
         return worker
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         for proc in (self.server, self.worker):
             if proc is not None:
-                proc.stop()
+                proc.stop(sig)
 
     # ---- client side --------------------------------------------------------------------
 
@@ -150,8 +182,8 @@ class Stack:
         try:
             return wait_for(done, timeout, f"job {job_id} to complete", interval=0.1)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; last state {self.state(job_id).json()}\n"
-                                 f"worker log:\n{self.worker.log()[-4000:] if self.worker else ''}") from None
+            log = (self.worker or self.server).log()[-4000:]
+            raise AssertionError(f"{exc}; last state {self.state(job_id).json()}\nworker log:\n{log}") from None
 
     def task_results(self, job_id: int) -> dict[str, str]:
         """Return {celery task name: status} of the stages Celery recorded for ``job_id``."""

@@ -36,7 +36,7 @@ def test_dbchk_dbsync_dbchk(config, capsys):
     assert cmd(["-c", config, "dbchk"]) == -1
     assert cmd(["-c", config, "dbchk", "--equal"]) == -1
     assert cmd(["-c", config, "dbsync"]) == 0
-    assert "upgraded to 1.0, 2.0" in capsys.readouterr().out
+    assert "upgraded to 1.0, 2.0, 2.1" in capsys.readouterr().out
     assert cmd(["-c", config, "dbsync"]) == 0
     assert "upgraded" not in capsys.readouterr().out
     assert cmd(["-c", config, "dbchk"]) == 0
@@ -74,7 +74,15 @@ def test_retry_of_a_missing_file(config, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_server_refuses_an_unsafe_schema(config, capsys):
+def test_server_refuses_an_old_non_empty_schema(config, capsys):
+    """An empty database gets its schema on first start; one holding an older schema needs dbsync."""
+    from pacifica.ingest import migrations
+    from pacifica.ingest.orm import DB
+
+    assert cmd(["-c", config, "dbchk"]) == -1  # binds orm.DB to the config's database
+    DB.connect(reuse_if_open=True)
+    migrations.upgrade(DB.obj, target=(1, 0))
+    DB.close()
     assert main(["-c", config, "-p", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1

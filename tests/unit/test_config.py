@@ -16,21 +16,35 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_defaults_are_the_published_ones(home):
+def test_defaults_are_embedded_under_one_data_directory(home):
     settings = load_settings(environ={})
-    assert settings.volume_path == "/tmp"
+    data = str(home / ".pacifica-ingest" / "data")
+    assert settings.data_dir == data
+    assert settings.volume_path == f"{data}/volume"
+    assert settings.peewee_url == f"sqliteext:///{data}/ingest.sqlite3"
     assert settings.auth_header == "X-Http-Authed-User"
     assert settings.default_user == "root"
     assert settings.transfer_size == 4 * 1024 * 1024
-    assert settings.uniqueid_url == "http://127.0.0.1:8051"
-    assert settings.policy_url == "http://127.0.0.1:8181/ingest"
-    assert settings.archive_url == "http://127.0.0.1:8080"
-    assert settings.metadata_url == "http://127.0.0.1:8121/ingest"
-    assert settings.broker_url == "pyamqp://"
-    assert settings.backend_url == "rpc://"
-    assert settings.peewee_url == "sqliteext:///db.sqlite3"
+    for url in (settings.uniqueid_url, settings.policy_url, settings.archive_url, settings.metadata_url,
+                settings.broker_url, settings.backend_url):
+        assert url == "embedded:"
+    assert settings.broker_embedded and settings.run_embedded_worker
     assert (settings.connect_attempts, settings.connect_wait) == (10, 20.0)
     assert settings.config_file is None
+
+
+def test_data_dir_override_moves_everything(home):
+    settings = load_settings(environ={"INGEST_DATA_DIR": "/srv/ingest"})
+    assert (settings.volume_path, settings.peewee_url) == ("/srv/ingest/volume", "sqliteext:////srv/ingest/ingest.sqlite3")
+    assert settings.data_path("archive") == "/srv/ingest/archive"
+
+
+def test_embedded_worker_follows_the_broker(home):
+    assert not load_settings(environ={"BROKER_URL": "redis://127.0.0.1:6379/0"}).run_embedded_worker
+    assert load_settings(environ={"BROKER_URL": "redis://x", "INGEST_EMBEDDED_WORKER": "true"}).run_embedded_worker
+    assert not load_settings(environ={"INGEST_EMBEDDED_WORKER": "off"}).run_embedded_worker
+    with pytest.raises(ConfigError, match="embedded_worker"):
+        load_settings(environ={"INGEST_EMBEDDED_WORKER": "sometimes"})
 
 
 def test_ini_overrides_defaults_and_env_overrides_ini(tmp_path):
@@ -46,11 +60,15 @@ def test_ini_overrides_defaults_and_env_overrides_ini(tmp_path):
 
 
 def test_every_option_has_its_environment_override(home):
-    environ = {option.env: ("3" if option.coerce is not str else f"value-of-{option.env}") for option in OPTIONS}
+    samples = {str: "value", "_auto_bool": "true"}
+    environ = {option.env: samples.get(option.coerce, samples.get(option.coerce.__name__, "3"))
+               for option in OPTIONS}
+    environ["INGEST_DATA_DIR"] = "/data"
     settings = load_settings(environ=environ)
     for option in OPTIONS:
         expected = option.coerce(environ[option.env])
         assert getattr(settings, option.field) == expected, option.env
+    assert settings.data_dir == "/data"
 
 
 def test_ingest_config_environment_names_the_file(tmp_path, monkeypatch):

@@ -34,28 +34,40 @@ def test_step_1_0_to_2_0_adds_complete_and_keeps_rows(database):
     database.execute_sql(
         "INSERT INTO ingeststate (id, state, task, task_percent, exception, created, updated) "
         f"VALUES (7, 'OK', 'ingest metadata', 100, '', {database.param}, {database.param})", (now, now))
-    assert migrations.upgrade(database) == [(2, 0)]
+    assert migrations.upgrade(database, target=(2, 0)) == [(2, 0)]
     assert "complete" in columns(database, "ingeststate")
     row = read_state(7)
     assert (row.state, row.task, float(row.task_percent), row.complete, row.created) == \
         ("OK", "ingest metadata", 100.0, False, now)
-    assert IngestStateSystem.is_equal() and IngestStateSystem.is_safe()
+    assert IngestStateSystem.is_safe() and not IngestStateSystem.is_equal()
+
+
+def test_step_2_0_to_2_1_adds_the_embedded_peer_tables(database):
+    migrations.upgrade(database, target=(2, 0))
+    update_state(8, "OK", "UPLOADING", 0)
+    assert migrations.upgrade(database) == [(2, 1)]
+    assert columns(database, "ingestuniqueid") == {"mode", "next_index"}
+    assert columns(database, "ingestmetadata") == {"job_id", "document", "created"}
+    assert read_state(8).task == "UPLOADING"
+    assert IngestStateSystem.is_equal()
 
 
 def test_upgrade_from_nothing_to_latest_twice_is_a_no_op(database):
-    assert migrations.upgrade(database) == [(1, 0), (2, 0)]
+    assert migrations.upgrade(database) == [(1, 0), (2, 0), (2, 1)]
     update_state(1, "OK", "UPLOADING", 0)
     assert migrations.upgrade(database) == []
-    assert IngestStateSystem.get_version() == (2, 0)
+    assert IngestStateSystem.get_version() == (2, 1)
     assert IngestState.select().count() == 1
 
 
 def test_orm_sync_facade_runs_the_same_steps(database):
     OrmSync.update_0_0_to_1_0()
     assert IngestStateSystem.get_version() == (1, 0)
-    OrmSync.update_tables()
+    OrmSync.update_1_0_to_2_0()
     assert IngestStateSystem.get_version() == (2, 0)
-    assert OrmSync.versions == [(0, 0), (1, 0), (2, 0)]
+    OrmSync.update_tables()
+    assert IngestStateSystem.get_version() == (2, 1)
+    assert OrmSync.versions == [(0, 0), (1, 0), (2, 0), (2, 1)]
 
 
 def test_interrupted_step_can_run_again(database):
@@ -64,7 +76,7 @@ def test_interrupted_step_can_run_again(database):
     migrations.step_0_0_to_1_0(database)
     migrations.upgrade(database, target=(1, 0))
     migrations.step_1_0_to_2_0(database)
-    assert migrations.upgrade(database) == [(2, 0)]
+    assert migrations.upgrade(database) == [(2, 0), (2, 1)]
     assert "complete" in columns(database, "ingeststate")
 
 
@@ -75,7 +87,7 @@ def test_unknown_version_is_refused(database):
     try:
         migrations.upgrade(database)
     except peewee.DatabaseError as exc:
-        assert "9.0" in str(exc)
+        assert "9.1" in str(exc)
     else:
         raise AssertionError("upgrade accepted an unknown schema version")
 

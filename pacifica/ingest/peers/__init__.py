@@ -1,11 +1,24 @@
-"""The four peer services behind small ports, built from the settings."""
+"""The four peer services behind small ports, chosen by their configured URL.
+
+``embedded:`` selects the built-in implementation (ids and metadata in this service's own
+database, the archive in ``{data_dir}/archive``, a policy that only checks structure);
+``http://`` or ``https://`` selects the Pacifica service at that URL; the archive also takes
+``file:///absolute/directory`` for a local archive elsewhere.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
 
-from ..config import Settings
+from ..config import EMBEDDED, Settings
+from ..errors import ConfigError
 from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort, make_session
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -18,17 +31,51 @@ class Peers:
     metadata: MetadataPort
 
 
-def build_peers(settings: Settings) -> Peers:
-    """Build the HTTP clients of the four peers, sharing one session."""
-    from .archive import HttpArchive
-    from .metadata import HttpMetadata
-    from .policy import HttpPolicy
-    from .uniqueid import HttpUniqueId
+def _kind(url: str, key: str, allow_file: bool = False) -> str:
+    if url == EMBEDDED:
+        return "embedded"
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return "http"
+    if allow_file and parsed.scheme == "file" and parsed.path.startswith("/") and not parsed.netloc:
+        return "file"
+    accepted = "'embedded:', http://host[:port]/..." + (" or file:///directory" if allow_file else "")
+    raise ConfigError(f"{key} = {url!r} is not a peer URL: use {accepted}")
 
+
+def validate_urls(settings: Settings) -> None:
+    """Raise ``ConfigError`` naming the first peer URL that is neither embedded nor HTTP."""
+    _kind(settings.uniqueid_url, "[uniqueid] url")
+    _kind(settings.policy_url, "[policy] ingest_url")
+    _kind(settings.archive_url, "[archiveinterface] url", allow_file=True)
+    _kind(settings.metadata_url, "[metadata] ingest_url")
+
+
+def build_peers(settings: Settings) -> Peers:
+    """Build the four peers from ``settings``; the HTTP ones share one session."""
+    from .archive import HttpArchive, LocalArchive
+    from .metadata import EmbeddedMetadata, HttpMetadata
+    from .policy import EmbeddedPolicy, HttpPolicy
+    from .uniqueid import EmbeddedUniqueId, HttpUniqueId
+
+    validate_urls(settings)
     session = make_session(settings.http_timeout, settings.http_retries)
+
+    def pick(url: str, embedded: Callable[[], Any], http: Callable[[], Any]) -> Any:
+        return embedded() if url == EMBEDDED else http()
+
+    archive_kind = _kind(settings.archive_url, "[archiveinterface] url", allow_file=True)
+    if archive_kind == "http":
+        archive: ArchivePort = HttpArchive(settings.archive_url, session)
+    else:
+        root = settings.data_path("archive") if archive_kind == "embedded" else urlparse(settings.archive_url).path
+        archive = LocalArchive(root)
     return Peers(
-        uniqueid=HttpUniqueId(settings.uniqueid_url, session),
-        policy=HttpPolicy(settings.policy_url, settings.auth_header, session),
-        archive=HttpArchive(settings.archive_url, session),
-        metadata=HttpMetadata(settings.metadata_url, session),
+        uniqueid=pick(settings.uniqueid_url, EmbeddedUniqueId,
+                      lambda: HttpUniqueId(settings.uniqueid_url, session)),
+        policy=pick(settings.policy_url, EmbeddedPolicy,
+                    lambda: HttpPolicy(settings.policy_url, settings.auth_header, session)),
+        archive=archive,
+        metadata=pick(settings.metadata_url, EmbeddedMetadata,
+                      lambda: HttpMetadata(settings.metadata_url, session)),
     )

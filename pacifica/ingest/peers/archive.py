@@ -1,13 +1,17 @@
-"""The archive interface: ``PUT``/``PATCH``/``DELETE {url}/{file_id}``."""
+"""The archive: the Pacifica Archive Interface over HTTP, or a local directory."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import os
+import shutil
+import uuid
 from collections.abc import Iterable
 
 import requests
 
-from ..errors import PeerRejected
+from ..errors import PeerRejected, PeerUnavailable
 from .base import call
 
 PEER = "archive interface"
@@ -40,6 +44,65 @@ class HttpArchive:
         """Remove ``file_id`` from the archive; a file that is already gone is fine."""
         try:
             call(self.session, PEER, "DELETE", self._file_url(file_id))
-        except PeerRejected as exc:
-            if "404" not in exc.detail:
+        except (PeerRejected, PeerUnavailable) as exc:
+            # The archive interface answers 500 "No such file or directory" for a missing file.
+            if "404" not in exc.detail and "No such file or directory" not in exc.detail:
                 raise
+
+
+class LocalArchive:
+    """Keep archived files in a local directory, each under its file id.
+
+    A file is written to a temporary name, flushed to disk and renamed into place, so the
+    archive only ever holds whole files with exactly the bytes sent.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    def path(self, file_id: int) -> str:
+        """Return where ``file_id`` is kept."""
+        return os.path.join(self.root, str(int(file_id)))
+
+    def _temp(self, file_id: int) -> str:
+        return os.path.join(self.root, f".tmp-{int(file_id)}-{uuid.uuid4().hex}")
+
+    def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
+        """Store exactly ``size`` bytes from ``body`` as ``file_id``."""
+        os.makedirs(self.root, exist_ok=True)
+        temp = self._temp(file_id)
+        written = 0
+        try:
+            with open(temp, "wb") as out:
+                for block in body:
+                    out.write(block)
+                    written += len(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if written != size:
+                raise PeerRejected(PEER, self.url, f"file {file_id}: received {written} of {size} bytes")
+            os.utime(temp, (mtime, mtime))
+            os.replace(temp, self.path(file_id))
+        except OSError as exc:
+            raise PeerUnavailable(PEER, self.url, f"file {file_id}: {exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def patch(self, file_id: int, source: str) -> None:
+        """Move the file at ``source`` into place as ``file_id`` (renamed, or copied across filesystems)."""
+        if not os.path.isfile(source):
+            raise PeerRejected(PEER, self.url, f"file {file_id}: source {source} is not a file")
+        os.makedirs(self.root, exist_ok=True)
+        temp = self._temp(file_id)
+        try:
+            shutil.move(source, temp)
+            os.replace(temp, self.path(file_id))
+        except OSError as exc:
+            raise PeerUnavailable(PEER, self.url, f"file {file_id}: cannot move {source}: {exc}") from None
+
+    def delete(self, file_id: int) -> None:
+        """Remove ``file_id``; a file that is not there is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(file_id))

@@ -28,3 +28,19 @@ class HttpPolicy:
         if not isinstance(body, dict) or body.get("status") != "success":
             reason = body.get("message", body) if isinstance(body, dict) else body
             raise PeerRejected(PEER, self.url, f"refused: {reason}")
+
+
+class EmbeddedPolicy:
+    """Check the metadata's structure and let every user ingest: no authorisation at all."""
+
+    url = "embedded:"
+    WARNING = ("the embedded policy is in use: NO AUTHORISATION IS ENFORCED, any user may ingest "
+               "into any project (set [policy] ingest_url to a Pacifica Policy service to enforce one)")
+
+    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
+        """Raise ``PeerRejected`` listing every structural problem of ``metadata``."""
+        from ..bundle import structure_problems
+
+        problems = structure_problems(metadata)
+        if problems:
+            raise PeerRejected(PEER, self.url, "refused: " + "; ".join(problems))

@@ -1,0 +1,84 @@
+"""A Celery worker that ``pacifica-ingest`` runs beside the web server (the embedded setup).
+
+It is an ordinary ``celery -A pacifica.ingest.tasks worker`` child process with the same
+settings, started and stopped with the CherryPy engine and restarted if it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from cherrypy.process import plugins
+
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the worker if the server process dies, even by SIGKILL."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def worker_command(settings: Settings) -> list[str]:
+    """Return the command line of the embedded worker."""
+    return [sys.executable, "-m", "celery", "-A", "pacifica.ingest.tasks", "worker", "-l", "INFO",
+            "-c", str(max(1, settings.worker_concurrency)), "-n", f"embedded-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+class EmbeddedWorker(plugins.SimplePlugin):
+    """CherryPy engine plugin owning the worker child process."""
+
+    def __init__(self, bus, settings: Settings, stop_timeout: float = 60.0) -> None:
+        super().__init__(bus)
+        self.settings = settings
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen | None = None
+        self.monitor = plugins.Monitor(bus, self.check, frequency=5, name="embedded worker monitor")
+
+    def subscribe(self) -> None:
+        """Register with the engine (and the monitor that restarts a dead worker)."""
+        super().subscribe()
+        self.monitor.subscribe()
+
+    def start(self) -> None:
+        """Start the worker process."""
+        env = dict(os.environ)
+        if self.settings.config_file:
+            env["INGEST_CONFIG"] = self.settings.config_file
+        self.process = subprocess.Popen(worker_command(self.settings), env=env, preexec_fn=_die_with_parent)
+        logger.info("embedded worker started (pid %s)", self.process.pid)
+
+    start.priority = 80  # after the HTTP server is listening
+
+    def check(self) -> None:
+        """Restart the worker if it exited while the server runs."""
+        if self.process is not None and self.process.poll() is not None:
+            logger.error("embedded worker exited with status %s; restarting it", self.process.returncode)
+            self.start()
+
+    def stop(self) -> None:
+        """Stop the worker: a warm shutdown (running stages finish), then SIGKILL after the timeout."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            logger.error("embedded worker did not stop within %ss; killing it", self.stop_timeout)
+            process.kill()
+            process.wait()
+        logger.info("embedded worker stopped")
+
+    stop.priority = 10
