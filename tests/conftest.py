@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,12 @@ STACKS = {
 HTTP_STACKS = [name for name, (db, _broker) in STACKS.items() if db is not None]
 
 _redis_numbers = itertools.count(3)
+
+
+def pytest_configure(config):
+    """Keep every process the tests start out of the real ~/.pacifica-ingest: a configuration
+    that does not name its data directory gets a throwaway one."""
+    os.environ.setdefault("INGEST_DATA_DIR", tempfile.mkdtemp(prefix="pacifica-ingest-tests-"))
 
 
 class Peers:
@@ -151,20 +160,29 @@ def http_stack(request, stacks):
     return stacks.get(request.param)
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
-def database(request, tmp_path):
-    """An empty database of each kind, bound to ``orm.DB`` for the test (closed afterwards)."""
+@contextlib.contextmanager
+def bound_database(kind: str, tmp_path: Path):
+    """Bind ``orm.DB`` to a new, empty database of ``kind`` for the duration of the block."""
     from pacifica.ingest.database import make_database
     from pacifica.ingest.orm import DB
 
-    url = services.database_url(request.param, f"pacifica_ingest_unit_{request.param}", tmp_path)
+    url = services.database_url(kind, f"pacifica_ingest_unit_{kind}", tmp_path)
     db = make_database(url)
     previous = DB.obj
     DB.initialize(db)
     db.connect()
-    yield db
-    db.close()
-    DB.initialize(previous)
+    try:
+        yield db
+    finally:
+        db.close()
+        DB.initialize(previous)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def database(request, tmp_path):
+    """An empty database of each kind, bound to ``orm.DB`` for the test (closed afterwards)."""
+    with bound_database(request.param, tmp_path) as db:
+        yield db
 
 
 @pytest.fixture

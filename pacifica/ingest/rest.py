@@ -112,6 +112,8 @@ def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
     from .tasks import job_chain
 
     job_id = ctx["job_id"]
+    # The answer is the job as accepted: a fast worker may move it on before we could read it back.
+    accepted = create_state_response(orm.read_state(job_id))
     try:
         runtime().spool.write_job(job_id, ctx)
         job_chain(ctx).apply_async()
@@ -119,7 +121,7 @@ def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
         logger.error("job %s: cannot queue: %s", job_id, exc)
         _fail(job_id, f"could not queue the job: the message broker is unavailable ({exc})")
         raise cherrypy.HTTPError(503, "the message broker is unavailable; the job was not queued") from None
-    return create_state_response(orm.read_state(job_id))
+    return accepted
 
 
 class RestIngestState:

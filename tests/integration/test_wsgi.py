@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import requests
 
@@ -18,12 +19,12 @@ make_server('127.0.0.1', int(sys.argv[1]), application).serve_forever()
 
 def test_wsgi_application(tmp_path):
     config = tmp_path / "config.cfg"
-    config.write_text(f"[ingest]\nvolume_path = {tmp_path}\n[database]\npeewee_url = sqliteext:///{tmp_path}/db.sqlite3\n")
+    config.write_text(f"[ingest]\ndata_dir = {tmp_path}/data\nvolume_path = {tmp_path}\n"
+                      f"[database]\npeewee_url = sqliteext:///{tmp_path}/db.sqlite3\n")
     from tests.support.procs import run
 
     assert run([sys.executable, "-m", "pacifica.ingest", "--help"]).returncode == 0
-    synced = run([str(__import__("pathlib").Path(sys.executable).parent / "pacifica-ingest-cmd"), "-c", str(config),
-                  "dbsync"])
+    synced = run([str(Path(sys.executable).parent / "pacifica-ingest-cmd"), "-c", str(config), "dbsync"])
     assert synced.returncode == 0, synced.stderr
     port = free_port()
     server = Proc("wsgi", [sys.executable, "-c", SERVE, str(port)], tmp_path / "wsgi.log",
@@ -38,11 +39,27 @@ def test_wsgi_application(tmp_path):
         server.stop()
 
 
-def test_wsgi_refuses_an_unsynced_database(tmp_path):
-    config = tmp_path / "config.cfg"
-    config.write_text(f"[database]\npeewee_url = sqliteext:///{tmp_path}/empty.sqlite3\n")
+def test_wsgi_refuses_an_old_database(tmp_path):
+    from pacifica.ingest import migrations
+    from pacifica.ingest.database import make_database
     from tests.support.procs import run
 
+    old = make_database(f"sqliteext:///{tmp_path}/old.sqlite3")
+    migrations.upgrade(old, target=(1, 0))
+    old.close()
+    config = tmp_path / "config.cfg"
+    config.write_text(f"[ingest]\ndata_dir = {tmp_path}/data\n[database]\npeewee_url = sqliteext:///{tmp_path}/old.sqlite3\n")
     result = run([sys.executable, "-c", "import pacifica.ingest.wsgi"], env={"INGEST_CONFIG": str(config)})
     assert result.returncode != 0
     assert "run 'pacifica-ingest-cmd dbsync' first" in result.stderr
+
+
+def test_wsgi_creates_the_schema_of_an_empty_database(tmp_path):
+    from tests.support.procs import run
+
+    config = tmp_path / "config.cfg"
+    config.write_text(f"[ingest]\ndata_dir = {tmp_path}/data\n")
+    result = run([sys.executable, "-c", "import pacifica.ingest.wsgi"], env={"INGEST_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    check = run([str(Path(sys.executable).parent / "pacifica-ingest-cmd"), "-c", str(config), "dbchk", "--equal"])
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -66,6 +66,8 @@ class PolicyApp(PeerApp):
             document = json.loads(body)
         except ValueError:
             return 400, {"status": "error", "message": "body is not JSON"}
+        if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
+            return 400, {"status": "error", "message": "metadata must be a list of objects"}
         self.calls.append((headers.get(self.auth_header), document))
         projects = [item.get("value") for item in document
                     if isinstance(item, dict) and item.get("destinationTable") == "Transactions.project"]
@@ -89,6 +91,8 @@ class MetadataApp(PeerApp):
             document = json.loads(body)
         except ValueError:
             return 400, {"status": "error", "message": "body is not JSON"}
+        if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
+            return 400, {"status": "error", "message": "metadata must be a list of objects"}
         for item in document:
             if item.get("destinationTable") == "Files" and "mimetype" in item \
                     and not MIMETYPE.match(str(item["mimetype"])):

@@ -42,18 +42,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 class Proc:
     """A child process whose output goes to a log file."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str | None] | None = None,
+                 cwd: str | None = None) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log
-        self.env = {**os.environ, **(env or {})}
+        # A None value removes the variable from the child's environment.
+        self.env = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
+        self.cwd = cwd
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                      start_new_session=True)
+                                      start_new_session=True, cwd=self.cwd)
         log.close()
         return self
 
@@ -84,6 +87,16 @@ class Proc:
             wait_for(up, timeout, f"{self.name} at {url}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.log()[-3000:]}") from None
+
+    def kill(self, sig: int, group: bool) -> None:
+        """Send ``sig`` to the process (``group``: and to every process it started) and wait for it."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        if group:
+            os.killpg(self.popen.pid, sig)
+        else:
+            self.popen.send_signal(sig)
+        self.popen.wait(60)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.popen is None or self.popen.poll() is not None:

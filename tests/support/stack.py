@@ -90,7 +90,9 @@ class Stack:
         """Where the archive keeps ``file_id``."""
         if self.archive is not None:
             return self.archive.file(file_id)
-        return self.data_dir / "archive" / str(file_id)
+        url = self.settings.get("archiveinterface", {}).get("url", "")
+        root = Path(url[len("file://"):]) if url.startswith("file://") else self.data_dir / "archive"
+        return root / str(file_id)
 
     def metadata(self, job_id: int) -> list[dict[str, Any]] | None:
         """The metadata document the metadata service recorded for ``job_id``."""
@@ -117,7 +119,8 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"INGEST_CONFIG": str(self.config_path)}
+        # The environment wins over the config file, so the data directory is passed there too.
+        return {"INGEST_CONFIG": str(self.config_path), "INGEST_DATA_DIR": str(self.data_dir)}
 
     def write_config(self) -> None:
         lines = []
@@ -129,7 +132,8 @@ class Stack:
 
     def cmd(self, *args: str, timeout: float = 120):
         """Run ``pacifica-ingest-cmd -c <config> args...``."""
-        return run([str(BIN / "pacifica-ingest-cmd"), "-c", str(self.config_path), *args], timeout=timeout)
+        return run([str(BIN / "pacifica-ingest-cmd"), "-c", str(self.config_path), *args], timeout=timeout,
+                   env=self.env)
 
     def start_server(self) -> None:
         self.port = self.port or free_port()
@@ -138,7 +142,7 @@ class Stack:
         self.server = Proc(f"{self.name}-server",
                            [str(BIN / "pacifica-ingest"), "-c", str(self.config_path), "--cp-config", str(cpconfig),
                             "-p", str(self.port), "-a", "127.0.0.1"],
-                           self.root / "server.log").start()
+                           self.root / "server.log", env=self.env).start()
         self.server.wait_http(self.url + "/", 60)
 
     def start_worker(self, node: str = "w1", concurrency: int = 2) -> Proc:
@@ -172,6 +176,20 @@ class Stack:
 
     def state(self, job_id: Any) -> requests.Response:
         return requests.get(self.url + "/get_state", params={"job_id": job_id}, timeout=30)
+
+    def state_after_stop(self, job_id: int) -> dict[str, Any]:
+        """Read a job's state straight from the stack's database (its server is not running)."""
+        from pacifica.ingest.database import make_database
+        from pacifica.ingest.orm import IngestState
+        from pacifica.ingest.utils import create_state_response
+
+        url = self.settings.get("database", {}).get("peewee_url", f"sqliteext:///{self.data_dir}/ingest.sqlite3")
+        database = make_database(url)
+        try:
+            with IngestState.bind_ctx(database):
+                return create_state_response(IngestState.get_by_id(job_id))
+        finally:
+            database.close()
 
     def wait_complete(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
         """Poll get_state until the job is complete; return its final state."""

@@ -11,7 +11,7 @@ from pacifica.ingest.orm import read_state
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / "config.cfg"
-    path.write_text(f"[ingest]\nvolume_path = {tmp_path}/volume\n"
+    path.write_text(f"[ingest]\ndata_dir = {tmp_path}/data\nvolume_path = {tmp_path}/volume\n"
                     f"[database]\npeewee_url = sqliteext:///{tmp_path}/db.sqlite3\nconnect_attempts = 1\n"
                     "connect_wait = 0\n")
     return str(path)

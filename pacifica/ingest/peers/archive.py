@@ -17,6 +17,21 @@ from .base import call
 PEER = "archive interface"
 
 
+class _SizedBody:
+    """An iterable of blocks with a known total length: requests then sends exactly those blocks
+    with a Content-Length header (a plain generator would be sent chunked)."""
+
+    def __init__(self, blocks: Iterable[bytes], size: int) -> None:
+        self.blocks = blocks
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(self.blocks)
+
+
 class HttpArchive:
     """Store files in the Pacifica Archive Interface."""
 
@@ -34,7 +49,7 @@ class HttpArchive:
             "Content-Length": str(size),
             "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
         }
-        call(self.session, PEER, "PUT", self._file_url(file_id), data=body, headers=headers)
+        call(self.session, PEER, "PUT", self._file_url(file_id), data=_SizedBody(body, size), headers=headers)
 
     def patch(self, file_id: int, source: str) -> None:
         """Ask the archive to move ``source`` into place as ``file_id``."""
@@ -66,11 +81,23 @@ class LocalArchive:
         return os.path.join(self.root, str(int(file_id)))
 
     def _temp(self, file_id: int) -> str:
-        return os.path.join(self.root, f".tmp-{int(file_id)}-{uuid.uuid4().hex}")
+        return os.path.join(self.root, f".tmp-{int(file_id)}-{os.getpid()}-{uuid.uuid4().hex}")
+
+    def _remove_leftovers(self, file_id: int) -> None:
+        """Remove temporary files of ``file_id`` whose writer died (a killed worker's partial write)."""
+        prefix = f".tmp-{int(file_id)}-"
+        for name in os.listdir(self.root):
+            if not name.startswith(prefix):
+                continue
+            pid = int(name[len(prefix):].split("-", 1)[0] or 0)
+            if pid and not _alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.root, name))
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
         """Store exactly ``size`` bytes from ``body`` as ``file_id``."""
         os.makedirs(self.root, exist_ok=True)
+        self._remove_leftovers(file_id)
         temp = self._temp(file_id)
         written = 0
         try:
@@ -95,6 +122,7 @@ class LocalArchive:
         if not os.path.isfile(source):
             raise PeerRejected(PEER, self.url, f"file {file_id}: source {source} is not a file")
         os.makedirs(self.root, exist_ok=True)
+        self._remove_leftovers(file_id)
         temp = self._temp(file_id)
         try:
             shutil.move(source, temp)
@@ -106,3 +134,13 @@ class LocalArchive:
         """Remove ``file_id``; a file that is not there is fine."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(file_id))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,217 @@
+"""One contract per peer port, run against both implementations so that they cannot drift.
+
+The embedded implementations run on each database; the HTTP clients talk to the published
+archive interface and to the HTTP test peers over loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import pytest
+import requests
+
+from pacifica.ingest import migrations
+from pacifica.ingest.errors import PeerError, PeerRejected
+from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
+from pacifica.ingest.peers.base import make_session
+from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
+from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
+from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId, HttpUniqueId
+from tests.conftest import bound_database
+from tests.support.bundles import file_object, transaction_metadata
+
+
+@pytest.fixture(scope="module")
+def session():
+    return make_session(timeout=10, retries=1)
+
+
+IMPLEMENTATIONS = ["embedded-sqlite", "embedded-postgres", "embedded-mysql", "http"]
+
+
+def _embedded(request, tmp_path) -> bool:
+    if not request.param.startswith("embedded"):
+        return False
+    stack = contextlib.ExitStack()
+    db = stack.enter_context(bound_database(request.param.split("-", 1)[1], tmp_path))
+    migrations.upgrade(db)
+    request.addfinalizer(stack.close)
+    return True
+
+
+# ---- uniqueid ---------------------------------------------------------------------------------
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def uniqueid(request, session, peers, tmp_path):
+    if _embedded(request, tmp_path):
+        return EmbeddedUniqueId()
+    return HttpUniqueId(peers.uniqueid.url, session)
+
+
+def test_uniqueid_ranges_are_disjoint_and_per_mode(uniqueid):
+    first = uniqueid.reserve(5, "contract_a")
+    second = uniqueid.reserve(3, "contract_a")
+    assert second >= first + 5
+    other = uniqueid.reserve(1, "contract_b")
+    assert isinstance(other, int) and other >= 1
+    assert uniqueid.reserve(1, "contract_a") >= second + 3
+
+
+def test_uniqueid_concurrent_reservations_never_overlap(uniqueid):
+    ranges, errors = [], []
+
+    def reserve():
+        try:
+            for _ in range(10):
+                start = uniqueid.reserve(4, "contract_concurrent")
+                ranges.append(range(start, start + 4))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reserve) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    ids = [i for r in ranges for i in r]
+    assert len(ids) == len(set(ids)) == 160
+
+
+def test_uniqueid_refuses_an_empty_range(uniqueid):
+    with pytest.raises(PeerRejected):
+        uniqueid.reserve(0, "contract_a")
+
+
+def test_embedded_job_ids_start_after_existing_jobs(tmp_path):
+    from pacifica.ingest.orm import update_state
+
+    with bound_database("sqlite", tmp_path) as db:
+        migrations.upgrade(db)
+        update_state(4100, "OK", "ingest metadata", 100)
+        assert EmbeddedUniqueId().reserve(1, "upload_job") == 4101
+
+
+# ---- policy -----------------------------------------------------------------------------------
+
+@pytest.fixture(params=["embedded", "http"])
+def policy(request, session, peers):
+    if request.param == "embedded":
+        return EmbeddedPolicy()
+    return HttpPolicy(peers.policy.url + "/ingest", "X-Http-Authed-User", session)
+
+
+def test_policy_accepts_a_complete_document(policy):
+    policy.check_ingest(transaction_metadata("1234") + [file_object("data/a", "x.txt", b"x")], "alice")
+
+
+@pytest.mark.parametrize("document", [
+    [{"destinationTable": "Transactions.submitter", "value": 1}],
+    {"destinationTable": "Transactions.project", "value": "1234"},
+    [1, 2, 3],
+])
+def test_policy_refuses_a_document_without_a_project(policy, document):
+    with pytest.raises(PeerRejected):
+        policy.check_ingest(document, "alice")
+
+
+def test_embedded_policy_names_every_structural_problem():
+    document = [{"destinationTable": "Transactions.project", "value": ""},
+                {"destinationTable": "Files", "name": "x"}]
+    with pytest.raises(PeerRejected) as caught:
+        EmbeddedPolicy().check_ingest(document, "anyone")
+    message = str(caught.value)
+    for fragment in ("Transactions.submitter is missing", "Transactions.instrument is missing",
+                     "Transactions.project has no value", "missing or non-string subdir"):
+        assert fragment in message
+
+
+# ---- archive ----------------------------------------------------------------------------------
+
+class ArchiveUnderTest:
+    def __init__(self, port, read):
+        self.port = port
+        self.read = read
+
+
+@pytest.fixture(params=["local", "http"])
+def archive_port(request, session, tmp_path, archive):
+    if request.param == "local":
+        local = LocalArchive(str(tmp_path / "archive"))
+
+        def read_local(file_id):
+            path = local.path(file_id)
+            return open(path, "rb").read() if os.path.exists(path) else None
+
+        return ArchiveUnderTest(local, read_local)
+
+    def read_http(file_id):
+        response = requests.get(f"{archive.url}/{file_id}", timeout=10)
+        return response.content if response.status_code == 200 else None
+
+    return ArchiveUnderTest(HttpArchive(archive.url, session), read_http)
+
+
+def _ids(request):
+    base = 7_000_000 + (abs(hash(request.node.nodeid)) % 100_000) * 10
+    return base, base + 1
+
+
+def test_archive_stores_exactly_the_bytes(archive_port, request):
+    file_id, _ = _ids(request)
+    data = os.urandom(300_000)
+    archive_port.port.put(file_id, [data[:100_000], data[100_000:]], len(data), 1_600_000_000)
+    assert archive_port.read(file_id) == data
+    archive_port.port.put(file_id, [b"replaced"], 8, 1_600_000_000)
+    assert archive_port.read(file_id) == b"replaced"
+    archive_port.port.delete(file_id)
+    assert archive_port.read(file_id) is None
+    archive_port.port.delete(file_id)  # already gone: fine
+
+
+def test_archive_moves_a_source_file(archive_port, request, tmp_path):
+    file_id, missing_id = _ids(request)
+    source = tmp_path / "to-move.dat"
+    source.write_bytes(b"moved bytes")
+    archive_port.port.patch(file_id, str(source))
+    assert archive_port.read(file_id) == b"moved bytes"
+    assert not source.exists()
+    with pytest.raises(PeerError):
+        archive_port.port.patch(missing_id, str(tmp_path / "never-existed.dat"))
+    archive_port.port.delete(file_id)
+
+
+# ---- metadata ---------------------------------------------------------------------------------
+
+class MetadataUnderTest:
+    def __init__(self, port, stored):
+        self.port = port
+        self.stored = stored
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def metadata_port(request, session, peers, tmp_path):
+    if _embedded(request, tmp_path):
+        store = EmbeddedMetadata()
+        return MetadataUnderTest(store, store.get)
+    return MetadataUnderTest(HttpMetadata(peers.metadata.url + "/ingest", session), peers.metadata_app.transaction)
+
+
+def _document(job_id, mimetype="text/plain"):
+    item = file_object("a", "x.txt", b"x", mimetype=mimetype) | {"_id": job_id * 10}
+    return [*transaction_metadata(), item, {"destinationTable": "Transactions._id", "value": job_id}]
+
+
+def test_metadata_keeps_what_it_accepts(metadata_port):
+    document = _document(8_100_001)
+    metadata_port.port.ingest(document)
+    assert metadata_port.stored(8_100_001) == document
+
+
+def test_metadata_refuses_a_malformed_mimetype(metadata_port):
+    with pytest.raises(PeerRejected, match="mimetype"):
+        metadata_port.port.ingest(_document(8_100_002, mimetype="not a mimetype"))
+    assert metadata_port.stored(8_100_002) is None
