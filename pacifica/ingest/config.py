@@ -48,6 +48,13 @@ def _positive_size(value: str) -> int:
     return size
 
 
+def _non_negative_size(value: str) -> int:
+    size = parse_size(value)
+    if size < 0:
+        raise ValueError(f"size must not be negative: {value!r}")
+    return size
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -96,6 +103,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
     Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
     Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
+    Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
     Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
     Option("ingest", "http_retries", "INGEST_HTTP_RETRIES", "3", "http_retries", _non_negative_int),
     Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
@@ -123,6 +131,7 @@ class Settings:
     auth_header: str
     default_user: str
     transfer_size: int
+    max_upload_size: int
     http_timeout: float
     http_retries: int
     embedded_worker: bool | None

@@ -6,6 +6,7 @@
     ├── BundleError             the body is not a readable tar        ('open tar')
     ├── MetadataError           metadata.txt or the move document is wrong ('load metadata')
     ├── IntegrityError          a file's bytes disagree with its metadata ('ingest files')
+    ├── UploadError             a body was refused or cut off (UPLOADING); carries the HTTP status
     └── PeerError               a peer service failed; names the peer and URL
         ├── PeerUnavailable     transient: refused, timed out, 5xx (worth retrying)
         └── PeerRejected        permanent: the peer said no (4xx, or a non-success answer)
@@ -52,6 +53,17 @@ class PeerUnavailable(PeerError):
 
 class PeerRejected(PeerError):
     """The peer answered and refused the request."""
+
+
+class UploadError(IngestError):
+    """A request body was refused or did not arrive whole; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.status))
 
 
 class ConfigError(Exception):

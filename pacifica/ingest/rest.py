@@ -7,10 +7,12 @@ JSON, errors included; a traceback never reaches a client (it goes to the log).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import cherrypy
@@ -18,7 +20,7 @@ import peewee
 
 from . import orm, states
 from .bootstrap import runtime
-from .errors import PeerError
+from .errors import PeerError, UploadError
 from .utils import create_state_response
 
 logger = logging.getLogger(__name__)
@@ -83,18 +85,67 @@ def parse_job_id(job_id: Any) -> int:
     return value
 
 
+@contextlib.contextmanager
+def database_errors(job_id: int | None = None) -> Iterator[None]:
+    """Turn a database failure into a 503 JSON answer, dropping the broken connection so that
+    the next request connects again."""
+    try:
+        yield
+    except peewee.PeeweeException as exc:
+        logger.error("job %s: database unavailable: %s", job_id, exc)
+        with contextlib.suppress(peewee.PeeweeException):
+            orm.DB.close()
+        raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
+
+
+def _refuse_body(status: int, message: str) -> cherrypy.HTTPError:
+    """An error for a request whose body we will not read, answered at once.
+
+    cheroot reads and discards an unread body before answering (except for 413), which for a
+    multi-gigabyte upload means the refusal arrives only after the whole body. Marking the body
+    as consumed skips that, and ``Connection: close`` tells the client not to reuse the socket.
+    """
+    cherrypy.response.headers["Connection"] = "close"
+    if hasattr(cherrypy.request.rfile, "remaining"):
+        cherrypy.request.rfile.remaining = 0
+    return cherrypy.HTTPError(status, message)
+
+
+def _admit_upload(max_size: int, spool) -> int | None:
+    """Check a body's declared size before reading it; return it (None when not declared).
+
+    400 for a malformed or zero Content-Length, 413 above ``max_size`` (0: no limit), 507 when
+    the volume has not that much room. Nothing is created for a refused body.
+    """
+    header = cherrypy.request.headers.get("Content-Length")
+    if header is None:
+        return None
+    try:
+        length = int(header)
+        if length < 0:
+            raise ValueError(header)
+    except ValueError:
+        raise _refuse_body(400, f"Content-Length must be a non-negative integer, got {header[:40]!r}") from None
+    if length == 0:
+        raise _refuse_body(400, "the request body is empty: send the bundle (a tar) as the body")
+    if max_size and length > max_size:
+        raise _refuse_body(413, f"the body of {length} bytes is larger than the {max_size} byte limit")
+    free = spool.free_space()
+    if length > free:
+        raise _refuse_body(507, f"the volume has {free} bytes free, the body needs {length}")
+    return length
+
+
 def _new_job() -> int:
     """Reserve a job id and record it as UPLOADING; 503 if a peer or the database is down."""
-    try:
-        job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
-    except PeerError as exc:
-        logger.error("cannot reserve a job id: %s", exc)
-        raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
-    try:
+    with database_errors():
+        try:
+            job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
+        except PeerError as exc:
+            logger.error("cannot reserve a job id: %s", exc)
+            raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+    with database_errors(job_id):
         orm.update_state(job_id, states.OK, states.UPLOADING, 0)
-    except peewee.PeeweeException as exc:
-        logger.error("job %s: cannot record its state: %s", job_id, exc)
-        raise cherrypy.HTTPError(503, "the job database is unavailable") from None
     return job_id
 
 
@@ -103,6 +154,8 @@ def _fail(job_id: int, message: str) -> None:
         orm.update_state(job_id, states.FAILED, states.UPLOADING, 0, message)
     except peewee.PeeweeException:
         logger.exception("job %s: could not record FAILED: %s", job_id, message)
+        with contextlib.suppress(peewee.PeeweeException):
+            orm.DB.close()
 
 
 def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +166,8 @@ def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
 
     job_id = ctx["job_id"]
     # The answer is the job as accepted: a fast worker may move it on before we could read it back.
-    accepted = create_state_response(orm.read_state(job_id))
+    with database_errors(job_id):
+        accepted = create_state_response(orm.read_state(job_id))
     try:
         runtime().spool.write_job(job_id, ctx)
         job_chain(ctx).apply_async()
@@ -134,10 +188,11 @@ class RestIngestState:
     def GET(job_id: Any = None, **_ignored: Any) -> dict[str, Any]:
         """Get the ingest state for the job."""
         job = parse_job_id(job_id)
-        try:
-            record = orm.read_state(job)
-        except orm.IngestState.DoesNotExist:
-            raise cherrypy.HTTPError(404, f"job ID {job} does not exist.") from None
+        with database_errors(job):
+            try:
+                record = orm.read_state(job)
+            except orm.IngestState.DoesNotExist:
+                raise cherrypy.HTTPError(404, f"job ID {job} does not exist.") from None
         return create_state_response(record)
 
 
@@ -156,13 +211,15 @@ class RestUpload:
         from .tasks import make_context
 
         rt = runtime()
+        length = _admit_upload(rt.settings.max_upload_size, rt.spool)
         job_id = _new_job()
         try:
-            size = rt.spool.receive(job_id, cherrypy.request.rfile)
-        except Exception as exc:  # noqa: BLE001 - any failure to read the body fails the job
-            logger.warning("job %s: upload interrupted: %s", job_id, exc)
-            _fail(job_id, f"upload interrupted before the whole body arrived: {exc}")
-            raise cherrypy.HTTPError(400, f"upload interrupted: {exc}") from None
+            size = rt.spool.receive(job_id, cherrypy.request.rfile, expected=length,
+                                    limit=rt.settings.max_upload_size)
+        except UploadError as exc:
+            logger.warning("job %s: upload refused: %s", job_id, exc)
+            _fail(job_id, str(exc))
+            raise _refuse_body(exc.status, str(exc)) from None
         logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
         return _enqueue(make_context(job_id, rt.spool.bundle_path(job_id), authed_user))
 

@@ -10,10 +10,14 @@ A bundle being received is written as ``<job_id>.tar.part`` and renamed when com
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import shutil
 from typing import Any, BinaryIO
+
+from .errors import UploadError
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +57,17 @@ class Spool:
         except (FileNotFoundError, ValueError):
             return None
 
-    def receive(self, job_id: int, body: BinaryIO) -> int:
+    def free_space(self) -> int:
+        """Return the bytes free on the volume's filesystem."""
+        os.makedirs(self.volume_path, exist_ok=True)
+        return shutil.disk_usage(self.volume_path).free
+
+    def receive(self, job_id: int, body: BinaryIO, expected: int | None = None, limit: int = 0) -> int:
         """Copy an upload body to the bundle path in ``block_size`` reads; return the byte count.
 
-        On any error the partial file is removed and the error propagates.
+        ``expected`` is the declared length: a body that ends sooner was cut off. ``limit`` (if
+        not 0) caps a body of unknown length. Both, an empty body, and a full disk raise
+        ``UploadError``; on any error the partial file is removed.
         """
         os.makedirs(self.volume_path, exist_ok=True)
         final = self.bundle_path(job_id)
@@ -68,9 +79,21 @@ class Spool:
                     block = body.read(self.block_size)
                     if not block:
                         break
-                    out.write(block)
                     received += len(block)
+                    if limit and received > limit:
+                        raise UploadError(f"the body is larger than the {limit} byte limit", 413)
+                    out.write(block)
+            if expected is not None and received != expected:
+                raise UploadError(f"the connection closed after {received} of the {expected} bytes "
+                                  "announced by Content-Length")
+            if received == 0:
+                raise UploadError("the request body is empty: send the bundle (a tar) as the body")
             os.replace(partial, final)
+        except OSError as exc:
+            _remove(partial)
+            if exc.errno == errno.ENOSPC:
+                raise UploadError(f"the volume is full after {received} bytes", 507) from None
+            raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}") from None
         except BaseException:
             _remove(partial)
             raise

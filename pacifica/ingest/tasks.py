@@ -44,6 +44,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "worker_enable_remote_control": False,
             "worker_send_task_events": False,
         }
+    elif settings.broker_url.split(":", 1)[0] in ("amqp", "pyamqp", "amqps"):
+        # Wait for RabbitMQ to confirm each message: without it, a publish on a connection that
+        # died silently "succeeds", and the job would wait in UPLOADING for ever.
+        embedded = {"broker_transport_options": {"confirm_publish": True}}
     backend = None if settings.backend_url == EMBEDDED else settings.backend_url
     return {
         **embedded,
@@ -58,6 +62,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
+        # A client waiting on POST /upload learns within seconds that the broker is down.
+        "broker_connection_timeout": 3,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                      "interval_max": 1},
         "result_expires": 24 * 3600,
         # Keep each stage's arguments with its result, so an operator can find a job's tasks.
         "result_extended": True,
