@@ -78,7 +78,7 @@ def stack_settings(root: Path, db_url: str, broker: str, backend: str, peers: Pe
                    archive: ArchiveInterface) -> dict[str, dict[str, str]]:
     return {
         "ingest": {"data_dir": str(root / "data"), "volume_path": str(root / "volume"), "transfer_size": "1 Mb",
-                   "http_timeout": "10", "http_retries": "2"},
+                   "http_timeout": "10", "http_retries": "2", "stage_retries": "1", "retry_delay": "0.2"},
         "uniqueid": {"url": peers.uniqueid.url},
         "policy": {"ingest_url": peers.policy.url + "/ingest"},
         "archiveinterface": {"url": archive.url},

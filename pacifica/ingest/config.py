@@ -106,6 +106,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
     Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
     Option("ingest", "http_retries", "INGEST_HTTP_RETRIES", "3", "http_retries", _non_negative_int),
+    Option("ingest", "stage_retries", "INGEST_STAGE_RETRIES", "4", "stage_retries", _non_negative_int),
+    Option("ingest", "retry_delay", "INGEST_RETRY_DELAY", "2", "retry_delay", _non_negative_float),
     Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
     Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
            _non_negative_int),
@@ -134,6 +136,8 @@ class Settings:
     max_upload_size: int
     http_timeout: float
     http_retries: int
+    stage_retries: int
+    retry_delay: float
     embedded_worker: bool | None
     worker_concurrency: int
     uniqueid_url: str

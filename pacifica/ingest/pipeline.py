@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import bundle, orm, states
-from .errors import IngestError, IntegrityError, PeerError
+from .errors import IngestError, IntegrityError, PeerError, PeerUnavailable
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
 from .tarutils import MemberReader, open_bundle, read_metadata
@@ -28,11 +29,23 @@ Sidecar = dict[str, Any]
 
 
 @contextlib.contextmanager
-def stage(job_id: int, task: str) -> Iterator[None]:
-    """Record ``task`` of ``job_id`` as started, then finished or FAILED with the error's message."""
+def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
+    """Record ``task`` of ``job_id`` as started, then finished or FAILED with the error's message.
+
+    With ``will_retry``, a transient peer failure leaves the job OK with a note that the stage
+    will be tried again (the caller schedules the retry) instead of failing it.
+    """
     orm.update_state(job_id, states.OK, task, 0)
     try:
         yield
+    except PeerUnavailable as exc:
+        if not will_retry:
+            logger.warning("job %s failed in %r: %s", job_id, task, exc)
+            orm.update_state(job_id, states.FAILED, task, 0, str(exc))
+            raise
+        logger.warning("job %s: %r will be retried: %s", job_id, task, exc)
+        orm.update_state(job_id, states.OK, task, 0, f"will retry: {exc}")
+        raise
     except IngestError as exc:
         logger.warning("job %s failed in %r: %s", job_id, task, exc)
         orm.update_state(job_id, states.FAILED, task, 0, str(exc))
@@ -130,11 +143,12 @@ def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
 
 
 def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
-                 report: Callable[[int, int], None] | None = None) -> None:
+                 report: Callable[[int, int], None] | None = None, final: bool = True) -> None:
     """'ingest files': stream each file from its tar offset to the archive, checking size and hash.
 
-    ``report(bytes_done, bytes_total)`` is called as bytes go out. On any failure every file
-    this attempt wrote is deleted from the archive again and the error says so.
+    ``report(bytes_done, bytes_total)`` is called as bytes go out. On a failure every file this
+    attempt wrote is deleted from the archive again and the error says so; except when a peer
+    was unavailable and this is not the ``final`` attempt: the retry writes the same file ids.
     """
     entries = _files(sidecar)
     total = sum(entry.size or 0 for entry in entries)
@@ -154,9 +168,19 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
                 written.append(entry.file_id)
                 archive.put(entry.file_id, reader, entry.size, entry.mtime or time.time())
                 _verify(entry, reader)
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
-        raise IngestError(f"{reason}; {rollback(job_id, archive, written)}") from exc
+    except PeerUnavailable:
+        if not final:
+            raise
+        raise_with_rollback(job_id, archive, written)
+    except Exception:  # noqa: BLE001 - whatever went wrong, undo the writes; the error goes on
+        raise_with_rollback(job_id, archive, written)
+
+
+def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> None:
+    """Delete ``file_ids`` from the archive and raise the error being handled, saying so."""
+    exc = sys.exc_info()[1]
+    reason = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
+    raise IngestError(f"{reason}; {rollback(job_id, archive, file_ids)}") from exc
 
 
 def _verify(entry: bundle.FileEntry, reader: MemberReader) -> None:
@@ -175,16 +199,16 @@ def move_files(sidecar: Sidecar, archive: ArchivePort) -> None:
 
 
 def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archive: ArchivePort,
-                    move: bool) -> None:
+                    move: bool, final: bool = True) -> None:
     """'ingest metadata': record the transaction's metadata.
 
-    If the metadata service refuses an upload's metadata, the files already archived for it
-    are deleted again (moved files are left where the archive put them: their source is gone).
+    If the metadata service refuses an upload's metadata (or stays unavailable through the
+    ``final`` attempt), the files already archived for it are deleted again; moved files are
+    left where the archive put them, since their source is gone.
     """
     try:
         metadata.ingest(sidecar["metadata"])
     except PeerError as exc:
-        if move:
+        if move or (isinstance(exc, PeerUnavailable) and not final):
             raise
-        file_ids = [entry.file_id for entry in _files(sidecar)]
-        raise IngestError(f"{exc}; {rollback(job_id, archive, file_ids)}") from exc
+        raise_with_rollback(job_id, archive, [entry.file_id for entry in _files(sidecar)])

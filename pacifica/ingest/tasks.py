@@ -13,15 +13,17 @@ The module-level functions named as in the published service (``ingest_check_tar
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
 from celery import Celery, Task, chain
+from celery.exceptions import Retry
 
 from . import orm, pipeline, queue, states
 from .bootstrap import runtime
 from .config import EMBEDDED, Settings, load_settings
-from .errors import IngestError, PeerError
+from .errors import IngestError, PeerError, PeerUnavailable
 from .tarutils import MetaParser, TarIngestor, open_bundle, patch_files
 
 logger = logging.getLogger(__name__)
@@ -83,40 +85,75 @@ def configure_celery(settings: Settings) -> None:
 
 
 class StageTask(Task):
-    """Base of the stage tasks: make sure the runtime exists and hold one database connection."""
+    """Base of the stage tasks: make sure the runtime exists, hold one database connection, and
+    retry a stage whose peer was unavailable, with exponential backoff and jitter, up to
+    ``stage_retries`` times (a refusal or a bad bundle fails at once)."""
+
+    # The bound is ``stage_retries`` (see final_attempt), not Celery's own default of 3.
+    max_retries = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         runtime()
         with orm.DB.connection_context():
-            return super().__call__(*args, **kwargs)
+            try:
+                return super().__call__(*args, **kwargs)
+            except PeerUnavailable as exc:
+                if self.final_attempt:
+                    raise
+                try:
+                    raise self.retry(exc=exc, countdown=self.backoff()) from None
+                except Retry:
+                    raise
+                except Exception as scheduling:
+                    # The stage said it would be retried; since it cannot be, the job fails here.
+                    job_id = args[0]["job_id"]
+                    task = orm.read_state(job_id).task
+                    orm.update_state(job_id, states.FAILED, task, 0,
+                                     f"{exc}; the retry could not be queued: {scheduling}")
+                    raise
+
+    @property
+    def final_attempt(self) -> bool:
+        """True when a transient failure must fail the job (retries used up, or run in-process)."""
+        return bool(self.request.called_directly) or self.request.retries >= runtime().settings.stage_retries
+
+    def backoff(self) -> float:
+        """Seconds before the next attempt: ``retry_delay`` doubled each time, with jitter."""
+        base = runtime().settings.retry_delay * (2 ** self.request.retries)
+        return base * random.uniform(0.5, 1.0)
 
 
 def _stage_task(name: str):
-    return INGEST_APP.task(name=f"pacifica.ingest.{name}", base=StageTask, bind=False)
+    return INGEST_APP.task(name=f"pacifica.ingest.{name}", base=StageTask, bind=True)
+
+
+def _stage(task: StageTask, ctx: Context, name: str):
+    """Record stage ``name`` of the job around the block (see ``pipeline.stage``)."""
+    return pipeline.stage(ctx["job_id"], name, will_retry=not task.final_attempt)
 
 
 @_stage_task("open_tar")
-def stage_open_tar(ctx: Context) -> Context:
+def stage_open_tar(self: StageTask, ctx: Context) -> Context:
     """'open tar'."""
-    with pipeline.stage(ctx["job_id"], states.OPEN_TAR):
+    with _stage(self, ctx, states.OPEN_TAR):
         pipeline.check_tar(ctx["path"])
     return ctx
 
 
 @_stage_task("load_metadata")
-def stage_load_metadata(ctx: Context) -> Context:
+def stage_load_metadata(self: StageTask, ctx: Context) -> Context:
     """'load metadata' of an upload."""
     rt = runtime()
-    with pipeline.stage(ctx["job_id"], states.LOAD_METADATA):
+    with _stage(self, ctx, states.LOAD_METADATA):
         pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
     return ctx
 
 
 @_stage_task("load_move_metadata")
-def stage_load_move_metadata(ctx: Context) -> Context:
+def stage_load_move_metadata(self: StageTask, ctx: Context) -> Context:
     """'load metadata' of a move."""
     rt = runtime()
-    with pipeline.stage(ctx["job_id"], states.LOAD_METADATA):
+    with _stage(self, ctx, states.LOAD_METADATA):
         pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
     return ctx
 
@@ -129,9 +166,9 @@ def _sidecar(ctx: Context) -> dict[str, Any]:
 
 
 @_stage_task("policy")
-def stage_policy(ctx: Context) -> Context:
+def stage_policy(self: StageTask, ctx: Context) -> Context:
     """'Policy Validation'."""
-    with pipeline.stage(ctx["job_id"], states.POLICY_VALIDATION):
+    with _stage(self, ctx, states.POLICY_VALIDATION):
         pipeline.check_policy(_sidecar(ctx), ctx["user"], runtime().peers.policy)
     return ctx
 
@@ -150,32 +187,32 @@ def _progress_reporter(job_id: int, task: str, interval: float = 1.0):
 
 
 @_stage_task("ingest_files")
-def stage_ingest_files(ctx: Context) -> Context:
+def stage_ingest_files(self: StageTask, ctx: Context) -> Context:
     """'ingest files'."""
     rt = runtime()
     job_id = ctx["job_id"]
-    with pipeline.stage(job_id, states.INGEST_FILES):
-        pipeline.ingest_files(job_id, ctx["path"], _sidecar(ctx), rt.peers.archive,
-                              rt.settings.transfer_size, _progress_reporter(job_id, states.INGEST_FILES))
+    with _stage(self, ctx, states.INGEST_FILES):
+        pipeline.ingest_files(job_id, ctx["path"], _sidecar(ctx), rt.peers.archive, rt.settings.transfer_size,
+                              _progress_reporter(job_id, states.INGEST_FILES), final=self.final_attempt)
     return ctx
 
 
 @_stage_task("move_files")
-def stage_move_files(ctx: Context) -> Context:
+def stage_move_files(self: StageTask, ctx: Context) -> Context:
     """'move files'."""
-    with pipeline.stage(ctx["job_id"], states.MOVE_FILES):
+    with _stage(self, ctx, states.MOVE_FILES):
         pipeline.move_files(_sidecar(ctx), runtime().peers.archive)
     return ctx
 
 
 @_stage_task("ingest_metadata")
-def stage_ingest_metadata(ctx: Context) -> Context:
+def stage_ingest_metadata(self: StageTask, ctx: Context) -> Context:
     """'ingest metadata', then the job's files are removed from the volume."""
     rt = runtime()
     job_id = ctx["job_id"]
-    with pipeline.stage(job_id, states.INGEST_METADATA):
+    with _stage(self, ctx, states.INGEST_METADATA):
         pipeline.ingest_metadata(job_id, _sidecar(ctx), rt.peers.metadata, rt.peers.archive,
-                                 move=ctx.get("move", False))
+                                 move=ctx.get("move", False), final=self.final_attempt)
     rt.spool.discard(job_id, ctx["path"])
     return ctx
 

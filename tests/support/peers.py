@@ -111,6 +111,24 @@ class MetadataApp(PeerApp):
         return None
 
 
+class FlakyApp(PeerApp):
+    """Answer the first ``failures`` requests with 503, then behave like ``app``."""
+
+    def __init__(self, app: PeerApp, failures: int) -> None:
+        self.app = app
+        self.failures = failures
+        self.requests = 0
+        self.lock = threading.Lock()
+
+    def handle(self, method, path, query, headers, body):
+        with self.lock:
+            self.requests += 1
+            failing = self.requests <= self.failures
+        if failing:
+            return 503, {"status": "503 Service Unavailable", "message": "busy, try later"}
+        return self.app.handle(method, path, query, headers, body)
+
+
 def _handler_for(app: PeerApp):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -191,6 +191,14 @@ class Stack:
         finally:
             database.close()
 
+    def wait_complete_or(self, job_id: int, condition, timeout: float = 60) -> dict[str, Any]:
+        """Poll get_state until ``condition(state)`` holds or the job is complete; return that state."""
+        def reached():
+            body = self.state(job_id).json()
+            return body if body.get("complete") or condition(body) else None
+
+        return wait_for(reached, timeout, f"job {job_id} to reach a condition", interval=0.05)
+
     def wait_complete(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
         """Poll get_state until the job is complete; return its final state."""
         def done():
