@@ -137,10 +137,15 @@ class LocalArchive:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a killed process that is not yet reaped does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
