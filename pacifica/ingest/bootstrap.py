@@ -109,6 +109,12 @@ def announce(settings: Settings) -> None:
     logger.info("data directory %s; volume %s", settings.data_dir, settings.volume_path)
     if settings.policy_url == EMBEDDED:
         logger.warning(EmbeddedPolicy.WARNING)
+    if not settings.trusted_proxies:
+        logger.warning("[ingest] trusted_proxies is not set: the %s header is believed from any client "
+                       "(set it to the address of the authenticating proxy)", settings.auth_header)
+    if not settings.move_roots:
+        logger.warning("[ingest] move_roots is not set: POST /move may move any file this service's "
+                       "archive can read into the archive")
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -55,6 +55,25 @@ def _non_negative_size(value: str) -> int:
     return size
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (``10.0.0.5``, ``10.1.0.0/16``); validated, kept as text."""
+    import ipaddress
+
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return items
+
+
+def _directories(value: str) -> tuple[str, ...]:
+    """Comma-separated absolute directories."""
+    items = tuple(os.path.normpath(item.strip()) for item in value.split(",") if item.strip())
+    for item in items:
+        if not os.path.isabs(item):
+            raise ValueError(f"not an absolute directory: {item!r}")
+    return items
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -102,6 +121,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "volume_path", "VOLUME_PATH", "{data_dir}/volume", "volume_path"),
     Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
     Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
+    Option("ingest", "trusted_proxies", "INGEST_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
+    Option("ingest", "move_roots", "INGEST_MOVE_ROOTS", "", "move_roots", _directories),
     Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
     Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
     Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
@@ -132,6 +153,8 @@ class Settings:
     volume_path: str
     auth_header: str
     default_user: str
+    trusted_proxies: tuple[str, ...]
+    move_roots: tuple[str, ...]
     transfer_size: int
     max_upload_size: int
     http_timeout: float

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import bundle, orm, states
-from .errors import IngestError, IntegrityError, PeerError, PeerUnavailable
+from .errors import IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
 from .tarutils import MemberReader, open_bundle, read_metadata
@@ -104,8 +104,12 @@ def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueI
     return _record(job_id, document, entries, identity, spool, uniqueid)
 
 
-def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
-    """'load metadata' of a move: parse the document and reserve file ids."""
+def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort,
+                       roots: tuple[str, ...] = ()) -> Sidecar:
+    """'load metadata' of a move: parse the document, check its sources, reserve file ids.
+
+    With ``roots``, every ``source`` must resolve (links followed) to a path under one of them.
+    """
     identity = _bundle_identity(path)
     sidecar = _reuse(spool, job_id, identity)
     if sidecar is not None:
@@ -113,7 +117,16 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
     with open(path, "rb") as handle:
         document = bundle.parse_document(handle.read())
     entries = bundle.file_entries(document, move=True)
+    if roots:
+        outside = [entry.source for entry in entries if not _under(entry.source, roots)]
+        if outside:
+            raise MetadataError(f"sources outside the allowed move roots ({', '.join(roots)}): {', '.join(outside)}")
     return _record(job_id, document, entries, identity, spool, uniqueid)
+
+
+def _under(source: str, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(source)
+    return any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root) for root in roots)
 
 
 def check_policy(sidecar: Sidecar, user: str, policy: PolicyPort) -> None:

@@ -57,9 +57,32 @@ def unexpected_error() -> None:
 
 
 def get_remote_user() -> str:
-    """Get the remote user from cherrypy request headers."""
+    """Get the remote user from cherrypy request headers.
+
+    The auth header counts only from a configured trusted proxy (from anyone when none is
+    configured, as the published service did); without it the ``default_user`` is used, and
+    when that is empty the request is refused with 401.
+    """
     settings = runtime().settings
-    return cherrypy.request.headers.get(settings.auth_header, settings.default_user)
+    user = cherrypy.request.headers.get(settings.auth_header)
+    if user and settings.trusted_proxies and not _from_trusted_proxy(settings.trusted_proxies):
+        logger.warning("ignoring %s from %s: not a trusted proxy", settings.auth_header, cherrypy.request.remote.ip)
+        user = None
+    if user:
+        return user
+    if settings.default_user:
+        return settings.default_user
+    raise _refuse_body(401, f"authentication required: no {settings.auth_header} header from a trusted proxy")
+
+
+def _from_trusted_proxy(networks: tuple[str, ...]) -> bool:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(cherrypy.request.remote.ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
 
 
 def get_authed_user(func):

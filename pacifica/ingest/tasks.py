@@ -154,7 +154,7 @@ def stage_load_move_metadata(self: StageTask, ctx: Context) -> Context:
     """'load metadata' of a move."""
     rt = runtime()
     with _stage(self, ctx, states.LOAD_METADATA):
-        pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
+        pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.move_roots)
     return ctx
 
 

@@ -126,3 +126,14 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError, match="not a size"):
         parse_size(text)
+
+
+def test_trusted_proxies_and_move_roots_are_validated(home):
+    settings = load_settings(environ={"INGEST_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16",
+                                      "INGEST_MOVE_ROOTS": "/srv/instrument,/data/"})
+    assert settings.trusted_proxies == ("10.0.0.5", "192.168.0.0/16")
+    assert settings.move_roots == ("/srv/instrument", "/data")
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(environ={"INGEST_TRUSTED_PROXIES": "proxy.example.org"})
+    with pytest.raises(ConfigError, match="move_roots"):
+        load_settings(environ={"INGEST_MOVE_ROOTS": "relative/dir"})
