@@ -36,6 +36,7 @@ def _server_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest server with CherryPy's built-in HTTP server."""
     import cherrypy
+    from cherrypy.process import plugins
 
     from .rest import SERVER_DEFAULTS, make_app
 
@@ -67,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.port is not None:
         cherrypy.config.update({"server.socket_port": args.port})
     cherrypy.tree.mount(make_app(cpconfig), "")
+    if settings.failed_retention > 0:
+        from .housekeeping import expire_failed_bundles
+
+        def expire() -> None:
+            with orm.DB.connection_context():
+                expire_failed_bundles(runtime().spool, settings.failed_retention)
+
+        expire()
+        plugins.Monitor(cherrypy.engine, expire, frequency=3600, name="expire failed bundles").subscribe()
     if settings.run_embedded_worker:
         from .worker import EmbeddedWorker
 
@@ -91,6 +101,8 @@ def _cmd_parser() -> argparse.ArgumentParser:
     job.add_argument("--task", dest="task", help="the new task (stage) name")
     job.add_argument("--task-percent", dest="task_percent", type=float, help="the new percent, 0 to 100")
     job.add_argument("--exception", dest="exception", help="the new exception text")
+    job.add_argument("--operator", dest="operator", default=getpass.getuser(),
+                     help="who is doing this, recorded in the job (default: you)")
     job.set_defaults(func=_cmd_job)
 
     sub.add_parser("dbsync", help="create or upgrade the database",
@@ -112,7 +124,20 @@ def _cmd_parser() -> argparse.ArgumentParser:
                        help="user the policy checks (default: you)")
     retry.add_argument("--job_id", "--job-id", dest="job_id", type=int, default=None,
                        help="job id to use (default: a new one)")
+    retry.add_argument("--operator", dest="operator", default=getpass.getuser(),
+                       help="who is doing this, recorded in the job (default: you)")
     retry.set_defaults(func=_cmd_retry)
+
+    jobs = sub.add_parser("jobs", help="list jobs", description="List unfinished jobs whose state has not "
+                          "changed for a while (stuck ones): id, state, task, percent, last update.")
+    jobs.add_argument("--stalled", dest="stalled", type=float, required=True, metavar="MINUTES",
+                      help="only jobs not updated for this many minutes")
+    jobs.set_defaults(func=_cmd_jobs)
+
+    cleanup = sub.add_parser("cleanup", help="remove expired failed bundles",
+                             description="Remove the bundles of jobs that failed longer ago than "
+                             "[ingest] failed_retention hours (the server also does this hourly).")
+    cleanup.set_defaults(func=_cmd_cleanup)
 
     metadata = sub.add_parser("metadata", help="print the metadata the embedded metadata service stored",
                               description="Print a job's metadata document as JSON (embedded metadata only).")
@@ -141,14 +166,36 @@ def _cmd_job(args: argparse.Namespace) -> int:
     if args.task_percent is not None and not 0 <= args.task_percent <= 100:
         sys.stderr.write("--task-percent must be between 0 and 100\n")
         return 2
-    orm.update_state(
-        args.job_id,
-        args.state if args.state is not None else current.state,
-        args.task if args.task is not None else current.task,
-        args.task_percent if args.task_percent is not None else (current.task_percent if current else 0),
-        args.exception if args.exception is not None else (current.exception if current else ""),
-    )
+    state = args.state if args.state is not None else current.state
+    task = args.task if args.task is not None else current.task
+    percent = args.task_percent if args.task_percent is not None else (current.task_percent if current else 0)
+    exception = args.exception if args.exception is not None else (current.exception if current else "")
+    note = audit_line(args.operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
+    orm.update_state(args.job_id, state, task, percent, "\n".join(filter(None, [exception, note])))
+    logger.warning("job %s: %s", args.job_id, note)
     _out(f"job {args.job_id} updated")
+    return 0
+
+
+def audit_line(operator: str, action: str) -> str:
+    """Return the line that records an operator's action in a job."""
+    return f"[{orm.utcnow():%Y-%m-%d %H:%M:%S} UTC] {operator} {action}"
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from .housekeeping import stalled_jobs
+
+    for row in stalled_jobs(args.stalled):
+        _out(f"{row.job_id}\t{row.state}\t{row.task}\t{float(row.task_percent)}\t{row.updated:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from .housekeeping import expire_failed_bundles
+
+    rt = runtime()
+    removed = expire_failed_bundles(rt.spool, rt.settings.failed_retention)
+    _out(f"removed the bundles of {len(removed)} failed jobs")
     return 0
 
 
@@ -182,6 +229,11 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     orm.update_state(job_id, states.OK, states.UPLOADING, 100)
     completed = run_job(make_context(job_id, args.file_path, args.username, move=args.move))
     record = orm.read_state(job_id)
+    outcome = "completed" if completed else "failed again"
+    note = audit_line(args.operator, f"retried the job from {args.file_path} as {args.username}: {outcome}")
+    orm.update_state(job_id, record.state, record.task, record.task_percent,
+                     "\n".join(filter(None, [record.exception, note])), complete=record.complete)
+    logger.warning("job %s: %s", job_id, note)
     _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
     return 0 if completed else 1
 

@@ -117,6 +117,11 @@ class Spool:
         except FileNotFoundError:
             return None
 
+    def exists(self, job_id: int) -> list[bool]:
+        """Which of the job's files (bundle, move document, sidecar, context) are on the volume."""
+        return [os.path.exists(name) for name in (self.bundle_path(job_id), self.move_path(job_id),
+                                                  self.sidecar_path(job_id), self.job_path(job_id))]
+
     def discard_partial(self, job_id: int) -> None:
         """Remove the part of a bundle whose upload never finished."""
         _remove(self.bundle_path(job_id) + ".part")

@@ -75,3 +75,60 @@ def test_retry_of_a_broken_bundle_exits_non_zero(cli_stack, tmp_path):
     result = cli_stack.cmd("retry", "--path", str(broken), "--job_id", "556")
     assert result.returncode == 1
     assert "FAILED open tar" in result.stdout
+
+
+def _state(cli_stack, job_id):
+    from pacifica.ingest.database import make_database
+    from pacifica.ingest.orm import IngestState
+
+    database = make_database(cli_stack.settings["database"]["peewee_url"])
+    try:
+        with IngestState.bind_ctx(database):
+            return IngestState.get_by_id(job_id)
+    finally:
+        database.close()
+
+
+def test_job_and_retry_record_the_operator(cli_stack, tmp_path):
+    cli_stack.cmd("dbsync")
+    result = cli_stack.cmd("job", "--job-id", "31", "--state", "FAILED", "--task", "ingest files",
+                           "--exception", "stuck on a dead archive", "--operator", "ops-alice")
+    assert result.returncode == 0, result.stderr
+    row = _state(cli_stack, 31)
+    first, second = row.exception.splitlines()
+    assert first == "stuck on a dead archive"
+    assert "ops-alice set the job to FAILED 'ingest files'" in second
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"not a tar")
+    assert cli_stack.cmd("retry", "--path", str(broken), "--job_id", "32", "--operator", "ops-bob").returncode == 1
+    assert "ops-bob retried the job" in _state(cli_stack, 32).exception
+    assert "failed again" in _state(cli_stack, 32).exception
+
+
+def test_jobs_lists_the_stalled_ones(cli_stack):
+    cli_stack.cmd("dbsync")
+    cli_stack.cmd("job", "--job-id", "41", "--state", "OK", "--task", "ingest files", "--task-percent", "40")
+    cli_stack.cmd("job", "--job-id", "42", "--state", "OK", "--task", "ingest metadata", "--task-percent", "100")
+    cli_stack.cmd("job", "--job-id", "43", "--state", "FAILED", "--task", "open tar")
+    listed = cli_stack.cmd("jobs", "--stalled", "0")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[:3] for line in listed.stdout.splitlines()] == [["41", "OK", "ingest files"]]
+    assert cli_stack.cmd("jobs", "--stalled", "60").stdout == ""
+
+
+def test_cleanup_removes_only_expired_failed_bundles(cli_stack):
+    import time
+
+    cli_stack.cmd("dbsync")
+    cli_stack.settings["ingest"]["failed_retention"] = "0.0002"  # hours: under a second
+    cli_stack.write_config()
+    volume = cli_stack.volume
+    volume.mkdir(parents=True, exist_ok=True)
+    for job_id, state in ((51, "FAILED"), (52, "OK")):
+        (volume / f"{job_id}.tar").write_bytes(b"bundle")
+        cli_stack.cmd("job", "--job-id", str(job_id), "--state", state, "--task", "ingest files")
+    time.sleep(1.5)
+    result = cli_stack.cmd("cleanup")
+    assert result.returncode == 0 and "removed the bundles of 1 failed jobs" in result.stdout
+    assert not (volume / "51.tar").exists()
+    assert (volume / "52.tar").exists(), "the bundle of a job still running was removed"
