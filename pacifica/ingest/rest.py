@@ -31,6 +31,9 @@ SERVER_DEFAULTS = {
     "server.max_request_body_size": 0,
     "server.socket_timeout": 300,
     "server.thread_pool": 32,
+    # cheroot keeps only 10 idle keep-alive connections by default and drops the others, which
+    # a busy client pool sees as "connection closed without response".
+    "server.keep_alive_conn_limit": 512,
     "engine.autoreload.on": False,
     "log.screen": True,
 }

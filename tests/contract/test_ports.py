@@ -215,3 +215,26 @@ def test_metadata_refuses_a_malformed_mimetype(metadata_port):
     with pytest.raises(PeerRejected, match="mimetype"):
         metadata_port.port.ingest(_document(8_100_002, mimetype="not a mimetype"))
     assert metadata_port.stored(8_100_002) is None
+
+
+class ForgetfulArchiveApp:
+    """An archive interface that acknowledges every PUT (201, total_bytes echoed) and stores nothing."""
+
+    def handle(self, method, path, query, headers, body):
+        if method == "PUT":
+            return 201, {"message": "File added to archive", "total_bytes": len(body)}
+        if method == "HEAD":
+            return 204, {}
+        return 404, {"message": "no such file"}
+
+
+def test_http_archive_does_not_trust_an_acknowledgement(session):
+    from pacifica.ingest.errors import PeerUnavailable
+    from tests.support.peers import PeerServer
+
+    server = PeerServer(ForgetfulArchiveApp()).start()
+    try:
+        with pytest.raises(PeerUnavailable, match="not the 5 bytes sent"):
+            HttpArchive(server.url, session).put(42, [b"hello"], 5, 0)
+    finally:
+        server.stop()

@@ -42,7 +42,9 @@ class ArchiveInterface:
     def start(self) -> ArchiveInterface:
         self.prefix.mkdir(parents=True, exist_ok=True)
         cpconfig = self.root / "archive-cp.ini"
-        cpconfig.write_text(CPCONFIG.format(port=self.port))
+        # Its posix backend keeps the open file on one object shared by every request thread, so
+        # concurrent requests corrupt each other: run it as it must be deployed, one thread.
+        cpconfig.write_text(CPCONFIG.format(port=self.port).replace("[/]", "server.thread_pool: 1\n\n[/]"))
         exe = BIN / "pacifica-archiveinterface"
         if not exe.exists():
             raise AssertionError("pacifica-archiveinterface is not installed: pip install -e '.[test]'")

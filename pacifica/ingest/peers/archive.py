@@ -50,6 +50,22 @@ class HttpArchive:
             "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
         }
         call(self.session, PEER, "PUT", self._file_url(file_id), data=_SizedBody(body, size), headers=headers)
+        self._check_stored(file_id, size)
+
+    def _check_stored(self, file_id: int, size: int) -> None:
+        """Ask the archive what it holds for ``file_id`` and compare the size with what was sent.
+
+        The published archive interface answers 201 with the request's own Content-Length, even
+        when a concurrent request closed its file under it (its posix backend keeps the open
+        file on an object shared by all threads), so its PUT reply proves nothing.
+        """
+        url = self._file_url(file_id)
+        response = call(self.session, PEER, "HEAD", url)
+        stored_path = response.headers.get("X-Pacifica-File", "")
+        stored_size = response.headers.get("X-Content-Length")
+        if not stored_path.endswith(f"/{int(file_id)}") or stored_size != str(size):
+            raise PeerUnavailable(PEER, url, f"after the upload the archive reports {stored_size!r} bytes at "
+                                             f"{stored_path!r}, not the {size} bytes sent")
 
     def patch(self, file_id: int, source: str) -> None:
         """Ask the archive to move ``source`` into place as ``file_id``."""
