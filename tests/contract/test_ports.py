@@ -224,7 +224,7 @@ class ForgetfulArchiveApp:
         if method == "PUT":
             return 201, {"message": "File added to archive", "total_bytes": len(body)}
         if method == "HEAD":
-            return 204, {}
+            return 200, {}, {"X-Pacifica-File": f"/srv{path}", "X-Content-Length": "0"}
         return 404, {"message": "no such file"}
 
 

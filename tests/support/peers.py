@@ -137,15 +137,18 @@ def _handler_for(app: PeerApp):
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, payload = app.handle(self.command, url.path, parse_qs(url.query), self.headers, body)
+            status, payload, *extra = app.handle(self.command, url.path, parse_qs(url.query), self.headers, body)
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
         def log_message(self, *args: Any) -> None:
             pass
