@@ -51,8 +51,9 @@ def test_job_sets_the_state_of_a_stuck_job(config, capsys):
                 "--exception", "Failed by administrator"]) == 0
     cmd(["-c", config, "dbchk"])  # leaves the database bound to this config
     row = read_state(12)
-    assert (row.state, row.task, float(row.task_percent), row.exception, row.complete) == \
-        ("FAILED", "ingest files", 50.0, "Failed by administrator", True)
+    assert (row.state, row.task, float(row.task_percent), row.complete) == ("FAILED", "ingest files", 50.0, True)
+    assert row.exception.splitlines()[0] == "Failed by administrator"
+    assert "set the job to FAILED 'ingest files' 50.0% with pacifica-ingest-cmd job" in row.exception
 
 
 def test_job_refuses_unknown_jobs_and_bad_percent(config, capsys):
