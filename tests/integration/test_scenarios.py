@@ -14,6 +14,7 @@ import os
 import pytest
 
 from tests.support.bundles import make_bundle, move_document, write_tar
+from tests.support.procs import wait_for
 from tests.support.stack import wait_results
 
 GOOD_FILES = {
@@ -61,7 +62,8 @@ def test_good_upload(stack, tmp_path):
     if not stack.embedded:
         assert any(user == "alice" and {"destinationTable": "Transactions._id", "value": job_id} in doc
                    for user, doc in stack.peers.policy_app.calls)
-    assert not (stack.volume / f"{job_id}.tar").exists(), "a completed job's bundle stays on the volume"
+    # The bundle leaves the volume just after the job reports complete.
+    wait_for(lambda: not (stack.volume / f"{job_id}.tar").exists(), 10, "the completed job's bundle to be removed")
 
 
 def test_bad_project_fails_policy_validation(stack, tmp_path):

@@ -50,6 +50,13 @@ def good_job(stack, tmp_path) -> int:
     return response.json()["job_id"]
 
 
+def finished_and_cleaned(stack, job_id: int, volume) -> None:
+    """Wait until the job is complete and its files have left the volume (that comes just after)."""
+    stack.wait_complete(job_id)
+    wait_for(lambda: not [p for p in volume.iterdir() if p.name.startswith(f"{job_id}.")], 10,
+             f"job {job_id}'s files to leave the volume")
+
+
 def post_headers_only(stack, length: int) -> tuple[int, dict]:
     """Announce a body of ``length`` bytes, send none of it, and read the answer."""
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
@@ -89,7 +96,7 @@ def test_declared_size_over_free_space_is_507(limited, small_volume, tmp_path):
 
 def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, small_volume, tmp_path):
     before = good_job(limited, tmp_path)
-    limited.wait_complete(before)
+    finished_and_cleaned(limited, before, small_volume)
     ballast = small_volume / "ballast"
     ballast.write_bytes(b"\0" * 10 * MiB)
     try:
@@ -113,7 +120,7 @@ def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, sma
 
 def test_client_that_disconnects_mid_body_leaves_a_failed_job_and_no_partial_file(limited, small_volume, tmp_path):
     before = good_job(limited, tmp_path)
-    limited.wait_complete(before)
+    finished_and_cleaned(limited, before, small_volume)
     with socket.create_connection(("127.0.0.1", limited.port)) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
                      b"Content-Length: 1000000\r\n\r\n" + b"y" * 100_000)
