@@ -41,18 +41,22 @@ def parse_size(size: str | int) -> int:
         raise ValueError(f"not a size: {size!r} (expected e.g. '4 Mb' or '1048576')") from None
 
 
-def _positive_size(value: str) -> int:
-    size = parse_size(value)
-    if size <= 0:
-        raise ValueError(f"size must be positive: {value!r}")
-    return size
+def _at_least(parse: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
+    """A coercer: ``parse`` the value and refuse anything below ``minimum``."""
+
+    def coerce(value: str) -> Any:
+        number = parse(value)
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value!r}")
+        return number
+
+    return coerce
 
 
-def _non_negative_size(value: str) -> int:
-    size = parse_size(value)
-    if size < 0:
-        raise ValueError(f"size must not be negative: {value!r}")
-    return size
+_positive_size = _at_least(parse_size, 1)
+_non_negative_size = _at_least(parse_size, 0)
+_non_negative_int = _at_least(int, 0)
+_non_negative_float = _at_least(float, 0)
 
 
 def _networks(value: str) -> tuple[str, ...]:
@@ -72,20 +76,6 @@ def _directories(value: str) -> tuple[str, ...]:
         if not os.path.isabs(item):
             raise ValueError(f"not an absolute directory: {item!r}")
     return items
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"must not be negative: {value!r}")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"must not be negative: {value!r}")
-    return number
 
 
 @dataclasses.dataclass(frozen=True)
