@@ -34,6 +34,8 @@ SERVER_DEFAULTS = {
     # cheroot keeps only 10 idle keep-alive connections by default and drops the others, which
     # a busy client pool sees as "connection closed without response".
     "server.keep_alive_conn_limit": 512,
+    # Connections waiting to be accepted (CherryPy's default backlog is 5).
+    "server.socket_queue_size": 128,
     "engine.autoreload.on": False,
     "log.screen": True,
 }

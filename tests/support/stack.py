@@ -14,7 +14,7 @@ import requests
 from .procs import BIN, Proc, free_port, run, wait_for
 
 CPCONFIG = """[global]
-log.screen: False
+log.screen: True
 server.socket_host: '127.0.0.1'
 server.socket_port: {port}
 server.max_request_body_size: 0
