@@ -36,6 +36,7 @@ from tests.support import services  # noqa: E402 - the repository's test helpers
 from tests.support.bundles import file_object, transaction_metadata, write_tar  # noqa: E402
 from tests.support.peers import MetadataApp, PeerServer, PolicyApp, UniqueIdApp  # noqa: E402
 from tests.support.procs import BIN, Proc, free_port, run, wait_for  # noqa: E402
+from tests.support.stack import CPCONFIG as TEST_CPCONFIG  # noqa: E402
 from tests.support.stack import ArchiveInterface  # noqa: E402
 
 logger = logging.getLogger("benchmark")
@@ -45,19 +46,8 @@ LEGACY = Path.home() / ".cache" / "pacifica-ingest-tests" / "legacy-0.4.1"
 SHAPES = {"full": [("1 x 1 GiB", 1, 1024 * MiB), ("100 x 10 MiB", 100, 10 * MiB), ("10000 x 4 KiB", 10000, 4096)],
           "quick": [("1 x 128 MiB", 1, 128 * MiB), ("20 x 5 MiB", 20, 5 * MiB), ("1000 x 4 KiB", 1000, 4096)]}
 
-CPCONFIG = """[global]
-log.screen: True
-server.socket_host: '127.0.0.1'
-server.socket_port: {port}
-server.max_request_body_size: 0
-server.socket_timeout: 300
-server.thread_pool: 32
-
-[/]
-request.dispatch: cherrypy.dispatch.MethodDispatcher()
-tools.response_headers.on: True
-tools.response_headers.headers: [('Content-Type', 'application/json')]
-"""
+# The test servers' CherryPy config, with room for large, slow bodies and many clients.
+CPCONFIG = TEST_CPCONFIG.replace("[/]", "server.socket_timeout: 300\nserver.thread_pool: 32\n\n[/]")
 
 
 def legacy_venv() -> Path:
