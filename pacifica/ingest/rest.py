@@ -21,6 +21,7 @@ import peewee
 from . import orm, states
 from .bootstrap import runtime
 from .errors import PeerError, UploadError
+from .httpbody import request_body
 from .utils import create_state_response
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class RestUpload:
         length = _admit_upload(rt.settings.max_upload_size, rt.spool)
         job_id = _new_job()
         try:
-            size = rt.spool.receive(job_id, cherrypy.request.rfile, expected=length,
+            size = rt.spool.receive(job_id, request_body(cherrypy.request.rfile), expected=length,
                                     limit=rt.settings.max_upload_size)
         except UploadError as exc:
             logger.warning("job %s: upload refused: %s", job_id, exc)

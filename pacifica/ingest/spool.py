@@ -18,6 +18,7 @@ import shutil
 from typing import Any, BinaryIO
 
 from .errors import UploadError
+from .httpbody import ReadBody
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Spool:
         return shutil.disk_usage(self.volume_path).free
 
     def receive(self, job_id: int, body: BinaryIO, expected: int | None = None, limit: int = 0) -> int:
-        """Copy an upload body to the bundle path in ``block_size`` reads; return the byte count.
+        """Copy an upload body (``readinto`` or ``read``) to the bundle path; return the byte count.
 
         ``expected`` is the declared length: a body that ends sooner was cut off. ``limit`` (if
         not 0) caps a body of unknown length. Both, an empty body, and a full disk raise
@@ -73,16 +74,18 @@ class Spool:
         final = self.bundle_path(job_id)
         partial = final + ".part"
         received = 0
+        reader = body if hasattr(body, "readinto") else ReadBody(body)
+        buffer = memoryview(bytearray(self.block_size))
         try:
-            with open(partial, "wb") as out:
+            with open(partial, "wb", buffering=0) as out:
                 while True:
-                    block = body.read(self.block_size)
-                    if not block:
+                    count = reader.readinto(buffer)
+                    if not count:
                         break
-                    received += len(block)
+                    received += count
                     if limit and received > limit:
                         raise UploadError(f"the body is larger than the {limit} byte limit", 413)
-                    out.write(block)
+                    _write_all(out, buffer[:count])
             if expected is not None and received != expected:
                 raise UploadError(f"the connection closed after {received} of the {expected} bytes "
                                   "announced by Content-Length")
@@ -147,3 +150,10 @@ def _write_json_atomically(path: str, data: Any) -> None:
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _write_all(out: Any, data: memoryview) -> None:
+    """Write all of ``data`` to an unbuffered file (a single write may take only part of it)."""
+    while data:
+        data = data[out.write(data):]
+
