@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import weakref
 from decimal import Decimal
 from typing import ClassVar
 
@@ -167,9 +168,23 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
         IngestState.insert({IngestState.job_id: job_id, **fields}).execute()
 
 
+# The SELECT of read_state, compiled once per database: peewee takes longer to build it than
+# PostgreSQL takes to answer it, and get_state is the endpoint clients poll.
+_READ_STATE_SQL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def read_state(job_id) -> IngestState:
     """Return the state row of a job; raises ``IngestState.DoesNotExist`` for an unknown job."""
-    return IngestState.get_by_id(int(job_id))
+    database = DB.obj
+    sql = _READ_STATE_SQL.get(database)
+    if sql is None:
+        sql = _READ_STATE_SQL[database] = IngestState.select().where(IngestState.job_id == 0).sql()[0]
+    row = DB.execute_sql(sql, (int(job_id),)).fetchone()
+    if row is None:
+        raise IngestState.DoesNotExist(f"job {int(job_id)} does not exist")
+    fields = IngestState._meta.sorted_fields
+    values = {field.name: field.python_value(value) for field, value in zip(fields, row, strict=True)}
+    return IngestState(__no_default=1, **values)
 
 
 class IngestUniqueId(BaseModel):
