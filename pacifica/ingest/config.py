@@ -123,9 +123,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
     Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
            _non_negative_int),
+    Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "4", "archive_concurrency",
+           _at_least(int, 1)),
     Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
     Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),
     Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", EMBEDDED, "archive_url"),
+    Option("archiveinterface", "confirm_puts", "ARCHIVEINTERFACE_CONFIRM_PUTS", "true", "confirm_puts", _bool),
     Option("metadata", "ingest_url", "METADATA_INGEST_URL", EMBEDDED, "metadata_url"),
     Option("celery", "broker_url", "BROKER_URL", EMBEDDED, "broker_url"),
     Option("celery", "backend_url", "BACKEND_URL", EMBEDDED, "backend_url"),
@@ -155,9 +158,11 @@ class Settings:
     failed_retention: float
     embedded_worker: bool | None
     worker_concurrency: int
+    archive_concurrency: int
     uniqueid_url: str
     policy_url: str
     archive_url: str
+    confirm_puts: bool
     metadata_url: str
     broker_url: str
     backend_url: str

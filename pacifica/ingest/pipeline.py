@@ -10,12 +10,16 @@ admin ``retry`` reuse the same file ids.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Any, BinaryIO
 
 from . import bundle, orm, states
 from .errors import IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
@@ -155,38 +159,94 @@ def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
     return f"deleted the {len(file_ids)} files this job wrote to the archive"
 
 
+class _Meter:
+    """Count bytes sent by several threads and report the running total."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+        self.total = total
+        self.done = 0
+        self.report = report
+        self.lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        # Reported under the lock, so the totals reported only ever grow.
+        with self.lock:
+            self.done += count
+            if self.report is not None:
+                self.report(self.done, self.total)
+
+
+# Files at least this large go to an archive that can copy ranges (the embedded one) by a kernel
+# copy while another thread hashes the same bytes; smaller ones are read, hashed and written.
+RANGE_COPY_MIN = 1 << 20
+
+
+def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, meter: _Meter, entry: bundle.FileEntry) -> None:
+    """Send one file from its offset in the bundle to the archive, then check its size and hash."""
+    reader = MemberReader(handle, entry.offset, entry.size, entry.hashtype, block_size, meter.add)
+    mtime = entry.mtime or time.time()
+    put_range = getattr(archive, "put_range", None)
+    if put_range is None or entry.size < RANGE_COPY_MIN:
+        archive.put(entry.file_id, reader, entry.size, mtime)
+        _verify(entry, reader)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
+        hashed = hashing.submit(reader.drain)
+
+        def check() -> None:
+            hashed.result()
+            _verify(entry, reader)
+
+        put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime, check=check)
+
+
 def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
-                 report: Callable[[int, int], None] | None = None, final: bool = True) -> None:
+                 report: Callable[[int, int], None] | None = None, final: bool = True,
+                 concurrency: int = 1) -> None:
     """'ingest files': stream each file from its tar offset to the archive, checking size and hash.
 
-    ``report(bytes_done, bytes_total)`` is called as bytes go out. On a failure every file this
-    attempt wrote is deleted from the archive again and the error says so; except when a peer
-    was unavailable and this is not the ``final`` attempt: the retry writes the same file ids.
+    Up to ``concurrency`` files are sent at once. ``report(bytes_done, bytes_total)`` is called
+    as bytes go out. The files are made durable before the stage ends. On a failure every file
+    this attempt wrote is deleted from the archive again and the error says so; except when a
+    peer was unavailable and this is not the ``final`` attempt: the retry writes the same file ids.
     """
     entries = _files(sidecar)
-    total = sum(entry.size or 0 for entry in entries)
-    done = 0
-
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        if report is not None:
-            report(done, total)
-
-    written: list[int] = []
+    meter = _Meter(sum(entry.size or 0 for entry in entries), report)
+    started: list[int] = []
     try:
         with open(path, "rb") as handle:
-            for entry in entries:
-                reader = MemberReader(handle, entry.offset, entry.size, entry.hashtype, block_size, progress)
-                written.append(entry.file_id)
-                archive.put(entry.file_id, reader, entry.size, entry.mtime or time.time())
-                _verify(entry, reader)
+            send = functools.partial(_send, handle, archive, block_size, meter)
+
+            def attempt(entry: bundle.FileEntry) -> None:
+                started.append(entry.file_id)
+                send(entry)
+
+            _run_all(attempt, entries, concurrency)
+            archive.make_durable(started)
     except PeerUnavailable:
         if not final:
             raise
-        raise_with_rollback(job_id, archive, written)
+        raise_with_rollback(job_id, archive, started)
     except Exception:  # noqa: BLE001 - whatever went wrong, undo the writes; the error goes on
-        raise_with_rollback(job_id, archive, written)
+        raise_with_rollback(job_id, archive, started)
+
+
+def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int) -> None:
+    """Call ``work`` on every item, up to ``concurrency`` at once; stop at the first error and raise it."""
+    if concurrency <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(min(concurrency, len(items)), thread_name_prefix="archive") as pool:
+        pending = iter(items)
+        running = {pool.submit(work, item) for item in itertools.islice(pending, concurrency)}
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            failed = [future for future in done if future.exception() is not None]
+            if failed:
+                wait(running)
+                raise failed[0].exception()
+            running |= {pool.submit(work, item) for item in itertools.islice(pending, len(done))}
 
 
 def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> None:

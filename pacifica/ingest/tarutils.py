@@ -7,8 +7,10 @@ object interface; the pipeline itself uses ``open_bundle`` and ``MemberReader`` 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
@@ -69,7 +71,9 @@ class MemberReader:
 
     Iterating yields blocks of ``block_size``; ``len()`` is the byte count, so HTTP clients send
     a ``Content-Length`` and the blocks as they are. ``progress`` is called with each block's
-    length. Reading past the end of a truncated file raises ``IntegrityError``.
+    length. Reading past the end of a truncated file raises ``IntegrityError``. Reads are
+    positional (``os.pread``) when the handle is a real file, so several readers may share one
+    open bundle, each in its own thread.
     """
 
     def __init__(self, handle: BinaryIO, offset: int, size: int, hashtype: str, block_size: int,
@@ -81,22 +85,28 @@ class MemberReader:
         self.hasher = hashlib.new(hashtype)
         self.progress = progress
         self.bytes_read = 0
-        self._started = False
+        try:
+            self._fd: int | None = handle.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._fd = None
 
     def __len__(self) -> int:
         return self.size
 
+    def _read_at(self, position: int, size: int) -> bytes:
+        if self._fd is not None:
+            return os.pread(self._fd, size, position)
+        self.handle.seek(position)
+        return self.handle.read(size)
+
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all remaining if negative)."""
-        if not self._started:
-            self.handle.seek(self.offset)
-            self._started = True
         remaining = self.size - self.bytes_read
         if size is None or size < 0 or size > remaining:
             size = remaining
         if size == 0:
             return b""
-        block = self.handle.read(size)
+        block = self._read_at(self.offset + self.bytes_read, size)
         if not block:
             raise IntegrityError(f"bundle ended after {self.bytes_read} of {self.size} bytes of a member")
         self.bytes_read += len(block)
@@ -111,6 +121,11 @@ class MemberReader:
             if not block:
                 return
             yield block
+
+    def drain(self) -> None:
+        """Read (and hash) every remaining byte, keeping none of them."""
+        for _block in self:
+            pass
 
     def hexdigest(self) -> str:
         """Return the hash of the bytes read so far."""
@@ -246,6 +261,9 @@ class TarIngestor:
             info = self.tar.getmember(path)
             hashtype, hashsum = self.meta.get_hash(file_id)
             FileIngestor(hashtype, hashsum, int(file_id)).upload_file_in_file(info, self.tar)
+        from .bootstrap import runtime
+
+        runtime().peers.archive.make_durable(int(file_id) for file_id in self.meta.files)
 
 
 TarIngester = TarIngestor

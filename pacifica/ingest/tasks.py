@@ -193,7 +193,8 @@ def stage_ingest_files(self: StageTask, ctx: Context) -> Context:
     job_id = ctx["job_id"]
     with _stage(self, ctx, states.INGEST_FILES):
         pipeline.ingest_files(job_id, ctx["path"], _sidecar(ctx), rt.peers.archive, rt.settings.transfer_size,
-                              _progress_reporter(job_id, states.INGEST_FILES), final=self.final_attempt)
+                              _progress_reporter(job_id, states.INGEST_FILES), final=self.final_attempt,
+                              concurrency=rt.settings.archive_concurrency)
     return ctx
 
 

@@ -14,13 +14,14 @@ import pytest
 import requests
 
 from pacifica.ingest import migrations
-from pacifica.ingest.errors import PeerError, PeerRejected
+from pacifica.ingest.errors import IntegrityError, PeerError, PeerRejected
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
 from pacifica.ingest.peers.base import make_session
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId, HttpUniqueId
 from tests.conftest import bound_database
+from tests.support.archive import archive_listing
 from tests.support.bundles import file_object, transaction_metadata
 
 
@@ -238,3 +239,46 @@ def test_http_archive_does_not_trust_an_acknowledgement(session):
             HttpArchive(server.url, session).put(42, [b"hello"], 5, 0)
     finally:
         server.stop()
+
+
+def test_archive_keeps_files_made_durable(archive_port, request):
+    first, second = _ids(request)
+    for file_id in (first, second):
+        archive_port.port.put(file_id, [b"durable ", str(file_id).encode()], 8 + len(str(file_id)), 1_600_000_000)
+    archive_port.port.make_durable([first, second])
+    assert archive_port.read(first) == f"durable {first}".encode()
+    assert archive_port.read(second) == f"durable {second}".encode()
+    for file_id in (first, second):
+        archive_port.port.delete(file_id)
+
+
+def test_local_archive_copies_a_range_and_checks_it_before_it_is_visible(tmp_path):
+    local = LocalArchive(str(tmp_path / "archive"))
+    source = tmp_path / "bundle"
+    source.write_bytes(b"header" + b"payload" * 1000 + b"trailer")
+    with open(source, "rb") as handle:
+        local.put_range(1, handle.fileno(), 6, 7000, 1_600_000_000)
+
+        def refuse():
+            assert not os.path.exists(local.path(2)), "the file was visible before its check"
+            raise IntegrityError("hash differs")
+
+        with pytest.raises(IntegrityError):
+            local.put_range(2, handle.fileno(), 6, 7000, 1_600_000_000, check=refuse)
+        with pytest.raises(PeerRejected, match="received 7007 of 9000"):
+            local.put_range(3, handle.fileno(), 6, 9000, 1_600_000_000)
+    assert (tmp_path / "archive" / "1").read_bytes() == b"payload" * 1000
+    assert os.stat(local.path(1)).st_mtime == 1_600_000_000
+    assert archive_listing(tmp_path / "archive") == ["1"]
+    local.make_durable(range(1, 40))  # more files than are synced one by one: the filesystem is synced
+
+
+def test_local_archive_sweeps_the_leftovers_of_dead_writers(tmp_path):
+    local = LocalArchive(str(tmp_path / "archive"))
+    beyond_pid_max = 2**22 + 17  # no process can have this pid
+    incoming = tmp_path / "archive" / LocalArchive.INCOMING
+    incoming.mkdir(parents=True)
+    (incoming / f"5-{beyond_pid_max}-abc").write_bytes(b"partial")
+    (incoming / f"6-{os.getpid()}-def").write_bytes(b"still being written")
+    local.put(7, [b"x"], 1, 1_600_000_000)
+    assert sorted(os.listdir(incoming)) == [f"6-{os.getpid()}-def"]

@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from tests.support.archive import archive_listing
 from tests.support.procs import Proc, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def test_readme_quick_start_on_a_fresh_machine(tmp_path):
     with tarfile.open(checkout / "examples" / "bundle.tar") as tar:
         metadata = json.loads(tar.extractfile("metadata.txt").read())
         members = {info.name: tar.extractfile(info).read() for info in tar.getmembers() if info.name != "metadata.txt"}
-    stored = {path.name: path.read_bytes() for path in archive.iterdir()}
+    stored = {name: (archive / name).read_bytes() for name in archive_listing(archive)}
     files = [item for item in metadata if item["destinationTable"] == "Files"]
     assert len(stored) == len(files) == len(members)
     assert sorted(stored.values()) == sorted(members.values()), "the archive does not hold the example's bytes"

@@ -10,6 +10,7 @@ from collections import Counter
 import redis
 
 from tests.support import services
+from tests.support.archive import archive_listing
 from tests.support.bundles import make_bundle
 from tests.support.stack import Stack
 
@@ -65,4 +66,4 @@ def test_two_workers_take_32_jobs_between_them(tmp_path):
             assert stack.archived(item["_id"]).read_bytes() == files[f"data/{item['subdir']}/{item['name']}"]
             file_ids.append(item["_id"])
     assert len(file_ids) == len(set(file_ids)) == 2 * JOBS
-    assert sorted(os.listdir(shared / "archive")) == sorted(str(file_id) for file_id in file_ids)
+    assert archive_listing(shared / "archive") == sorted(str(file_id) for file_id in file_ids)

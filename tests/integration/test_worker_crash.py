@@ -8,6 +8,7 @@ import signal
 
 from tests.conftest import broker_urls
 from tests.support import services
+from tests.support.archive import archive_listing
 from tests.support.bundles import make_bundle
 from tests.support.procs import wait_for
 from tests.support.stack import Stack
@@ -31,12 +32,12 @@ def test_sigkilled_worker_mid_ingest_files(tmp_path, peers):
     stack.start_server()
     first = stack.start_worker("doomed", concurrency=1)
     try:
-        files = {f"data/big/part{n}.bin": os.urandom(120 * MiB) for n in range(3)}
+        files = {f"data/big/part{n}.bin": os.urandom(120 * MiB) for n in range(5)}
         path = tmp_path / "big.tar"
         make_bundle(str(path), files)
         job_id = stack.upload(path).json()["job_id"]
-        wait_for(lambda: (s := stack.state(job_id).json())["task"] == "ingest files" and float(s["task_percent"]) > 0,
-                 120, "ingest files to be under way")
+        # 600 MB: the kernel copies and the hashing take a second or two, long enough to be caught in it.
+        wait_for(lambda: stack.state(job_id).json()["task"] == "ingest files", 120, "ingest files to be under way")
         reservations = [call for call in peers.uniqueid_app.calls if call[0] == "file"]
         first.kill(signal.SIGKILL, group=True)
         assert not stack.state(job_id).json()["complete"]
@@ -44,12 +45,13 @@ def test_sigkilled_worker_mid_ingest_files(tmp_path, peers):
         final = stack.wait_complete(job_id, timeout=300)
         second.stop()
     finally:
+        first.kill(signal.SIGKILL, group=True)  # still running if the test failed before killing it
         stack.stop()
     assert (final["state"], final["task"]) == ("OK", "ingest metadata"), final
     assert [call for call in peers.uniqueid_app.calls if call[0] == "file"] == reservations, \
         "the redelivered stage reserved new file ids"
     ids = {item["_id"]: files[f"data/{item['subdir']}/{item['name']}"] for item in stack.files(job_id)}
-    assert sorted(os.listdir(shared / "archive")) == sorted(str(file_id) for file_id in ids), \
+    assert archive_listing(shared / "archive", leftovers_allowed=True) == sorted(str(file_id) for file_id in ids), \
         "the archive holds missing, duplicate or partial files"
     for file_id, data in ids.items():
         assert (shared / "archive" / str(file_id)).read_bytes() == data

@@ -66,7 +66,7 @@ def build_peers(settings: Settings) -> Peers:
 
     archive_kind = _kind(settings.archive_url, "[archiveinterface] url", allow_file=True)
     if archive_kind == "http":
-        archive: ArchivePort = HttpArchive(settings.archive_url, session)
+        archive: ArchivePort = HttpArchive(settings.archive_url, session, confirm=settings.confirm_puts)
     else:
         root = settings.data_path("archive") if archive_kind == "embedded" else urlparse(settings.archive_url).path
         archive = LocalArchive(root)

@@ -42,6 +42,9 @@ class ArchivePort(Protocol):
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
         """Store exactly ``size`` bytes read from ``body`` as ``file_id``."""
 
+    def make_durable(self, file_ids: Iterable[int]) -> None:
+        """Make sure the files ``file_ids``, already put, survive a crash of this machine."""
+
     def patch(self, file_id: int, source: str) -> None:
         """Move the file at ``source`` (on the archive's filesystem) to ``file_id``."""
 
