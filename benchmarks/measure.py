@@ -1,0 +1,148 @@
+"""What the benchmark measures besides job times: floors, memory, get_state rates, the archive's limit."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+def timed(argv: list[str]) -> float:
+    """Seconds ``argv`` takes to run."""
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def floors(bundle: Path, work: Path) -> dict:
+    """The same disk's floors for this bundle: cp, cp + sync, sha1sum and tar -x."""
+    os.sync()
+    copy = work / "floor-copy.tar"
+    cp = timed(["cp", str(bundle), str(copy)])
+    cp_sync = cp + timed(["sync"])
+    copy.unlink()
+    sha1sum = timed(["sha1sum", str(bundle)])
+    extract = work / "floor-extract"
+    extract.mkdir()
+    tar_x = timed(["tar", "-xf", str(bundle), "-C", str(extract)])
+    subprocess.run(["rm", "-rf", str(extract)], check=True)
+    os.sync()
+    return {"cp_s": cp, "cp_sync_s": cp_sync, "sha1sum_s": sha1sum, "tar_x_s": tar_x}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += _children(current)
+    return tree
+
+
+def reset_peak(pids: list[int]) -> None:
+    """Reset the kernel's peak-RSS counter (VmHWM) of each process."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            pass
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set of ``pid`` since its last reset, in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return 0.0
+
+
+def _state_client(port: int, path: str, threads: int, seconds: float) -> list[float]:
+    """Poll ``path`` from ``threads`` keep-alive connections for ``seconds``; return the latencies."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.perf_counter() < stop_at:
+            begun = time.perf_counter()
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {response.status}")
+            mine.append(time.perf_counter() - begun)
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return latencies
+
+
+def state_rate(port: int, job_id: int, clients: int, seconds: float) -> dict:
+    """get_state requests per second from ``clients`` keep-alive clients, with p50 and p99.
+
+    The clients run in up to two processes of their own (this machine has two cores), so the
+    benchmark's own peers and interpreter lock do not limit them.
+    """
+    processes = min(2, clients)
+    path = f"/get_state?job_id={job_id}"
+    split = [clients // processes + (1 if index < clients % processes else 0) for index in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.starmap(_state_client, [(port, path, threads, seconds) for threads in split])
+    latencies = sorted(latency for part in parts for latency in part)
+    return {"clients": clients, "rps": len(latencies) / seconds, "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
+
+
+def archive_limit(port: int, count: int, first_id: int, connections: int) -> float:
+    """PUTs of 4 KiB per second the archive interface takes from a lean client (no hashing, no reading)."""
+    body = os.urandom(4096)
+    headers = {"Content-Type": "application/octet-stream", "Last-Modified": "Sun, 06 Nov 1994 08:49:37 GMT"}
+
+    def sender(start: int, number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for file_id in range(start, start + number):
+            connection.request("PUT", f"/{file_id}", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 201:
+                raise RuntimeError(f"archive PUT: HTTP {response.status}")
+        connection.close()
+
+    share = count // connections
+    senders = [threading.Thread(target=sender, args=(first_id + index * share, share)) for index in range(connections)]
+    started = time.perf_counter()
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    return share * connections / (time.perf_counter() - started)
