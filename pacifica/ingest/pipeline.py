@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
-from . import bundle, orm, states
+from . import bundle, orm, states, tarhash
 from .errors import IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
@@ -181,23 +181,42 @@ class _Meter:
 RANGE_COPY_MIN = 1 << 20
 
 
-def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, meter: _Meter, entry: bundle.FileEntry) -> None:
-    """Send one file from its offset in the bundle to the archive, then check its size and hash."""
-    reader = MemberReader(handle, entry.offset, entry.size, entry.hashtype, block_size, meter.add)
+def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, meter: _Meter,
+          known: dict[int, tuple[int, str]], entry: bundle.FileEntry) -> None:
+    """Send one file from its offset in the bundle to the archive, then check its size and hash.
+
+    ``known`` holds the digests taken while the bundle was received; a file whose digest is
+    there is not hashed a second time.
+    """
+    digest = _known_digest(known, entry)
+    reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size,
+                          meter.add)
     mtime = entry.mtime or time.time()
     put_range = getattr(archive, "put_range", None)
-    if put_range is None or entry.size < RANGE_COPY_MIN:
+    if put_range is not None and digest:
+        put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime,
+                  check=functools.partial(_check_digest, entry, digest))
+        meter.add(entry.size)
+    elif put_range is not None and entry.size >= RANGE_COPY_MIN:
+        with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
+            hashed = hashing.submit(reader.drain)
+
+            def check() -> None:
+                hashed.result()
+                _verify(entry, reader)
+
+            put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime, check=check)
+    else:
         archive.put(entry.file_id, reader, entry.size, mtime)
-        _verify(entry, reader)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
-        hashed = hashing.submit(reader.drain)
+        _verify(entry, reader, digest)
 
-        def check() -> None:
-            hashed.result()
-            _verify(entry, reader)
 
-        put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime, check=check)
+def _known_digest(known: dict[int, tuple[int, str]], entry: bundle.FileEntry) -> str | None:
+    """The digest taken during the upload of exactly this member's bytes, if it is of the right kind."""
+    if entry.hashtype != tarhash.ALGORITHM or entry.offset is None:
+        return None
+    size, digest = known.get(entry.offset, (None, None))
+    return digest if size == entry.size else None
 
 
 def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
@@ -215,7 +234,8 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
     started: list[int] = []
     try:
         with open(path, "rb") as handle:
-            send = functools.partial(_send, handle, archive, block_size, meter)
+            known = tarhash.load(path, handle.fileno())
+            send = functools.partial(_send, handle, archive, block_size, meter, known)
 
             def attempt(entry: bundle.FileEntry) -> None:
                 started.append(entry.file_id)
@@ -256,10 +276,14 @@ def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) 
     raise IngestError(f"{reason}; {rollback(job_id, archive, file_ids)}") from exc
 
 
-def _verify(entry: bundle.FileEntry, reader: MemberReader) -> None:
+def _verify(entry: bundle.FileEntry, reader: MemberReader, digest: str | None = None) -> None:
+    """Check the bytes ``reader`` sent: their count, and their hash (or the ``digest`` known for them)."""
     if reader.bytes_read != entry.size:
         raise IntegrityError(f"{entry.path}: sent {reader.bytes_read} bytes, expected {entry.size}")
-    digest = reader.hexdigest()
+    _check_digest(entry, digest or reader.hexdigest())
+
+
+def _check_digest(entry: bundle.FileEntry, digest: str) -> None:
     if digest != entry.hashsum:
         raise IntegrityError(
             f"{entry.path}: {entry.hashtype} of the bytes is {digest}, metadata says {entry.hashsum}")

@@ -2,7 +2,8 @@
 
 Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.json`` (a move
 document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.meta.json``
-(what 'load metadata' derived: file ids and members).
+(what 'load metadata' derived: file ids and members), ``<job_id>.tar.sha1.json`` (the SHA-1 of
+each member, taken while the bundle was received).
 A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
 ``.tar`` on the volume is always a whole body.
 """
@@ -17,6 +18,7 @@ import os
 import shutil
 from typing import Any, BinaryIO
 
+from . import tarhash
 from .errors import UploadError
 from .httpbody import ReadBody
 
@@ -68,17 +70,22 @@ class Spool:
 
         ``expected`` is the declared length: a body that ends sooner was cut off. ``limit`` (if
         not 0) caps a body of unknown length. Both, an empty body, and a full disk raise
-        ``UploadError``; on any error the partial file is removed.
+        ``UploadError``; on any error the partial file is removed. The tar's members are hashed
+        on the way (``tarhash``), so the worker need not read them a second time.
         """
         os.makedirs(self.volume_path, exist_ok=True)
         final = self.bundle_path(job_id)
         partial = final + ".part"
         received = 0
         reader = body if hasattr(body, "readinto") else ReadBody(body)
-        buffer = memoryview(bytearray(self.block_size))
+        # Two buffers in turn: one is hashed in the background while the next block is received.
+        buffers = [memoryview(bytearray(self.block_size)) for _ in range(2)]
+        hasher = tarhash.StreamHasher()
+        hashing = tarhash.Overlapped(hasher)
         try:
             with open(partial, "wb", buffering=0) as out:
                 while True:
+                    buffer = buffers[0]
                     count = reader.readinto(buffer)
                     if not count:
                         break
@@ -86,19 +93,27 @@ class Spool:
                     if limit and received > limit:
                         raise UploadError(f"the body is larger than the {limit} byte limit", 413)
                     _write_all(out, buffer[:count])
+                    hashing.update(buffer[:count])
+                    buffers.reverse()
+            hashing.close()
             if expected is not None and received != expected:
                 raise UploadError(f"the connection closed after {received} of the {expected} bytes "
                                   "announced by Content-Length")
             if received == 0:
                 raise UploadError("the request body is empty: send the bundle (a tar) as the body")
+            tarhash.save(hasher, final, partial)
             os.replace(partial, final)
         except OSError as exc:
+            hashing.close()
             _remove(partial)
+            tarhash.discard(final)
             if exc.errno == errno.ENOSPC:
                 raise UploadError(f"the volume is full after {received} bytes", 507) from None
             raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}") from None
         except BaseException:
+            hashing.close()
             _remove(partial)
+            tarhash.discard(final)
             raise
         return received
 
@@ -128,6 +143,7 @@ class Spool:
     def discard_partial(self, job_id: int) -> None:
         """Remove the part of a bundle whose upload never finished."""
         _remove(self.bundle_path(job_id) + ".part")
+        tarhash.discard(self.bundle_path(job_id))
 
     def discard(self, job_id: int, path: str | None = None) -> None:
         """Remove every file the job kept on the volume (after it completed)."""
@@ -135,6 +151,9 @@ class Spool:
                      self.job_path(job_id)):
             if name:
                 _remove(name)
+        for name in {path, self.bundle_path(job_id)}:
+            if name:
+                tarhash.discard(name)
 
 
 def _write_json_atomically(path: str, data: Any) -> None:

@@ -73,16 +73,16 @@ class MemberReader:
     a ``Content-Length`` and the blocks as they are. ``progress`` is called with each block's
     length. Reading past the end of a truncated file raises ``IntegrityError``. Reads are
     positional (``os.pread``) when the handle is a real file, so several readers may share one
-    open bundle, each in its own thread.
+    open bundle, each in its own thread. With ``hashtype`` None the bytes are not hashed.
     """
 
-    def __init__(self, handle: BinaryIO, offset: int, size: int, hashtype: str, block_size: int,
+    def __init__(self, handle: BinaryIO, offset: int, size: int, hashtype: str | None, block_size: int,
                  progress: Callable[[int], None] | None = None) -> None:
         self.handle = handle
         self.offset = offset
         self.size = size
         self.block_size = block_size
-        self.hasher = hashlib.new(hashtype)
+        self.hasher = hashlib.new(hashtype) if hashtype else None
         self.progress = progress
         self.bytes_read = 0
         try:
@@ -110,7 +110,8 @@ class MemberReader:
         if not block:
             raise IntegrityError(f"bundle ended after {self.bytes_read} of {self.size} bytes of a member")
         self.bytes_read += len(block)
-        self.hasher.update(block)
+        if self.hasher is not None:
+            self.hasher.update(block)
         if self.progress is not None:
             self.progress(len(block))
         return block
@@ -129,6 +130,8 @@ class MemberReader:
 
     def hexdigest(self) -> str:
         """Return the hash of the bytes read so far."""
+        if self.hasher is None:
+            raise ValueError("this reader was asked not to hash")
         return self.hasher.hexdigest()
 
 
