@@ -123,8 +123,9 @@ def state_rate(port: int, job_id: int, clients: int, seconds: float) -> dict:
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
 
 
-def archive_limit(port: int, count: int, first_id: int, connections: int) -> float:
-    """PUTs of 4 KiB per second the archive interface takes from a lean client (no hashing, no reading)."""
+def archive_limit(port: int, count: int, first_id: int, connections: int, confirm: bool = False) -> float:
+    """PUTs of 4 KiB per second the archive interface takes from a lean client (no hashing, no
+    reading); with ``confirm``, each PUT followed by the HEAD that checks what was stored."""
     body = os.urandom(4096)
     headers = {"Content-Type": "application/octet-stream", "Last-Modified": "Sun, 06 Nov 1994 08:49:37 GMT"}
 
@@ -136,6 +137,9 @@ def archive_limit(port: int, count: int, first_id: int, connections: int) -> flo
             response.read()
             if response.status != 201:
                 raise RuntimeError(f"archive PUT: HTTP {response.status}")
+            if confirm:
+                connection.request("HEAD", f"/{file_id}")
+                connection.getresponse().read()
         connection.close()
 
     share = count // connections

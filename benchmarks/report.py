@@ -67,7 +67,7 @@ def tables(results: dict) -> list[str]:
                  for name in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if results.get("archive_limit"):
-        limits = ", ".join(f"{rate:.0f} PUT/s over {name}" for name, rate in results["archive_limit"].items())
+        limits = ", ".join(f"{name}: {rate:.0f} files/s" for name, rate in results["archive_limit"].items())
         lines += ["", f"The archive interface's own limit for 4 KiB files (a lean client that only sends): {limits}."]
     return lines
 

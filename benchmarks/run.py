@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             results["get_state"][service.name] = [state_rate(service.port, job_id, clients, 3 if args.quick else 10)
                                                   for clients in (1, 16)]
         count = 1000 if args.quick else 4000
-        results["archive_limit"] = {f"{connections} connection(s)": archive_limit(archive.port, count,
-                                                                                 10**9 + connections * 10**6,
-                                                                                 connections)
-                                    for connections in (1, 4)}
+        results["archive_limit"] = {
+            f"{'PUT + HEAD' if confirm else 'PUT'} over {connections} connection(s)":
+                archive_limit(archive.port, count, 10**9 + (2 * connections + confirm) * 10**6, connections, confirm)
+            for confirm in (False, True) for connections in (1, 4)}
     finally:
         for service in services_:
             service.stop()
