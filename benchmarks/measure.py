@@ -123,6 +123,40 @@ def state_rate(port: int, job_id: int, clients: int, seconds: float) -> dict:
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
 
 
+def archive_floor(port: int, count: int, size: int, first_id: int, connections: int = 4) -> float:
+    """Seconds a lean client takes to PUT ``count`` files of ``size`` bytes to the archive
+    interface over ``connections`` connections: the floor of 'ingest files' over HTTP."""
+    block = os.urandom(min(size, MiB)) or b""
+
+    def sender(file_ids: list[int]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for file_id in file_ids:
+            connection.putrequest("PUT", f"/{file_id}")
+            connection.putheader("Content-Type", "application/octet-stream")
+            connection.putheader("Content-Length", str(size))
+            connection.putheader("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+            connection.endheaders()
+            left = size
+            while left:
+                piece = block[:left]
+                connection.send(piece)
+                left -= len(piece)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 201:
+                raise RuntimeError(f"archive PUT: HTTP {response.status}")
+        connection.close()
+
+    ids = list(range(first_id, first_id + count))
+    senders = [threading.Thread(target=sender, args=(ids[index::connections],)) for index in range(connections)]
+    started = time.perf_counter()
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def archive_limit(port: int, count: int, first_id: int, connections: int, confirm: bool = False) -> float:
     """PUTs of 4 KiB per second the archive interface takes from a lean client (no hashing, no
     reading); with ``confirm``, each PUT followed by the HEAD that checks what was stored."""

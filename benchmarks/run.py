@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from measure import MiB, archive_limit, floors, state_rate  # noqa: E402
+from measure import MiB, archive_floor, archive_limit, floors, state_rate  # noqa: E402
 from report import write_results  # noqa: E402
 from services import Service, legacy_venv, make_bundle  # noqa: E402
 
@@ -82,11 +82,13 @@ def build_services(work: Path, peers: list[PeerServer], archive: ArchiveInterfac
     return built
 
 
-def run_shape(label: str, count: int, size: int, work: Path, runs: int, services_: list[Service]) -> dict:
+def run_shape(label: str, count: int, size: int, work: Path, runs: int, services_: list[Service],
+              archive_port: int, first_id: int) -> dict:
     """Send one bundle shape to every service ``runs`` times, alternating; return the medians."""
     bundle = work / "bundle.tar"
     total = make_bundle(bundle, count, size)
     shape = {"bundle_bytes": total, "files": count, "floors": floors(bundle, work)}
+    shape["floors"]["archive_put_s"] = archive_floor(archive_port, count, size, first_id)
     samples: dict[str, list[dict]] = {service.name: [] for service in services_}
     for _run in range(runs):
         for service in services_:
@@ -134,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             service.start()
             if args.profile and service.name != "0.4.1":
                 service.profile(Path(args.out) / "profile")
-        for label, count, size in shapes:
-            results["shapes"][label] = run_shape(label, count, size, work, runs, services_)
+        for number, (label, count, size) in enumerate(shapes):
+            results["shapes"][label] = run_shape(label, count, size, work, runs, services_, archive.port,
+                                                 2 * 10**9 + number * 10**6)
         for service in services_:
             if service.name == "ours-embedded" or not results["shapes"]:
                 continue

@@ -135,7 +135,7 @@ class Service:
                 state["task_percent"]) >= 100)
             return state if finished else None
 
-        state = wait_for(done, timeout, f"{self.name} job {job_id}", interval=0.02)
+        state = wait_for(done, timeout, f"{self.name} job {job_id}", interval=0.05)
         finished = time.perf_counter()
         if state["state"] != "OK":
             raise RuntimeError(f"{self.name} job {job_id} failed: {state}")

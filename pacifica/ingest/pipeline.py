@@ -160,20 +160,29 @@ def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
 
 
 class _Meter:
-    """Count bytes sent by several threads and report the running total."""
+    """Count bytes sent by several threads; the stage's own thread reports the running total.
+
+    Only that thread reports (``flush``): the report writes to the database, and a thread that
+    did would open a connection of its own, one per short-lived sending thread.
+    """
 
     def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
         self.total = total
         self.done = 0
         self.report = report
         self.lock = threading.Lock()
+        self._reported = -1
 
     def add(self, count: int) -> None:
-        # Reported under the lock, so the totals reported only ever grow.
         with self.lock:
             self.done += count
-            if self.report is not None:
-                self.report(self.done, self.total)
+
+    def flush(self) -> None:
+        """Report the total so far, if it grew (call from the stage's thread)."""
+        done = self.done
+        if self.report is not None and done != self._reported:
+            self._reported = done
+            self.report(done, self.total)
 
 
 # Files at least this large go to an archive that can copy ranges (the embedded one) by a kernel
@@ -241,8 +250,9 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
                 started.append(entry.file_id)
                 send(entry)
 
-            _run_all(attempt, entries, concurrency)
+            _run_all(attempt, entries, concurrency, meter.flush)
             archive.make_durable(started)
+            meter.flush()
     except PeerUnavailable:
         if not final:
             raise
@@ -251,17 +261,19 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
         raise_with_rollback(job_id, archive, started)
 
 
-def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int) -> None:
-    """Call ``work`` on every item, up to ``concurrency`` at once; stop at the first error and raise it."""
-    if concurrency <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
+def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int,
+             tick: Callable[[], None] = lambda: None, every: float = 0.5) -> None:
+    """Call ``work`` on every item in threads, up to ``concurrency`` at once; stop at the first
+    error and raise it. This thread calls ``tick`` every ``every`` seconds meanwhile."""
+    if not items:
         return
-    with ThreadPoolExecutor(min(concurrency, len(items)), thread_name_prefix="archive") as pool:
+    concurrency = max(1, min(concurrency, len(items)))
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="archive") as pool:
         pending = iter(items)
         running = {pool.submit(work, item) for item in itertools.islice(pending, concurrency)}
         while running:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            done, running = wait(running, timeout=every, return_when=FIRST_COMPLETED)
+            tick()
             failed = [future for future in done if future.exception() is not None]
             if failed:
                 wait(running)

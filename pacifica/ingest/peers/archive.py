@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import requests
 
 from ..errors import PeerRejected, PeerUnavailable
-from .base import call
+from .base import call, lean_call
 
 PEER = "archive interface"
 
@@ -53,7 +53,7 @@ class HttpArchive:
             "Content-Length": str(size),
             "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
         }
-        call(self.session, PEER, "PUT", self._file_url(file_id), data=_SizedBody(body, size), headers=headers)
+        lean_call(self.session, PEER, "PUT", self._file_url(file_id), body=_SizedBody(body, size), headers=headers)
         if self.confirm:
             self._check_stored(file_id, size)
 
@@ -65,7 +65,7 @@ class HttpArchive:
         file on an object shared by all threads), so its PUT reply proves nothing.
         """
         url = self._file_url(file_id)
-        response = call(self.session, PEER, "HEAD", url)
+        response = lean_call(self.session, PEER, "HEAD", url)
         stored_path = response.headers.get("X-Pacifica-File", "")
         stored_size = response.headers.get("X-Content-Length")
         if not stored_path.endswith(f"/{int(file_id)}") or stored_size != str(size):
