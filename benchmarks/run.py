@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -108,6 +109,8 @@ def run_shape(label: str, count: int, size: int, work: Path, runs: int, services
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGTERM (timeout, kill) must still stop the services it started, in the finally below.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, finishes in a few minutes")
     parser.add_argument("--runs", type=int, default=None, help="runs per shape and service (default 3, quick 2)")

@@ -20,6 +20,8 @@ import peewee
 
 from . import orm, states
 from .bootstrap import runtime
+from .database import discard as discard_connection
+from .database import release as release_connection
 from .errors import PeerError, UploadError
 from .httpbody import request_body
 from .utils import create_state_response
@@ -123,7 +125,7 @@ def database_errors(job_id: int | None = None) -> Iterator[None]:
     except peewee.PeeweeException as exc:
         logger.error("job %s: database unavailable: %s", job_id, exc)
         with contextlib.suppress(peewee.PeeweeException):
-            orm.DB.close()
+            discard_connection(orm.DB.obj)
         raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
 
 
@@ -184,7 +186,7 @@ def _fail(job_id: int, message: str) -> None:
     except peewee.PeeweeException:
         logger.exception("job %s: could not record FAILED: %s", job_id, message)
         with contextlib.suppress(peewee.PeeweeException):
-            orm.DB.close()
+            discard_connection(orm.DB.obj)
 
 
 def _enqueue(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +297,15 @@ class Root:
         return {"message": "Pacifica Ingest Up and Running"}
 
 
+def _release_connection() -> None:
+    """After the answer is sent, the request thread's database connection goes back to the pool."""
+    with contextlib.suppress(peewee.PeeweeException):
+        release_connection(orm.DB.obj)
+
+
+cherrypy.tools.release_connection = cherrypy.Tool("on_end_request", _release_connection)
+
+
 def app_config() -> dict[str, dict[str, Any]]:
     """Return the application config every deployment gets (a CherryPy config file may add to it)."""
     return {
@@ -305,6 +316,7 @@ def app_config() -> dict[str, dict[str, Any]]:
             "error_page.default": error_page_default,
             "tools.response_headers.on": True,
             "tools.response_headers.headers": [("Content-Type", "application/json")],
+            "tools.release_connection.on": True,
         }
     }
 
