@@ -107,14 +107,17 @@ def _state_client(port: int, path: str, threads: int, seconds: float) -> list[fl
     return latencies
 
 
-def state_rate(port: int, job_id: int, clients: int, seconds: float) -> dict:
+def state_rate(port: int, job_id: int | None, clients: int, seconds: float) -> dict:
     """get_state requests per second from ``clients`` keep-alive clients, with p50 and p99.
+
+    With ``job_id`` None the clients ask for ``/`` instead: the web framework's own rate, with no
+    database behind it.
 
     The clients run in up to two processes of their own (this machine has two cores), so the
     benchmark's own peers and interpreter lock do not limit them.
     """
     processes = min(2, clients)
-    path = f"/get_state?job_id={job_id}"
+    path = "/" if job_id is None else f"/get_state?job_id={job_id}"
     split = [clients // processes + (1 if index < clients % processes else 0) for index in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         parts = pool.starmap(_state_client, [(port, path, threads, seconds) for threads in split])

@@ -50,16 +50,18 @@ def tables(results: dict) -> list[str]:
                      f"{floor['tar_x_s']:.2f} s |")
     states = results["get_state"]
     if states:
-        lines += ["", "| get_state | 0.4.1 req/s | ours req/s | ratio | 0.4.1 p50 / p99 | ours p50 / p99 |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| get_state | 0.4.1 req/s | ours req/s | ratio | 0.4.1 p50 / p99 | ours p50 / p99 "
+                  "| ours, GET / (no database) |", "|---|---|---|---|---|---|---|"]
         for index, clients in enumerate((1, 16)):
             old = states.get("0.4.1", [None, None])[index]
             new = states.get("ours", [None, None])[index]
+            bare = states.get("ours, GET /", [None, None])[index]
             if old is None or new is None:
                 continue
+            floor = f"{bare['rps']:.0f} req/s" if bare else "-"
             lines.append(f"| {clients} client(s) | {old['rps']:.0f} | {new['rps']:.0f} | "
                          f"{new['rps'] / old['rps']:.2f}x | {old['p50_ms']:.1f} / {old['p99_ms']:.1f} ms | "
-                         f"{new['p50_ms']:.1f} / {new['p99_ms']:.1f} ms |")
+                         f"{new['p50_ms']:.1f} / {new['p99_ms']:.1f} ms | {floor} |")
     names = [name for name in ("0.4.1", "ours", "ours-embedded", "ours-unconfirmed")
              if any(name in shape for shape in shapes.values())]
     lines += ["", "Peak RSS (MB), web server / largest worker process:", "",

@@ -146,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
             if service.name == "ours-embedded" or not results["shapes"]:
                 continue
             job_id = next(iter(results["shapes"].values()))[service.name]["job_id"]
-            results["get_state"][service.name] = [state_rate(service.port, job_id, clients, 3 if args.quick else 10)
+            seconds = 3 if args.quick else 10
+            results["get_state"][service.name] = [state_rate(service.port, job_id, clients, seconds)
                                                   for clients in (1, 16)]
+            if service.name == "ours":
+                results["get_state"]["ours, GET /"] = [state_rate(service.port, None, clients, seconds)
+                                                       for clients in (1, 16)]
         count = 1000 if args.quick else 4000
         results["archive_limit"] = {
             f"{'PUT + HEAD' if confirm else 'PUT'} over {connections} connection(s)":

@@ -3,13 +3,15 @@ hold more than the pool's connections, whatever the number of request threads.""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import peewee
 import psycopg2
 import pytest
 import requests
 
-from pacifica.ingest.database import POOL_DEFAULTS
+from pacifica.ingest.database import POOL_DEFAULTS, discard, make_database, release
 from tests.conftest import make_stack
 from tests.support import services
 from tests.support.bundles import make_bundle
@@ -53,3 +55,61 @@ def test_many_clients_share_the_pools_connections(web_only, tmp_path):
         list(clients.map(poll, range(24)))
     held = _connections(database)
     assert 1 <= held <= POOL_DEFAULTS["max_connections"], f"the web server holds {held} connections"
+
+
+def _terminate(database: str) -> int:
+    """Kill every server process serving ``database`` (as a PostgreSQL restart would)."""
+    conn = psycopg2.connect(host=services.PG_HOST, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                        (database,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _kill_mysql(url: str, connection_id: int) -> None:
+    killer = make_database(url)
+    killer.execute_sql(f"KILL {int(connection_id)}")
+    discard(killer)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_pool_hands_out_fresh_connections_unchecked_and_replaces_dead_ones(kind):
+    """A connection given back moments ago is reused as it is; one that died is found and replaced
+    once the recheck time has passed, and after ``discard`` at any time."""
+    name = "pacifica_ingest_pool_recheck"
+    url = services.create_postgres_db(name) if kind == "postgres" else services.create_mysql_db(name)
+    database = make_database(url)
+    database.RECHECK_AFTER = 0.5
+    query = "SELECT 1"
+
+    def backend_id() -> int:
+        sql = "SELECT pg_backend_pid()" if kind == "postgres" else "SELECT CONNECTION_ID()"
+        value = database.execute_sql(sql).fetchone()[0]
+        release(database)
+        return value
+
+    first = backend_id()
+    assert backend_id() == first, "a connection given back was not reused"
+    if kind == "postgres":
+        assert _terminate(name) == 1
+    else:
+        _kill_mysql(url, first)
+    # Within the recheck time the dead connection is trusted: the query fails, and discarding it
+    # lets the next one connect afresh.
+    with pytest.raises(peewee.PeeweeException):
+        database.execute_sql(query)
+    discard(database)
+    second = backend_id()
+    assert second != first
+    # After the recheck time a dead connection is noticed on checkout and replaced silently.
+    if kind == "postgres":
+        assert _terminate(name) == 1
+    else:
+        _kill_mysql(url, second)
+    time.sleep(0.6)
+    assert backend_id() not in (first, second)
+    database.close_all()
