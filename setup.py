@@ -21,7 +21,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5",
-                 "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3"],
+                 "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3", "tuspy>=1.0"],
     },
     entry_points={
         "console_scripts": [

@@ -77,6 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         expire()
         plugins.Monitor(cherrypy.engine, expire, frequency=3600, name="expire failed bundles").subscribe()
+    if settings.upload_expiry > 0:
+        from .tus_rest import expire_uploads, store
+
+        def expire_resumable() -> None:
+            with orm.DB.connection_context():
+                expire_uploads(store())
+
+        # Checked a few times per expiry period, at most hourly.
+        frequency = min(3600.0, max(1.0, settings.upload_expiry * 3600 / 4))
+        plugins.Monitor(cherrypy.engine, expire_resumable, frequency=frequency, name="expire uploads").subscribe()
     if settings.run_embedded_worker:
         from .worker import EmbeddedWorker
 
@@ -134,10 +144,18 @@ def _cmd_parser() -> argparse.ArgumentParser:
                       help="only jobs not updated for this many minutes")
     jobs.set_defaults(func=_cmd_jobs)
 
-    cleanup = sub.add_parser("cleanup", help="remove expired failed bundles",
+    cleanup = sub.add_parser("cleanup", help="remove expired failed bundles and resumable uploads",
                              description="Remove the bundles of jobs that failed longer ago than "
-                             "[ingest] failed_retention hours (the server also does this hourly).")
+                             "[ingest] failed_retention hours, and resumable uploads that received "
+                             "nothing for [ingest] upload_expiry hours (the server also does this).")
     cleanup.set_defaults(func=_cmd_cleanup)
+
+    history = sub.add_parser("history", help="print every state change of a job",
+                             description="Print a job's history, oldest first: time (UTC), state, task, "
+                             "percent, operator (for admin commands) and message.")
+    history.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job")
+    history.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of lines")
+    history.set_defaults(func=_cmd_history)
 
     metadata = sub.add_parser("metadata", help="print the metadata the embedded metadata service stored",
                               description="Print a job's metadata document as JSON (embedded metadata only).")
@@ -171,7 +189,8 @@ def _cmd_job(args: argparse.Namespace) -> int:
     percent = args.task_percent if args.task_percent is not None else (current.task_percent if current else 0)
     exception = args.exception if args.exception is not None else (current.exception if current else "")
     note = audit_line(args.operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
-    orm.update_state(args.job_id, state, task, percent, "\n".join(filter(None, [exception, note])))
+    orm.update_state(args.job_id, state, task, percent, "\n".join(filter(None, [exception, note])),
+                     operator=args.operator)
     logger.warning("job %s: %s", args.job_id, note)
     _out(f"job {args.job_id} updated")
     return 0
@@ -192,10 +211,13 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from .housekeeping import expire_failed_bundles
+    from .tus_rest import expire_uploads, store
 
     rt = runtime()
     removed = expire_failed_bundles(rt.spool, rt.settings.failed_retention)
     _out(f"removed the bundles of {len(removed)} failed jobs")
+    expired = expire_uploads(store())
+    _out(f"removed {len(expired)} expired resumable uploads")
     return 0
 
 
@@ -226,16 +248,34 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     if job_id is None:
         job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
         _out(f"new job id {job_id}")
-    orm.update_state(job_id, states.OK, states.UPLOADING, 100)
+    orm.update_state(job_id, states.OK, states.UPLOADING, 100, operator=args.operator)
     completed = run_job(make_context(job_id, args.file_path, args.username, move=args.move))
     record = orm.read_state(job_id)
     outcome = "completed" if completed else "failed again"
     note = audit_line(args.operator, f"retried the job from {args.file_path} as {args.username}: {outcome}")
     orm.update_state(job_id, record.state, record.task, record.task_percent,
-                     "\n".join(filter(None, [record.exception, note])), complete=record.complete)
+                     "\n".join(filter(None, [record.exception, note])), complete=record.complete,
+                     operator=args.operator)
     logger.warning("job %s: %s", job_id, note)
     _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
     return 0 if completed else 1
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .utils import event_response
+
+    events = [event_response(event) for event in orm.read_history(args.job_id)]
+    if not events:
+        sys.stderr.write(f"job {args.job_id} has no history (no such job, or it predates schema 2.2)\n")
+        return 1
+    if args.as_json:
+        _out(json.dumps(events, indent=2))
+        return 0
+    for event in events:
+        message = " ".join(event["message"].split())
+        _out("\t".join([event["time"], event["state"], event["task"], event["task_percent"],
+                        event["operator"] or "-", message]).rstrip())
+    return 0
 
 
 def _cmd_metadata(args: argparse.Namespace) -> int:

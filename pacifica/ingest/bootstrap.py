@@ -51,6 +51,11 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     current = Runtime(settings=settings, peers=peers or build_peers(settings),
                       spool=Spool(settings.volume_path, settings.transfer_size))
     _current = current
+    from .callbacks import schedule
+    from .orm import COMPLETION_HOOKS
+
+    if schedule not in COMPLETION_HOOKS:
+        COMPLETION_HOOKS.append(schedule)
     return current
 
 
@@ -66,6 +71,8 @@ def runtime() -> Runtime:
 
 # Tables that only the embedded peers use arrived in schema 2.1.
 EMBEDDED_TABLES_VERSION = (2, 1)
+# The job history and progress columns every configuration uses arrived in schema 2.2.
+HISTORY_VERSION = (2, 2)
 
 
 def check_schema() -> None:
@@ -85,9 +92,7 @@ def check_schema() -> None:
         version = migrations.get_version(DB.obj)
     finally:
         DB.obj.close()
-    needed = migrations.LATEST[0], 0
-    if uses_embedded_tables(settings):
-        needed = EMBEDDED_TABLES_VERSION
+    needed = max(HISTORY_VERSION, EMBEDDED_TABLES_VERSION) if uses_embedded_tables(settings) else HISTORY_VERSION
     if not migrations.is_safe(version) or version < needed:
         raise ConfigError(
             f"database schema is version {version[0]}.{version[1]}, this configuration needs "

@@ -82,6 +82,14 @@ def file_entries(document: list[dict[str, Any]], *, move: bool = False) -> list[
 
     Every problem is collected and reported together in one ``MetadataError``.
     """
+    entries, problems = checked_entries(document, move=move)
+    if problems:
+        raise MetadataError("; ".join(problems))
+    return entries
+
+
+def checked_entries(document: list[dict[str, Any]], *, move: bool = False) -> tuple[list[FileEntry], list[str]]:
+    """Return the complete Files objects of ``document`` and a problem for each incomplete one."""
     entries, problems = [], []
     for index, item in enumerate(document):
         if item.get("destinationTable") != FILES_TABLE:
@@ -113,9 +121,7 @@ def file_entries(document: list[dict[str, Any]], *, move: bool = False) -> list[
             hashsum=normalise_hashsum(item["hashtype"], item["hashsum"]),
             source=item.get("source"),
         ))
-    if problems:
-        raise MetadataError("; ".join(problems))
-    return entries
+    return entries, problems
 
 
 def member_name(name: str) -> str:
@@ -130,6 +136,14 @@ def match_members(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> N
     regular file under ``data/`` must be described, and no member may be listed twice, be a
     link or device, or escape the bundle.
     """
+    problems = member_problems(entries, members)
+    if problems:
+        raise MetadataError("; ".join(problems))
+
+
+def member_problems(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> list[str]:
+    """Every disagreement between Files objects and tar members (see ``match_members``); each
+    entry that matches gets its member, size, offset and mtime recorded."""
     problems = []
     seen: dict[str, tarfile.TarInfo] = {}
     for info in members:
@@ -166,8 +180,7 @@ def match_members(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> N
     for normal, info in seen.items():
         if info.isfile() and normal.startswith("data/") and normal not in described:
             problems.append(f"{normal}: in the bundle but not described in metadata")
-    if problems:
-        raise MetadataError("; ".join(problems))
+    return problems
 
 
 def assign_ids(document: list[dict[str, Any]], entries: list[FileEntry], start: int) -> list[dict[str, Any]]:
@@ -216,8 +229,5 @@ def structure_problems(document: Any) -> list[str]:
             problems.append(f"{field} is missing")
         elif any(value in (None, "") for value in values):
             problems.append(f"{field} has no value")
-    try:
-        file_entries(items)
-    except MetadataError as exc:
-        problems.append(str(exc))
+    problems.extend(checked_entries(items)[1])
     return problems

@@ -120,6 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "stage_retries", "INGEST_STAGE_RETRIES", "4", "stage_retries", _non_negative_int),
     Option("ingest", "retry_delay", "INGEST_RETRY_DELAY", "2", "retry_delay", _non_negative_float),
     Option("ingest", "failed_retention", "INGEST_FAILED_RETENTION", "168", "failed_retention", _non_negative_float),
+    Option("ingest", "upload_expiry", "INGEST_UPLOAD_EXPIRY", "24", "upload_expiry", _non_negative_float),
     Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
     Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
            _non_negative_int),
@@ -156,6 +157,7 @@ class Settings:
     stage_retries: int
     retry_delay: float
     failed_retention: float
+    upload_expiry: float
     embedded_worker: bool | None
     worker_concurrency: int
     archive_concurrency: int

@@ -124,10 +124,64 @@ def step_2_0_to_2_1(database: peewee.Database) -> None:
     database.create_tables([IngestUniqueIdV1, IngestMetadataV1], safe=True)
 
 
+EVENT_TABLE = "ingeststateevent"
+PROGRESS_COLUMNS = ("bytes_done", "bytes_total", "files_done", "files_total")
+CALLBACK_TABLE = "ingestcallback"
+
+
+def step_2_1_to_2_2(database: peewee.Database) -> None:
+    """Add the job history, the progress counters and the completion callbacks.
+
+    A minor version again: the new ``ingeststate`` columns may be NULL (read as 0), so rows that
+    the published 0.4.x code inserts without them are still valid. Every existing job starts its
+    history with the state it had at the upgrade.
+    """
+
+    class IngestStateEventV1(peewee.Model):
+        event_id = peewee.AutoField()
+        job_id = peewee.BigIntegerField(index=True)
+        time = peewee.DateTimeField(default=_utcnow)
+        state = peewee.CharField()
+        task = peewee.CharField()
+        task_percent = peewee.DecimalField()
+        message = peewee.TextField(default="")
+        operator = peewee.CharField(null=True)
+
+        class Meta:
+            table_name = EVENT_TABLE
+
+    class IngestCallbackV1(peewee.Model):
+        job_id = peewee.BigIntegerField(primary_key=True)
+        url = peewee.TextField()
+        status = peewee.CharField(default="waiting")
+        attempts = peewee.IntegerField(default=0)
+        last_error = peewee.TextField(default="")
+        delivered = peewee.DateTimeField(null=True)
+
+        class Meta:
+            table_name = CALLBACK_TABLE
+
+    have = _columns(database, STATE_TABLE)
+    missing = [name for name in PROGRESS_COLUMNS if name not in have]
+    if missing:
+        migrator = SchemaMigrator.from_database(database)
+        with migrator.migration_context():
+            migrate(*[migrator.add_column(STATE_TABLE, name, peewee.BigIntegerField(null=True)) for name in missing])
+    fresh = not database.table_exists(EVENT_TABLE)
+    for model in (IngestStateEventV1, IngestCallbackV1):
+        model.bind(database)
+    database.create_tables([IngestStateEventV1, IngestCallbackV1], safe=True)
+    if fresh:
+        database.execute_sql(
+            f"INSERT INTO {EVENT_TABLE} (job_id, time, state, task, task_percent, message) "
+            f"SELECT id, updated, state, task, task_percent, exception FROM {STATE_TABLE}")
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
     ((2, 0), (2, 1), step_2_0_to_2_1),
+    ((2, 1), (2, 2), step_2_1_to_2_2),
 )
 
 VERSIONS: tuple[Version, ...] = tuple([STEPS[0][0]] + [target for _source, target, _step in STEPS])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import weakref
+from collections.abc import Callable
 from decimal import Decimal
 from typing import ClassVar
 
@@ -77,6 +78,11 @@ class IngestState(BaseModel):
     complete = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
     updated = peewee.DateTimeField(default=utcnow)
+    # Schema 2.2: how far the job's current transfer is (NULL in rows the published code wrote).
+    bytes_done = peewee.BigIntegerField(null=True)
+    bytes_total = peewee.BigIntegerField(null=True)
+    files_done = peewee.BigIntegerField(null=True)
+    files_total = peewee.BigIntegerField(null=True)
 
     class Meta:
         table_name = migrations.STATE_TABLE
@@ -96,6 +102,36 @@ class IngestState(BaseModel):
         """Close the database connection; closing a closed one is not an error."""
         if not cls._meta.database.is_closed():
             cls._meta.database.close()
+
+
+class IngestStateEvent(BaseModel):
+    """One change of a job's state: its history (schema 2.2)."""
+
+    event_id = peewee.AutoField()
+    job_id = peewee.BigIntegerField(index=True)
+    time = peewee.DateTimeField(default=utcnow)
+    state = peewee.CharField()
+    task = peewee.CharField()
+    task_percent = peewee.DecimalField()
+    message = peewee.TextField(default="")
+    operator = peewee.CharField(null=True)
+
+    class Meta:
+        table_name = migrations.EVENT_TABLE
+
+
+class IngestCallback(BaseModel):
+    """The completion callback of a job and how its delivery went (schema 2.2)."""
+
+    job_id = peewee.BigIntegerField(primary_key=True)
+    url = peewee.TextField()
+    status = peewee.CharField(default="waiting")
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(default="")
+    delivered = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = migrations.CALLBACK_TABLE
 
 
 class OrmSync:
@@ -131,6 +167,11 @@ class OrmSync:
         """Update by adding the tables of the embedded uniqueid and metadata peers."""
         cls._step((2, 0))
 
+    @classmethod
+    def update_2_1_to_2_2(cls) -> None:
+        """Update by adding the job history, progress columns and completion callbacks."""
+        cls._step((2, 1))
+
     @staticmethod
     def _step(source: tuple[int, int]) -> None:
         for step_source, dest, step in migrations.STEPS:
@@ -144,28 +185,55 @@ class OrmSync:
         migrations.upgrade(DB)
 
 
+Progress = tuple[int, int, int, int]
+
+# Called with the job id after each change that leaves a job complete (``bootstrap`` adds the
+# completion callbacks); a hook must not raise.
+COMPLETION_HOOKS: list[Callable[[int], None]] = []
+
+
 def update_state(job_id, state: str, task: str, task_percent, exception: str = "",
-                 complete: bool | None = None) -> None:
+                 complete: bool | None = None, *, progress: Progress | None = None,
+                 operator: str | None = None, event: bool = True) -> None:
     """Update the state of an ingest job, creating its row if it has none.
 
     ``complete`` defaults to the published rule: the job failed, or 'ingest metadata' reached 100.
+    ``progress`` is (bytes done, bytes total, files done, files total) of the current stage; the
+    counters are left as they are without it. Each update is also kept in the job's history
+    (with the ``operator`` who made it, for admin commands), unless ``event`` is false: progress
+    reports during a stage are not history.
     """
     job_id = int(job_id)
     percent = Decimal(str(float(task_percent or 0)))
     if complete is None:
         complete = states.is_complete(state, task, percent)
+    now = utcnow()
     fields = {
         IngestState.state: state,
         IngestState.task: task,
         IngestState.task_percent: percent,
         IngestState.exception: exception or "",
         IngestState.complete: complete,
-        IngestState.updated: utcnow(),
+        IngestState.updated: now,
     }
+    if progress is not None:
+        fields.update(zip((IngestState.bytes_done, IngestState.bytes_total, IngestState.files_done,
+                           IngestState.files_total), (int(value) for value in progress), strict=True))
     with DB.atomic():
-        if IngestState.update(fields).where(IngestState.job_id == job_id).execute():
-            return
-        IngestState.insert({IngestState.job_id: job_id, **fields}).execute()
+        if not IngestState.update(fields).where(IngestState.job_id == job_id).execute():
+            IngestState.insert({IngestState.job_id: job_id, **fields}).execute()
+        if event:
+            IngestStateEvent.insert(job_id=job_id, time=now, state=state, task=task, task_percent=percent,
+                                    message=exception or "", operator=operator).execute()
+    if complete:
+        for hook in COMPLETION_HOOKS:
+            hook(job_id)
+
+
+def read_history(job_id) -> list[IngestStateEvent]:
+    """Return the state changes of a job, oldest first (empty for an unknown job)."""
+    return list(IngestStateEvent.select().where(IngestStateEvent.job_id == int(job_id))
+                .order_by(IngestStateEvent.event_id))
 
 
 # The SELECT of read_state, compiled once per database: peewee takes longer to build it than

@@ -158,30 +158,40 @@ def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
     return f"deleted the {len(file_ids)} files this job wrote to the archive"
 
 
+Report = Callable[[int, int, int, int, bool], None]
+
+
 class _Meter:
-    """Count bytes sent by several threads; the stage's own thread reports the running total.
+    """Count the bytes and files sent by several threads; the stage's own thread reports them.
 
     Only that thread reports (``flush``): the report writes to the database, and a thread that
     did would open a connection of its own, one per short-lived sending thread.
     """
 
-    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+    def __init__(self, total: int, files: int, report: Report | None) -> None:
         self.total = total
+        self.files = files
         self.done = 0
+        self.files_done = 0
         self.report = report
         self.lock = threading.Lock()
-        self._reported = -1
+        self._reported: tuple[int, int] | None = None
 
     def add(self, count: int) -> None:
         with self.lock:
             self.done += count
 
-    def flush(self) -> None:
-        """Report the total so far, if it grew (call from the stage's thread)."""
-        done = self.done
-        if self.report is not None and done != self._reported:
-            self._reported = done
-            self.report(done, self.total)
+    def file_done(self) -> None:
+        with self.lock:
+            self.files_done += 1
+
+    def flush(self, final: bool = False) -> None:
+        """Report the counts so far, if they changed (call from the stage's thread); ``final``
+        reports them even if the reporter would otherwise wait."""
+        counts = (self.done, self.files_done)
+        if self.report is not None and (counts != self._reported or final):
+            self._reported = counts
+            self.report(self.done, self.total, self.files_done, self.files, final)
 
 
 # Files at least this large go to an archive that can copy ranges (the embedded one) by a kernel
@@ -228,18 +238,20 @@ def _known_digest(known: dict[int, tuple[int, str]], entry: bundle.FileEntry) ->
 
 
 def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
-                 report: Callable[[int, int], None] | None = None, final: bool = True,
+                 report: Report | None = None, final: bool = True,
                  concurrency: int = 1) -> None:
     """'ingest files': stream each file from its tar offset to the archive, checking size and hash.
 
-    Up to ``concurrency`` files are sent at once. ``report(bytes_done, bytes_total)`` is called
-    as bytes go out. The files are made durable before the stage ends. On a failure every file
-    this attempt wrote is deleted from the archive again and the error says so; except when a
-    peer was unavailable and this is not the ``final`` attempt: the retry writes the same file ids.
+    Up to ``concurrency`` files are sent at once. ``report(bytes_done, bytes_total, files_done,
+    files_total, final)`` is called as bytes go out, and once more with everything sent. The
+    files are made durable before the stage ends. On a failure every file this attempt wrote is
+    deleted from the archive again and the error says so; except when a peer was unavailable
+    and this is not the ``final`` attempt: the retry writes the same file ids.
     """
     entries = _files(sidecar)
     concurrency = min(concurrency, getattr(archive, "MAX_CONCURRENCY", concurrency))
-    meter = _Meter(sum(entry.size or 0 for entry in entries), report)
+    meter = _Meter(sum(entry.size or 0 for entry in entries), len(entries), report)
+    meter.flush(final=True)
     started: list[int] = []
     try:
         with open(path, "rb") as handle:
@@ -249,10 +261,11 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
             def attempt(entry: bundle.FileEntry) -> None:
                 started.append(entry.file_id)
                 send(entry)
+                meter.file_done()
 
             _run_all(attempt, entries, concurrency, meter.flush)
             archive.make_durable(started)
-            meter.flush()
+            meter.flush(final=True)
     except PeerUnavailable:
         if not final:
             raise

@@ -10,6 +10,7 @@ resumed: it is failed with a message telling the client to send the bundle again
 from __future__ import annotations
 
 import logging
+import os
 
 from . import orm, queue, states
 from .spool import Spool
@@ -32,6 +33,8 @@ def recover(queue_folder: str, spool: Spool) -> list[int]:
             continue
         ctx = spool.read_job(job_id)
         if ctx is None:
+            if os.path.exists(spool.resumable_path(job_id)):
+                continue  # a resumable upload: its client carries on from the offset
             if row.task == states.UPLOADING:
                 spool.discard_partial(job_id)
                 orm.update_state(job_id, states.FAILED, states.UPLOADING, 0,

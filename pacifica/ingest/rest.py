@@ -24,7 +24,7 @@ from .database import discard as discard_connection
 from .database import release as release_connection
 from .errors import PeerError, UploadError
 from .httpbody import request_body
-from .utils import create_state_response
+from .utils import create_state_response, event_response
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,18 @@ def parse_job_id(job_id: Any) -> int:
     return value
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A boolean query parameter: absent, ``false``/``0``/``no`` or ``true``/``1``/``yes``."""
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise cherrypy.HTTPError(400, f"{name} must be true or false, got {str(value)[:40]!r}")
+
+
 @contextlib.contextmanager
 def database_errors(job_id: int | None = None) -> Iterator[None]:
     """Turn a database failure into a 503 JSON answer, dropping the broken connection so that
@@ -167,8 +179,22 @@ def _admit_upload(max_size: int, spool) -> int | None:
     return length
 
 
-def _new_job() -> int:
-    """Reserve a job id and record it as UPLOADING; 503 if a peer or the database is down."""
+def _callback_url(params: dict[str, Any], refuse_body: bool = False) -> str | None:
+    """The completion callback URL of a request (header or query parameter); 400 if it is unusable."""
+    from . import callbacks
+
+    url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
+    if not url:
+        return None
+    problem = callbacks.check_url(str(url))
+    if problem:
+        raise _refuse_body(400, problem) if refuse_body else cherrypy.HTTPError(400, problem)
+    return str(url)
+
+
+def _new_job(callback: str | None = None) -> int:
+    """Reserve a job id and record it as UPLOADING (with its completion callback, if any);
+    503 if a peer or the database is down."""
     with database_errors():
         try:
             job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
@@ -177,6 +203,10 @@ def _new_job() -> int:
             raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
     with database_errors(job_id):
         orm.update_state(job_id, states.OK, states.UPLOADING, 0)
+        if callback:
+            from . import callbacks
+
+            callbacks.register(job_id, callback)
     return job_id
 
 
@@ -216,15 +246,19 @@ class RestIngestState:
 
     @staticmethod
     @cherrypy.tools.json_out()
-    def GET(job_id: Any = None, **_ignored: Any) -> dict[str, Any]:
-        """Get the ingest state for the job."""
+    def GET(job_id: Any = None, history: Any = None, **_ignored: Any) -> dict[str, Any]:
+        """Get the ingest state for the job; with ``history=true`` also every change it went through."""
         job = parse_job_id(job_id)
+        with_history = _flag("history", history)
         with database_errors(job):
             try:
                 record = orm.read_state(job)
             except orm.IngestState.DoesNotExist:
                 raise cherrypy.HTTPError(404, f"job ID {job} does not exist.") from None
-        return create_state_response(record)
+            answer = create_state_response(record)
+            if with_history:
+                answer["history"] = [event_response(event) for event in orm.read_history(job)]
+        return answer
 
 
 class RestUpload:
@@ -237,13 +271,14 @@ class RestUpload:
     @staticmethod
     @cherrypy.tools.json_out()
     @get_authed_user
-    def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
+    def POST(*_args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
         """Spool the bundle and start its ingest."""
         from .tasks import make_context
 
         rt = runtime()
+        callback = _callback_url(kwargs, refuse_body=True)
         length = _admit_upload(rt.settings.max_upload_size, rt.spool)
-        job_id = _new_job()
+        job_id = _new_job(callback)
         try:
             size = rt.spool.receive(job_id, request_body(cherrypy.request.rfile), expected=length,
                                     limit=rt.settings.max_upload_size)
@@ -264,21 +299,54 @@ class RestMove:
     @staticmethod
     @cherrypy.tools.json_out()
     @get_authed_user
-    def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
+    def POST(*_args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
         """Store the move document and start its move."""
         from .tasks import make_context
 
-        raw = cherrypy.request.rfile.read(MOVE_DOCUMENT_LIMIT + 1)
-        if len(raw) > MOVE_DOCUMENT_LIMIT:
-            raise cherrypy.HTTPError(413, f"move document larger than {MOVE_DOCUMENT_LIMIT} bytes")
-        try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
+        callback = _callback_url(kwargs, refuse_body=True)
+        document = _json_body(MOVE_DOCUMENT_LIMIT, "move document")
         rt = runtime()
-        job_id = _new_job()
+        job_id = _new_job(callback)
         path = rt.spool.write_move(job_id, document)
         return _enqueue(make_context(job_id, path, authed_user, move=True))
+
+
+VALIDATE_DOCUMENT_LIMIT = MOVE_DOCUMENT_LIMIT
+
+
+class RestValidate:
+    """``POST /validate``: every problem a bundle's metadata would meet, without creating a job."""
+
+    exposed = True
+    _cp_config = {"request.process_request_body": False}
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    @get_authed_user
+    def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
+        """Check a metadata document (and optionally the member list) for the user; 200 when
+        it would be accepted, 422 listing every problem otherwise."""
+        from . import validate
+
+        body = _json_body(VALIDATE_DOCUMENT_LIMIT, "metadata document")
+        try:
+            found = validate.problems(body, authed_user, runtime().peers.policy)
+        except PeerError as exc:
+            raise cherrypy.HTTPError(503, f"the policy service could not be asked: {exc}") from None
+        if found:
+            cherrypy.response.status = 422
+        return {"valid": not found, "problems": found}
+
+
+def _json_body(limit: int, what: str) -> Any:
+    """The request body decoded as JSON; 413 above ``limit`` bytes, 400 if it is not JSON."""
+    raw = cherrypy.request.rfile.read(limit + 1)
+    if len(raw) > limit:
+        raise _refuse_body(413, f"{what} larger than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
 
 
 class Root:
@@ -289,6 +357,7 @@ class Root:
     upload = RestUpload()
     ingest = upload
     move = RestMove()
+    validate = RestValidate()
 
     @staticmethod
     @cherrypy.tools.json_out()
@@ -323,7 +392,11 @@ def app_config() -> dict[str, dict[str, Any]]:
 
 def make_app(cp_config: str | None = None) -> cherrypy.Application:
     """Build the CherryPy application; ``cp_config`` is an optional CherryPy config file."""
-    app = cherrypy.Application(Root(), "", config=app_config())
+    from .tus_rest import RestUploads
+
+    root = Root()
+    root.uploads = RestUploads()
+    app = cherrypy.Application(root, "", config=app_config())
     if cp_config:
         app.merge(cp_config)
     return app

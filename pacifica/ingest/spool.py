@@ -3,7 +3,8 @@
 Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.json`` (a move
 document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.meta.json``
 (what 'load metadata' derived: file ids and members), ``<job_id>.tar.sha1.json`` (the SHA-1 of
-each member, taken while the bundle was received).
+each member, taken while the bundle was received), ``<job_id>.tus`` and ``<job_id>.tus.json``
+(a resumable upload still arriving, see ``tus``).
 A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
 ``.tar`` on the volume is always a whole body.
 """
@@ -35,6 +36,10 @@ class Spool:
     def bundle_path(self, job_id: int) -> str:
         """Return where the uploaded tar of ``job_id`` is kept."""
         return os.path.join(self.volume_path, f"{int(job_id)}.tar")
+
+    def resumable_path(self, job_id: int) -> str:
+        """Return where the bytes of a resumable (tus) upload of ``job_id`` gather until complete."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.tus")
 
     def move_path(self, job_id: int) -> str:
         """Return where the move document of ``job_id`` is kept."""
@@ -148,7 +153,7 @@ class Spool:
     def discard(self, job_id: int, path: str | None = None) -> None:
         """Remove every file the job kept on the volume (after it completed)."""
         for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id),
-                     self.job_path(job_id)):
+                     self.job_path(job_id), self.resumable_path(job_id), self.resumable_path(job_id) + ".json"):
             if name:
                 _remove(name)
         for name in {path, self.bundle_path(job_id)}:

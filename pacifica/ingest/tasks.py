@@ -173,15 +173,19 @@ def stage_policy(self: StageTask, ctx: Context) -> Context:
     return ctx
 
 
-def _progress_reporter(job_id: int, task: str, interval: float = 1.0):
+def _progress_reporter(job_id: int, task: str, interval: float = 0.5):
+    """Record a stage's progress at most every ``interval`` seconds (and always when ``final``):
+    the percent of bytes done, below 100 until the stage ends, and the byte and file counts."""
     last = time.monotonic()
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, files_done: int, files_total: int, final: bool = False) -> None:
         nonlocal last
         now = time.monotonic()
-        if now - last >= interval and total:
+        if now - last >= interval or final:
             last = now
-            orm.update_state(job_id, states.OK, task, min(99.9, round(100.0 * done / total, 1)))
+            percent = min(99.9, round(100.0 * done / total, 1)) if total else 0
+            orm.update_state(job_id, states.OK, task, percent, progress=(done, total, files_done, files_total),
+                             event=False)
 
     return report
 
@@ -250,6 +254,18 @@ def run_job(ctx: Context) -> bool:
         except Exception:  # noqa: BLE001 - the stage has recorded FAILED with its reason
             return False
     return True
+
+
+@INGEST_APP.task(name="pacifica.ingest.deliver_callback", bind=True, max_retries=None)
+def deliver_callback(self: Task, job_id: int) -> None:
+    """POST a finished job's state to its callback URL; try again later if the receiver failed."""
+    from . import callbacks
+
+    rt = runtime()
+    with orm.DB.connection_context():
+        wait = callbacks.attempt(job_id, callbacks.session(), rt.settings.http_timeout or 60, rt.settings.retry_delay)
+    if wait is not None:
+        raise self.retry(countdown=wait)
 
 
 @INGEST_APP.task(name="pacifica.ingest.tasks.ingest")

@@ -52,7 +52,7 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
     assert run([str(ours), "-c", str(config), "dbchk"]).returncode == 0, "our dbchk refused a 0.4.1 database"
     assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode != 0
     synced = run([str(ours), "-c", str(config), "dbsync"])
-    assert synced.returncode == 0 and "upgraded to 2.1" in synced.stdout, synced.stdout + synced.stderr
+    assert synced.returncode == 0 and "upgraded to 2.1, 2.2" in synced.stdout, synced.stdout + synced.stderr
     assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode == 0
     legacy_check = run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbchk"], env=legacy_env, cwd=tmp_path)
     assert legacy_check.returncode == 0, "the published 0.4.1 no longer accepts the upgraded database"
@@ -80,3 +80,11 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
                  "from pacifica.ingest.orm import read_state; print(read_state(104).task)"],
                 env=legacy_env, cwd=tmp_path)
     assert check.stdout.strip() == "UPLOADING", "the published service cannot read what we wrote"
+    # Schema 2.2's new columns may be NULL: rows the published code still inserts are valid.
+    legacy_write = run([str(legacy_ingest / "bin" / "python"), "-c",
+                        "from pacifica.ingest.orm import update_state; update_state(105, 'OK', 'open tar', 0)"],
+                       env=legacy_env, cwd=tmp_path)
+    assert legacy_write.returncode == 0, legacy_write.stderr
+    listed = run([str(ours), "-c", str(config), "jobs", "--stalled", "0"])
+    assert listed.returncode == 0 and any(line.split("\t")[:3] == ["105", "OK", "open tar"]
+                                          for line in listed.stdout.splitlines()), listed.stdout + listed.stderr

@@ -57,6 +57,18 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def cut(self) -> int:
+        """Cut every live connection (as a dropped network would) but keep accepting new ones;
+        return how many were cut."""
+        with self.lock:
+            live = list(self.connections)
+            self.connections.clear()
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return len(live) // 2
+
     def stop(self) -> None:
         if self.listener is not None:
             # close() alone does not wake the thread blocked in accept(): the port would keep

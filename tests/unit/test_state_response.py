@@ -9,6 +9,7 @@ from pacifica.ingest.orm import read_state, update_state
 from pacifica.ingest.utils import create_state_response
 
 KEYS = {"job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"}
+PROGRESS = {"bytes_done", "bytes_total", "files_done", "files_total"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 
@@ -16,7 +17,8 @@ def test_state_response_shape(database):
     migrations.upgrade(database)
     update_state(1234, "OK", "UPLOADING", 0)
     body = create_state_response(read_state(1234))
-    assert set(body) == KEYS
+    assert set(body) == KEYS | PROGRESS  # every 0.4.1 key, plus the progress counters
+    assert all(body[key] == 0 for key in PROGRESS)
     assert body["job_id"] == 1234 and isinstance(body["job_id"], int)
     assert (body["state"], body["task"], body["task_percent"], body["complete"], body["exception"]) == \
         ("OK", "UPLOADING", "0.0", False, "")

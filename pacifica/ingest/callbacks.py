@@ -1,0 +1,129 @@
+"""Completion callbacks: one POST of a job's final state to the URL its uploader gave.
+
+The URL comes with the upload (``X-Pacifica-Callback`` header or ``callback_url`` query
+parameter) and is kept in the ``ingestcallback`` table. When the job completes or fails,
+``schedule`` queues the ``deliver`` task; the pipeline never waits for the receiver. Delivery
+claims the row first, so however often it is queued the receiver gets one POST; a receiver that
+is down or answers an error is tried again with exponential backoff, up to ``MAX_ATTEMPTS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from urllib.parse import urlparse
+
+import peewee
+import requests
+
+from . import orm
+
+logger = logging.getLogger(__name__)
+
+HEADER = "X-Pacifica-Callback"
+PARAMETER = "callback_url"
+MAX_ATTEMPTS = 10
+MAX_DELAY = 600.0
+URL_LIMIT = 2048
+
+WAITING, SENDING, DELIVERED, GAVE_UP = "waiting", "sending", "delivered", "gave up"
+
+
+def check_url(url: str) -> str | None:
+    """Return what is wrong with a callback URL, or None when it can be used."""
+    if len(url) > URL_LIMIT:
+        return f"the callback URL is longer than {URL_LIMIT} characters"
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return f"the callback URL must be an http:// or https:// URL, got {url[:80]!r}"
+    return None
+
+
+def register(job_id: int, url: str) -> None:
+    """Remember that ``job_id`` reports its end to ``url``."""
+    with orm.DB.atomic():
+        orm.IngestCallback.delete().where(orm.IngestCallback.job_id == int(job_id)).execute()
+        orm.IngestCallback.insert(job_id=int(job_id), url=url, status=WAITING).execute()
+
+
+def schedule(job_id: int) -> None:
+    """Queue the delivery of a finished job's callback, if it has one still to deliver.
+
+    Called after every change that completes a job; never raises (the job's end is recorded
+    whatever happens to its callback).
+    """
+    try:
+        waiting = (orm.IngestCallback.select(orm.IngestCallback.job_id)
+                   .where((orm.IngestCallback.job_id == int(job_id)) & (orm.IngestCallback.status == WAITING))
+                   .exists())
+        if waiting:
+            from .tasks import deliver_callback
+
+            deliver_callback.apply_async((int(job_id),))
+    except Exception:
+        logger.exception("job %s: could not queue its completion callback", job_id)
+
+
+def claim(job_id: int) -> orm.IngestCallback | None:
+    """Take the job's callback for one delivery attempt; None if another has it or it is done."""
+    claimed = (orm.IngestCallback.update(status=SENDING, attempts=orm.IngestCallback.attempts + 1)
+               .where((orm.IngestCallback.job_id == int(job_id)) & (orm.IngestCallback.status == WAITING))
+               .execute())
+    return orm.IngestCallback.get_by_id(int(job_id)) if claimed else None
+
+
+def attempt(job_id: int, session: requests.Session, timeout: float, base_delay: float) -> float | None:
+    """Try to deliver once; return the seconds to wait before the next try, or None when there
+    is nothing more to do (delivered, given up, or not this caller's to deliver).
+
+    The body is the job's state as ``GET /get_state`` answers it.
+    """
+    from .utils import create_state_response
+
+    callback = claim(job_id)
+    if callback is None:
+        return None
+    state = create_state_response(orm.read_state(job_id))
+    try:
+        response = session.post(callback.url, json=state, timeout=timeout)
+        if 200 <= response.status_code < 300:
+            _finish(job_id, DELIVERED, "")
+            logger.info("job %s: callback delivered to %s", job_id, callback.url)
+            return None
+        error = f"HTTP {response.status_code}: {response.text[:200]}"
+    except requests.RequestException as exc:
+        error = f"{exc.__class__.__name__}: {exc}"[:500]
+    if callback.attempts >= MAX_ATTEMPTS:
+        _finish(job_id, GAVE_UP, error)
+        logger.warning("job %s: callback to %s given up after %d attempts: %s", job_id, callback.url,
+                       callback.attempts, error)
+        return None
+    _finish(job_id, WAITING, error)
+    logger.info("job %s: callback to %s failed (attempt %d): %s", job_id, callback.url, callback.attempts, error)
+    return delay(callback.attempts, base_delay)
+
+
+@functools.cache
+def session() -> requests.Session:
+    """This process's session for callbacks (made on first use: nothing connects at import)."""
+    return requests.Session()
+
+
+def delay(attempts: int, base: float) -> float:
+    """Seconds before try number ``attempts + 1``: ``base`` doubled each time, at most ``MAX_DELAY``."""
+    return min(MAX_DELAY, max(base, 0.1) * 2 ** (attempts - 1))
+
+
+def _finish(job_id: int, status: str, error: str) -> None:
+    fields = {orm.IngestCallback.status: status, orm.IngestCallback.last_error: error}
+    if status == DELIVERED:
+        fields[orm.IngestCallback.delivered] = orm.utcnow()
+    orm.IngestCallback.update(fields).where(orm.IngestCallback.job_id == int(job_id)).execute()
+
+
+def status(job_id: int) -> orm.IngestCallback | None:
+    """The job's callback row, or None."""
+    try:
+        return orm.IngestCallback.get_by_id(int(job_id))
+    except peewee.DoesNotExist:
+        return None
