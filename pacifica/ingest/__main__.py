@@ -38,10 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import cherrypy
     from cherrypy.process import plugins
 
+    from .memory import limit_heap_growth
     from .rest import SERVER_DEFAULTS, make_app
 
     args = _server_parser().parse_args(argv)
     configure_logging()
+    limit_heap_growth()
     try:
         settings = configure(load_settings(args.config)).settings
         check_schema()

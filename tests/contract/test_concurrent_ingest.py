@@ -72,8 +72,8 @@ def test_concurrent_sends_store_every_byte(tmp_path, target, request):
         migrations.upgrade(database)
         sidecar = _sidecar(tmp_path, path, request)
         reports = []
-        pipeline.ingest_files(1, str(path), sidecar, port, 1 << 16, lambda done, total: reports.append((done, total)),
-                              concurrency=4)
+        pipeline.ingest_files(1, str(path), sidecar, port, 1 << 16,
+                              lambda done, total, *_files: reports.append((done, total)), concurrency=4)
     for item in sidecar["files"]:
         assert read(item["file_id"]) == contents[item["name"]]
     done = [done for done, _total in reports]

@@ -19,6 +19,7 @@ class TcpProxy:
         self.listener: socket.socket | None = None
         self.connections: set[socket.socket] = set()
         self.lock = threading.Lock()
+        self.forwarded = 0  # bytes passed on, both ways
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -50,6 +51,7 @@ class TcpProxy:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                self.forwarded += len(data)
         except OSError:
             pass
         finally:
