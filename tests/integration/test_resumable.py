@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
 import threading
 import time
 
@@ -204,3 +205,29 @@ def test_unfinished_uploads_expire_and_their_space_is_freed(tmp_path):
         assert requests.head(url, headers=TUS, timeout=30).status_code == 404
     finally:
         stack.stop()
+
+
+def test_an_unfinished_upload_survives_a_restart_of_the_service(tmp_path):
+    """The embedded service fails uploads cut off by a restart, except resumable ones: their
+    client carries on from the offset."""
+    from tests.conftest import embedded_stack
+
+    stack = embedded_stack("tusrestart", tmp_path / "s")
+    bundle = tmp_path / "b.tar"
+    make_bundle(str(bundle), {"data/a.bin": os.urandom(200_000)})
+    body = bundle.read_bytes()
+    stack.start_server()
+    try:
+        url = _create(stack, len(body)).headers["Location"]
+        job_id = int(url.rsplit("/", 1)[1])
+        assert _patch(url, 0, body[:70_000]).status_code == 204
+        stack.server.kill(signal.SIGKILL, True)
+        stack.start_server()
+        url = stack.url + f"/uploads/{job_id}"
+        assert _offset(url) == 70_000
+        assert stack.state(job_id).json()["state"] == "OK"
+        assert _patch(url, 70_000, body[70_000:]).status_code == 204
+        final = stack.wait_complete(job_id)
+        assert (final["state"], final["task"]) == ("OK", "ingest metadata"), final
+    finally:
+        stack.stop(signal.SIGKILL)
