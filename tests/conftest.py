@@ -161,27 +161,38 @@ def http_stack(request, stacks):
 
 
 @contextlib.contextmanager
-def bound_database(kind: str, tmp_path: Path):
-    """Bind ``orm.DB`` to a new, empty database of ``kind`` for the duration of the block."""
+def bound_database(kind: str, tmp_path: Path, proxy=None, prefix: str = "pacifica_ingest_unit"):
+    """Bind ``proxy`` (ingest's ``orm.DB`` by default) to a new, empty database of ``kind`` for
+    the duration of the block."""
+    from pacifica.ingest import orm
     from pacifica.ingest.database import make_database
-    from pacifica.ingest.orm import DB
 
-    url = services.database_url(kind, f"pacifica_ingest_unit_{kind}", tmp_path)
+    proxy = proxy or orm.DB
+    url = services.database_url(kind, f"{prefix}_{kind}", tmp_path)
     db = make_database(url)
-    previous = DB.obj
-    DB.initialize(db)
+    previous = proxy.obj
+    proxy.initialize(db)
     db.connect()
     try:
         yield db
     finally:
         db.close()
-        DB.initialize(previous)
+        proxy.initialize(previous)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def database(request, tmp_path):
     """An empty database of each kind, bound to ``orm.DB`` for the test (closed afterwards)."""
     with bound_database(request.param, tmp_path) as db:
+        yield db
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def cart_database(request, tmp_path):
+    """An empty database of each kind, bound to cartd's ``orm.DB`` for the test."""
+    from pacifica.cartd.orm import DB
+
+    with bound_database(request.param, tmp_path, DB, "pacifica_cartd_unit") as db:
         yield db
 
 

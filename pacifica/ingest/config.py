@@ -10,98 +10,24 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from ..core.settings import (  # noqa: F401 - parse_size and Option are part of this module's face
+    Option,
+    _at_least,
+    _auto_bool,
+    _bool,
+    _directories,
+    _networks,
+    _non_negative_float,
+    _non_negative_int,
+    _non_negative_size,
+    _positive_size,
+    parse_size,
+    read_options,
+)
 from . import globals as ingest_globals
-from .errors import ConfigError
-
-_SIZE_UNITS = {
-    "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-    "b": 1, "Kb": 1024, "Mb": 1024**2, "Gb": 1024**3, "Tb": 1024**4,
-}
-
-
-def parse_size(size: str | int) -> int:
-    """Parse a size such as ``"4 Mb"`` (binary) or ``"10 MB"`` (decimal) into bytes.
-
-    A bare number is taken as bytes. Units are case-sensitive, as in the published service:
-    ``B KB MB GB TB`` are powers of 1000 and ``b Kb Mb Gb Tb`` powers of 1024.
-    """
-    if isinstance(size, int):
-        return size
-    text = str(size).strip()
-    parts = text.split()
-    try:
-        if len(parts) == 1:
-            return int(float(parts[0]))
-        number, unit = parts
-        return int(float(number) * _SIZE_UNITS[unit])
-    except (ValueError, KeyError):
-        raise ValueError(f"not a size: {size!r} (expected e.g. '4 Mb' or '1048576')") from None
-
-
-def _at_least(parse: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
-    """A coercer: ``parse`` the value and refuse anything below ``minimum``."""
-
-    def coerce(value: str) -> Any:
-        number = parse(value)
-        if number < minimum:
-            raise ValueError(f"must be at least {minimum}, got {value!r}")
-        return number
-
-    return coerce
-
-
-_positive_size = _at_least(parse_size, 1)
-_non_negative_size = _at_least(parse_size, 0)
-_non_negative_int = _at_least(int, 0)
-_non_negative_float = _at_least(float, 0)
-
-
-def _networks(value: str) -> tuple[str, ...]:
-    """Comma-separated addresses or networks (``10.0.0.5``, ``10.1.0.0/16``); validated, kept as text."""
-    import ipaddress
-
-    items = tuple(item.strip() for item in value.split(",") if item.strip())
-    for item in items:
-        ipaddress.ip_network(item, strict=False)
-    return items
-
-
-def _directories(value: str) -> tuple[str, ...]:
-    """Comma-separated absolute directories."""
-    items = tuple(os.path.normpath(item.strip()) for item in value.split(",") if item.strip())
-    for item in items:
-        if not os.path.isabs(item):
-            raise ValueError(f"not an absolute directory: {item!r}")
-    return items
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One setting: where it lives in the INI file, its environment override and default."""
-
-    section: str
-    key: str
-    env: str
-    default: str
-    field: str
-    coerce: Callable[[str], Any] = str
-
-
-def _bool(value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r} (use true or false)")
-
-
-def _auto_bool(value: str) -> bool | None:
-    return None if value.strip().lower() == "auto" else _bool(value)
-
 
 EMBEDDED = "embedded:"
 DEFAULT_DATA_DIR = "~/.pacifica-ingest/data"
@@ -205,35 +131,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     explicit = path is not None or bool(environ.get(ingest_globals.CONFIG_ENV))
     if path is None:
         path = ingest_globals.config_file(environ)
-    parser = configparser.ConfigParser(interpolation=None)
-    if os.path.exists(path):
-        try:
-            parser.read(path, encoding="utf-8")
-        except configparser.Error as exc:
-            raise ConfigError(f"cannot parse config file {path}: {exc}") from None
-    elif explicit:
-        raise ConfigError(f"config file not found: {path}")
-    else:
-        path = None
-    values: dict[str, Any] = {"config_file": path}
-    overrides = overrides or {}
-    data_dir = ""
-    for option in OPTIONS:
-        raw = option.default
-        if parser.has_option(option.section, option.key):
-            raw = parser.get(option.section, option.key)
-        if option.env in environ:
-            raw = environ[option.env]
-        if option.field in overrides:
-            raw = overrides[option.field]
-        if option.field == "data_dir":
-            raw = data_dir = os.path.abspath(os.path.expanduser(raw))
-        else:
-            raw = raw.replace("{data_dir}", data_dir)
-        try:
-            values[option.field] = option.coerce(raw)
-        except ValueError as exc:
-            raise ConfigError(f"[{option.section}] {option.key} (env {option.env}): {exc}") from None
+    values = read_options(OPTIONS, path, explicit, environ, overrides)
     return Settings(**values)
 
 

@@ -17,6 +17,8 @@ message is stored, never a traceback (that goes to the log).
 
 from __future__ import annotations
 
+from ..core.errors import ConfigError as _ConfigError
+
 
 class IngestError(Exception):
     """A job failed; ``str(err)`` is the message stored in the job's ``exception``."""
@@ -66,5 +68,5 @@ class UploadError(IngestError):
         return (type(self), (str(self), self.status))
 
 
-class ConfigError(Exception):
-    """The configuration is invalid; raised at start-up, never during a job."""
+# One class for both services, so either's configuration error is caught the same way.
+ConfigError = _ConfigError

@@ -9,17 +9,16 @@ published service keeps it, so databases it created are taken over as they are.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
-logger = logging.getLogger(__name__)
+from ..core.schema import Version, VersionedSchema
 
-Version = tuple[int, int]
+logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "ingeststatesystem"
 STATE_TABLE = "ingeststate"
@@ -29,36 +28,13 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
-def _version_model(database: peewee.Database) -> type[peewee.Model]:
-    class IngestStateSystemV1(peewee.Model):
-        part = peewee.CharField(primary_key=True)
-        value = peewee.IntegerField(default=-1)
-
-        class Meta:
-            table_name = VERSION_TABLE
-
-    IngestStateSystemV1.bind(database)
-    return IngestStateSystemV1
-
-
 def get_version(database: peewee.Database) -> Version:
     """Return the schema version recorded in ``database``; (0, 0) when it has none."""
-    if not database.table_exists(VERSION_TABLE):
-        return (0, 0)
-    model = _version_model(database)
-    rows = {row.part: row.value for row in model.select()}
-    return (rows.get("major", 0), rows.get("minor", 0))
+    return SCHEMA.get_version(database)
 
 
 def _record_version(database: peewee.Database, version: Version) -> None:
-    model = _version_model(database)
-    database.create_tables([model], safe=True)
-    with database.atomic():
-        for part, value in zip(("major", "minor"), version, strict=True):
-            if model.select().where(model.part == part).exists():
-                model.update(value=value).where(model.part == part).execute()
-            else:
-                model.create(part=part, value=value)
+    SCHEMA.record_version(database, version)
 
 
 def _columns(database: peewee.Database, table: str) -> set[str]:
@@ -184,50 +160,19 @@ STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = 
     ((2, 1), (2, 2), step_2_1_to_2_2),
 )
 
-VERSIONS: tuple[Version, ...] = tuple([STEPS[0][0]] + [target for _source, target, _step in STEPS])
-LATEST: Version = VERSIONS[-1]
-
-
-@contextlib.contextmanager
-def _migration_lock(database: peewee.Database) -> Iterator[None]:
-    """Serialise concurrent upgrades (a web node and workers starting together)."""
-    if isinstance(database, peewee.PostgresqlDatabase):
-        database.execute_sql("SELECT pg_advisory_lock(hashtext('pacifica-ingest-migrate'))")
-        try:
-            yield
-        finally:
-            database.execute_sql("SELECT pg_advisory_unlock(hashtext('pacifica-ingest-migrate'))")
-    elif isinstance(database, peewee.MySQLDatabase):
-        database.execute_sql("SELECT GET_LOCK('pacifica-ingest-migrate', 600)")
-        try:
-            yield
-        finally:
-            database.execute_sql("SELECT RELEASE_LOCK('pacifica-ingest-migrate')")
-    else:
-        yield
+SCHEMA = VersionedSchema(VERSION_TABLE, STEPS, "pacifica-ingest-migrate")
+VERSIONS: tuple[Version, ...] = SCHEMA.versions
+LATEST: Version = SCHEMA.latest
 
 
 def upgrade(database: peewee.Database, target: Version = LATEST) -> list[Version]:
     """Run every step from the recorded version up to ``target``; return the versions reached."""
-    reached = []
-    with _migration_lock(database):
-        version = get_version(database)
-        if version not in VERSIONS:
-            raise peewee.DatabaseError(f"unknown schema version {version[0]}.{version[1]}")
-        for source, dest, step in STEPS:
-            if source != version or dest > target:
-                continue
-            logger.info("migrating schema %d.%d -> %d.%d", *source, *dest)
-            step(database)
-            _record_version(database, dest)
-            version = dest
-            reached.append(dest)
-    return reached
+    return SCHEMA.upgrade(database, target)
 
 
 def is_safe(version: Version) -> bool:
     """Tell whether this code can use a database at ``version`` (same major version)."""
-    return version[0] == LATEST[0]
+    return SCHEMA.is_safe(version)
 
 
 def is_empty(database: peewee.Database) -> bool:

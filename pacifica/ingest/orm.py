@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import peewee
 
+from ..core.models import ConnectionMethods, SchemaVersionMethods
 from . import migrations, states
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class BaseModel(peewee.Model):
         database = DB
 
 
-class IngestStateSystem(BaseModel):
+class IngestStateSystem(SchemaVersionMethods, BaseModel):
     """Ingest State Schema Version Model: rows ``('major', M)`` and ``('minor', m)``."""
 
     part = peewee.CharField(primary_key=True)
@@ -45,29 +46,10 @@ class IngestStateSystem(BaseModel):
     class Meta:
         table_name = migrations.VERSION_TABLE
 
-    @classmethod
-    def get_or_create_version(cls) -> tuple[int, int]:
-        """Set or create the current version of the schema."""
-        migrations._record_version(cls._meta.database, (SCHEMA_MAJOR, SCHEMA_MINOR))
-        return (SCHEMA_MAJOR, SCHEMA_MINOR)
-
-    @classmethod
-    def get_version(cls) -> tuple[int, int]:
-        """Get the current version as a tuple."""
-        return migrations.get_version(cls._meta.database)
-
-    @classmethod
-    def is_equal(cls) -> bool:
-        """Check to see if schema version matches code version."""
-        return cls.get_version() == (SCHEMA_MAJOR, SCHEMA_MINOR)
-
-    @classmethod
-    def is_safe(cls) -> bool:
-        """Check to see if the schema version is safe for the code."""
-        return migrations.is_safe(cls.get_version())
+    schema = migrations.SCHEMA
 
 
-class IngestState(BaseModel):
+class IngestState(ConnectionMethods, BaseModel):
     """One row per job: where it is in the pipeline and how it went."""
 
     job_id = peewee.BigIntegerField(primary_key=True, column_name="id")
@@ -86,22 +68,6 @@ class IngestState(BaseModel):
 
     class Meta:
         table_name = migrations.STATE_TABLE
-
-    @classmethod
-    def atomic(cls):
-        """Get the atomic context or decorator."""
-        return cls._meta.database.atomic()
-
-    @classmethod
-    def database_connect(cls) -> None:
-        """Make sure the database is connected (an open connection is reused)."""
-        cls._meta.database.connect(reuse_if_open=True)
-
-    @classmethod
-    def database_close(cls) -> None:
-        """Close the database connection; closing a closed one is not an error."""
-        if not cls._meta.database.is_closed():
-            cls._meta.database.close()
 
 
 class IngestStateEvent(BaseModel):
@@ -174,10 +140,7 @@ class OrmSync:
 
     @staticmethod
     def _step(source: tuple[int, int]) -> None:
-        for step_source, dest, step in migrations.STEPS:
-            if step_source == source:
-                step(DB)
-                migrations._record_version(DB, dest)
+        migrations.SCHEMA.run_step(DB, source)
 
     @classmethod
     def update_tables(cls) -> None:

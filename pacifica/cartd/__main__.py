@@ -1,0 +1,77 @@
+"""Command line entry points of cartd: ``pacifica-cartd-cmd`` (admin); the server comes next."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import peewee
+
+from ..core.errors import ConfigError
+from ..ingest.database import make_database
+from . import migrations, orm
+from .config import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _cmd_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacifica-cartd-cmd", description="Cartd admin command line tool.")
+    parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None, help="cart config file")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    sub.add_parser("dbsync", help="create or upgrade the database",
+                   description="Update or Create the Database.").set_defaults(func=_cmd_dbsync)
+    dbchk = sub.add_parser("dbchk", help="check the database schema version",
+                           description="Exit 0 if the database is usable (with --equal: exactly current).")
+    dbchk.add_argument("--equal", default=False, dest="check_equal", action="store_true",
+                       help="require the exact current version")
+    dbchk.set_defaults(func=_cmd_dbchk)
+    return parser
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _cmd_dbsync(_args: argparse.Namespace) -> int:
+    reached = migrations.SCHEMA.upgrade(orm.DB.obj)
+    version = migrations.SCHEMA.get_version(orm.DB.obj)
+    if reached:
+        _out("upgraded to " + ", ".join(f"{major}.{minor}" for major, minor in reached))
+    _out(f"schema version {version[0]}.{version[1]}")
+    return 0
+
+
+def _cmd_dbchk(args: argparse.Namespace) -> int:
+    version = migrations.SCHEMA.get_version(orm.DB.obj)
+    ok = version == migrations.LATEST if args.check_equal else migrations.SCHEMA.is_safe(version)
+    _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}.{migrations.LATEST[1]}: "
+         f"{'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
+    return 0 if ok else -1
+
+
+def cmd(argv: Sequence[str] | None = None) -> int:
+    """Run one admin subcommand; return its exit status."""
+    import os
+
+    args = _cmd_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        settings = load_settings(args.config)
+        if settings.data_dir in settings.peewee_url:
+            os.makedirs(settings.data_dir, exist_ok=True)
+        orm.DB.initialize(make_database(settings.peewee_url))
+        orm.OrmSync.dbconn_blocking(settings.connect_attempts, settings.connect_wait)
+        return args.func(args)
+    except (ConfigError, peewee.PeeweeException) as exc:
+        sys.stderr.write(f"pacifica-cartd-cmd: {' '.join(str(exc).split())}\n")
+        return 2
+    finally:
+        if orm.DB.obj is not None and not orm.DB.obj.is_closed():
+            orm.DB.obj.close()
+
+
+if __name__ == "__main__":
+    sys.exit(cmd())

@@ -1,0 +1,81 @@
+"""Cartd settings (seed 004 §2.2): built-in defaults, the INI file, then environment variables.
+
+The sections and keys are the published ones (``[cartd]``, ``[archiveinterface]``, ``[celery]``,
+``[database]``), and so are the environment variables. Two defaults differ: the volume and the
+SQLite database live in a data directory (``CARTD_DATA_DIR``, ``~/.pacifica-cartd/data``)
+instead of ``/tmp/`` and the working directory.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.settings import Option, _bool, _non_negative_float, _non_negative_int, _positive_size, read_options
+from . import globals as cartd_globals
+
+OPTIONS: tuple[Option, ...] = (
+    Option("cartd", "data_dir", "CARTD_DATA_DIR", "~/.pacifica-cartd/data", "data_dir"),
+    Option("cartd", "volume_path", "VOLUME_PATH", "{data_dir}/volume", "volume_path"),
+    Option("cartd", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
+    Option("cartd", "lru_buffer_time", "LRU_BUFFER_TIME", "0", "lru_buffer_time", _non_negative_float),
+    Option("cartd", "lru_purge", "LRU_PURGE", "on", "lru_purge", _bool),
+    Option("cartd", "bundle_task", "BUNDLE_TASK", "off", "bundle_task", _bool),
+    Option("archiveinterface", "url", "ARCHIVE_INTERFACE_URL", "http://127.0.0.1:8080/", "archive_url"),
+    Option("celery", "broker_url", "BROKER_URL", "pyamqp://", "broker_url"),
+    Option("celery", "backend_url", "BACKEND_URL", "rpc://", "backend_url"),
+    Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///{data_dir}/cartd.sqlite3", "peewee_url"),
+    Option("database", "connect_attempts", "DATABASE_CONNECT_ATTEMPTS", "10", "connect_attempts",
+           _non_negative_int),
+    Option("database", "connect_wait", "DATABASE_CONNECT_WAIT", "20", "connect_wait", _non_negative_float),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every cartd setting, typed. Build it with ``load_settings``."""
+
+    data_dir: str
+    volume_path: str
+    transfer_size: int
+    lru_buffer_time: float
+    lru_purge: bool
+    bundle_task: bool
+    archive_url: str
+    broker_url: str
+    backend_url: str
+    peewee_url: str
+    connect_attempts: int
+    connect_wait: float
+    config_file: str | None = None
+
+
+def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings: defaults, then the INI file, then the environment, then ``overrides``.
+
+    ``path`` is the INI file (``-c``); when omitted, ``CARTD_CONFIG`` or the per-user default is
+    used if it exists. A path given explicitly must exist.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or bool(environ.get(cartd_globals.CONFIG_ENV))
+    if path is None:
+        path = cartd_globals.config_file(environ)
+    return Settings(**read_options(OPTIONS, path, explicit, environ, overrides))
+
+
+def get_config(settings: Settings | None = None) -> configparser.ConfigParser:
+    """Return the ConfigParser object with defaults set (the settings, as INI values)."""
+    settings = settings or load_settings()
+    parser = configparser.ConfigParser(interpolation=None)
+    for option in OPTIONS:
+        if not parser.has_section(option.section):
+            parser.add_section(option.section)
+        value: Any = getattr(settings, option.field)
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        parser.set(option.section, option.key, str(value))
+    return parser

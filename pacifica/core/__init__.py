@@ -1,0 +1,1 @@
+"""What the ingest and cart services share: reading settings, versioned database schemas."""

@@ -1,0 +1,118 @@
+"""A database schema kept at a version, and the ordered steps that bring it forward.
+
+The version lives in a two-row table, ``('major', M)`` and ``('minor', m)``, as the published
+Pacifica services keep it. Each service declares its own table and steps; ``upgrade`` runs the
+steps from the recorded version on, one process at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+
+import peewee
+
+logger = logging.getLogger(__name__)
+
+Version = tuple[int, int]
+Step = tuple[Version, Version, Callable[[peewee.Database], None]]
+
+
+def _version_model(database: peewee.Database, table: str) -> type[peewee.Model]:
+    class SchemaVersion(peewee.Model):
+        part = peewee.CharField(primary_key=True)
+        value = peewee.IntegerField(default=-1)
+
+        class Meta:
+            table_name = table
+
+    SchemaVersion.bind(database)
+    return SchemaVersion
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionedSchema:
+    """A service's schema: where its version is kept, its steps in order, its upgrade lock."""
+
+    version_table: str
+    steps: tuple[Step, ...]
+    lock_name: str
+
+    @property
+    def versions(self) -> tuple[Version, ...]:
+        """Every version, oldest first."""
+        return tuple([self.steps[0][0]] + [target for _source, target, _step in self.steps])
+
+    @property
+    def latest(self) -> Version:
+        """The version this code writes."""
+        return self.versions[-1]
+
+    def get_version(self, database: peewee.Database) -> Version:
+        """The version recorded in ``database``; (0, 0) when it has none."""
+        if not database.table_exists(self.version_table):
+            return (0, 0)
+        model = _version_model(database, self.version_table)
+        rows = {row.part: row.value for row in model.select()}
+        return (rows.get("major", 0), rows.get("minor", 0))
+
+    def record_version(self, database: peewee.Database, version: Version) -> None:
+        """Write ``version`` as the database's version."""
+        model = _version_model(database, self.version_table)
+        database.create_tables([model], safe=True)
+        with database.atomic():
+            for part, value in zip(("major", "minor"), version, strict=True):
+                if model.select().where(model.part == part).exists():
+                    model.update(value=value).where(model.part == part).execute()
+                else:
+                    model.create(part=part, value=value)
+
+    @contextlib.contextmanager
+    def _lock(self, database: peewee.Database) -> Iterator[None]:
+        """Serialise concurrent upgrades (a web node and workers starting together)."""
+        if isinstance(database, peewee.PostgresqlDatabase):
+            database.execute_sql(f"SELECT pg_advisory_lock(hashtext('{self.lock_name}'))")
+            try:
+                yield
+            finally:
+                database.execute_sql(f"SELECT pg_advisory_unlock(hashtext('{self.lock_name}'))")
+        elif isinstance(database, peewee.MySQLDatabase):
+            database.execute_sql(f"SELECT GET_LOCK('{self.lock_name}', 600)")
+            try:
+                yield
+            finally:
+                database.execute_sql(f"SELECT RELEASE_LOCK('{self.lock_name}')")
+        else:
+            yield
+
+    def upgrade(self, database: peewee.Database, target: Version | None = None) -> list[Version]:
+        """Run every step from the recorded version up to ``target`` (the latest); return the
+        versions reached."""
+        target = target or self.latest
+        reached = []
+        with self._lock(database):
+            version = self.get_version(database)
+            if version not in self.versions:
+                raise peewee.DatabaseError(f"unknown schema version {version[0]}.{version[1]}")
+            for source, dest, step in self.steps:
+                if source != version or dest > target:
+                    continue
+                logger.info("migrating schema %d.%d -> %d.%d", *source, *dest)
+                step(database)
+                self.record_version(database, dest)
+                version = dest
+                reached.append(dest)
+        return reached
+
+    def run_step(self, database: peewee.Database, source: Version) -> None:
+        """Run the one step that starts at ``source`` and record its version."""
+        for step_source, dest, step in self.steps:
+            if step_source == source:
+                step(database)
+                self.record_version(database, dest)
+
+    def is_safe(self, version: Version) -> bool:
+        """Whether this code can use a database at ``version`` (same major version)."""
+        return version[0] == self.latest[0]

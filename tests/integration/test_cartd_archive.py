@@ -1,0 +1,51 @@
+"""Cartd's archive client against the published archive interface: stage, status, pull."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from pacifica.cartd.archive_requests import ArchiveRequests
+from pacifica.ingest.errors import IntegrityError, PeerError
+from pacifica.ingest.peers.archive import HttpArchive
+from pacifica.ingest.peers.base import make_session
+
+FILE_ID = 987_650_001
+
+
+@pytest.fixture(scope="module")
+def archived(archive):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    HttpArchive(archive.url, make_session(30, 1)).put(FILE_ID, [data], len(data), 1_600_000_000)
+    return data
+
+
+def test_stage_status_and_pull_a_file(archive, archived, tmp_path):
+    requests_ = ArchiveRequests(archive.url, transfer_size=1 << 20)
+    requests_.stage_file(FILE_ID)
+    status = json.loads(requests_.status_file(FILE_ID))
+    assert status["file"] == FILE_ID
+    assert int(status["filesize"]) == len(archived)
+    assert status["file_storage_media"] == "disk"
+    target = tmp_path / "a" / "b.bin"
+    target.parent.mkdir(parents=True)
+    requests_.pull_file(FILE_ID, str(target), hashlib.sha1(archived).hexdigest(), "sha1")
+    assert target.read_bytes() == archived
+    assert os.listdir(target.parent) == ["b.bin"]
+
+
+def test_a_pull_whose_hash_differs_leaves_nothing(archive, archived, tmp_path):
+    target = tmp_path / "c.bin"
+    with pytest.raises(IntegrityError, match="the cart asked for"):
+        ArchiveRequests(archive.url, transfer_size=1 << 20).pull_file(FILE_ID, str(target), "0" * 32, "md5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_missing_file_is_a_peer_error(archive, tmp_path):
+    requests_ = ArchiveRequests(archive.url, transfer_size=1 << 20)
+    with pytest.raises(PeerError):
+        requests_.pull_file(987_659_999, str(tmp_path / "x"), "", "md5", retry=1)
+    assert os.listdir(tmp_path) == []
