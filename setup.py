@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "pacifica-ingest=pacifica.ingest.__main__:main",
             "pacifica-ingest-cmd=pacifica.ingest.__main__:cmd",
+            "pacifica-cartd=pacifica.cartd.__main__:main",
             "pacifica-cartd-cmd=pacifica.cartd.__main__:cmd",
         ],
     },

@@ -1,4 +1,4 @@
-"""Command line entry points of cartd: ``pacifica-cartd-cmd`` (admin); the server comes next."""
+"""Command line entry points of cartd: ``pacifica-cartd`` (the server) and ``pacifica-cartd-cmd`` (admin)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,56 @@ from . import migrations, orm
 from .config import load_settings
 
 logger = logging.getLogger(__name__)
+
+
+def _server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacifica-cartd", description="Run the cart server.")
+    parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None, help="cart config file")
+    parser.add_argument("--cpconfig", "--cp-config", dest="cpconfig", metavar="CONFIG", default=None,
+                        help="cherrypy config file")
+    parser.add_argument("-p", "--port", dest="port", type=int, default=8081, help="port to listen on")
+    parser.add_argument("-a", "--address", dest="address", default="127.0.0.1", help="address to listen on")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the cart server with CherryPy's built-in HTTP server."""
+    import os
+
+    import cherrypy
+
+    from ..ingest.memory import limit_heap_growth
+    from . import globals as cartd_globals
+    from .rest import make_app
+    from .runtime import configure
+
+    args = _server_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_heap_growth()
+    try:
+        settings = configure(load_settings(args.config)).settings
+        orm.OrmSync.dbconn_blocking(settings.connect_attempts, settings.connect_wait)
+        if migrations.is_empty(orm.DB.obj):
+            migrations.SCHEMA.upgrade(orm.DB.obj)
+        version = migrations.SCHEMA.get_version(orm.DB.obj)
+        orm.DB.obj.close()
+        if not migrations.SCHEMA.is_safe(version):
+            raise ConfigError(f"database schema is version {version[0]}.{version[1]}, this code needs "
+                              f"{migrations.LATEST[0]}.x: run 'pacifica-cartd-cmd dbsync' first")
+    except (ConfigError, peewee.PeeweeException) as exc:
+        sys.stderr.write(f"pacifica-cartd: {' '.join(str(exc).split())}\n")
+        return 2
+    cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
+    cpconfig = cpconfig if os.path.exists(cpconfig) else None
+    cherrypy.config.update({"engine.autoreload.on": False, "server.socket_timeout": 300,
+                            "server.thread_pool": 32, "log.screen": True})
+    if cpconfig:
+        cherrypy.config.update(cpconfig)
+    cherrypy.config.update({"server.socket_host": args.address, "server.socket_port": args.port})
+    cherrypy.tree.mount(make_app(cpconfig), "")
+    cherrypy.engine.start()
+    cherrypy.engine.block()
+    return 0
 
 
 def _cmd_parser() -> argparse.ArgumentParser:
@@ -74,4 +124,4 @@ def cmd(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cmd())
+    sys.exit(main())

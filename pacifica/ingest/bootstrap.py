@@ -13,7 +13,7 @@ import threading
 
 from . import migrations
 from .config import Settings, load_settings
-from .database import make_database
+from .database import bind
 from .errors import ConfigError
 from .orm import DB
 from .peers import Peers, build_peers
@@ -42,11 +42,7 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
 
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
-    if settings.data_dir in settings.peewee_url:
-        os.makedirs(settings.data_dir, exist_ok=True)
-    if DB.obj is not None and not DB.obj.is_closed():
-        DB.obj.close()
-    DB.initialize(make_database(settings.peewee_url))
+    bind(DB, settings.peewee_url, settings.data_dir)
     configure_celery(settings)
     current = Runtime(settings=settings, peers=peers or build_peers(settings),
                       spool=Spool(settings.volume_path, settings.transfer_size))

@@ -95,6 +95,18 @@ def _recently_checked(pool_class: type) -> type:
     return type(pool_class.__name__, (RecentlyCheckedPool, pool_class), {})
 
 
+def bind(proxy: peewee.DatabaseProxy, url: str, data_dir: str = "") -> None:
+    """Point ``proxy`` at the database named by ``url`` (closing what it held), making
+    ``data_dir`` first when the URL keeps its file there."""
+    import os
+
+    if data_dir and data_dir in url:
+        os.makedirs(data_dir, exist_ok=True)
+    if proxy.obj is not None and not proxy.obj.is_closed():
+        proxy.obj.close()
+    proxy.initialize(make_database(url))
+
+
 def release(database: peewee.Database | None) -> None:
     """Give this thread's connection back to the pool (a database without a pool keeps it)."""
     if isinstance(database, PooledDatabase) and not database.is_closed():

@@ -11,13 +11,14 @@ import contextlib
 import functools
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import cherrypy
 import peewee
 
+from ..core import web
+from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import orm, states
 from .bootstrap import runtime
 from .database import discard as discard_connection
@@ -44,24 +45,6 @@ SERVER_DEFAULTS = {
 }
 
 MOVE_DOCUMENT_LIMIT = 64 * 1024 * 1024
-
-
-def error_page_default(**kwargs: Any) -> str:
-    """The default error page: always JSON, never a traceback."""
-    cherrypy.response.headers["Content-Type"] = "application/json"
-    return json.dumps({"status": kwargs.get("status"), "message": kwargs.get("message")})
-
-
-def unexpected_error() -> None:
-    """Answer an unexpected exception with a JSON 500 and log its traceback."""
-    logger.error("unhandled error in %s %s", cherrypy.request.method, cherrypy.request.path_info,
-                 exc_info=sys.exc_info())
-    cherrypy.response.status = 500
-    cherrypy.response.headers["Content-Type"] = "application/json"
-    cherrypy.response.body = json.dumps({
-        "status": "500 Internal Server Error",
-        "message": "internal error; the server log has the details",
-    }).encode()
 
 
 def get_remote_user() -> str:
@@ -377,17 +360,7 @@ cherrypy.tools.release_connection = cherrypy.Tool("on_end_request", _release_con
 
 def app_config() -> dict[str, dict[str, Any]]:
     """Return the application config every deployment gets (a CherryPy config file may add to it)."""
-    return {
-        "/": {
-            "request.dispatch": cherrypy.dispatch.MethodDispatcher(),
-            "request.show_tracebacks": False,
-            "request.error_response": unexpected_error,
-            "error_page.default": error_page_default,
-            "tools.response_headers.on": True,
-            "tools.response_headers.headers": [("Content-Type", "application/json")],
-            "tools.release_connection.on": True,
-        }
-    }
+    return web.app_config("release_connection")
 
 
 def make_app(cp_config: str | None = None) -> cherrypy.Application:

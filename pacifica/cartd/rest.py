@@ -1,0 +1,202 @@
+"""The cart resource: ``POST``/``HEAD``/``GET``/``DELETE /<uid>`` (seed 004, chapter 3).
+
+Every answer except a download is JSON, errors included; a traceback never reaches a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import tarfile
+import threading
+from typing import Any
+
+import cherrypy
+
+from ..core import web
+from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
+from ..ingest.database import release
+from .orm import DB, Cart, CartTasks
+from .utils import Cartutils
+
+logger = logging.getLogger(__name__)
+
+BODY_LIMIT = 64 * 1024 * 1024
+
+
+class CartInterfaceError(Exception):
+    """Basic exception class for this module."""
+
+
+def bytes_type(unicode_obj: str) -> bytes:
+    """Convert the unicode object into bytes."""
+    return unicode_obj.encode("utf-8")
+
+
+def file_problems(data: Any) -> list[str]:
+    """Every problem of a cart request body ``{"fileids": [{"id", "path", "hashtype", "hashsum"}]}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("fileids"), list) or not data["fileids"]:
+        return ['the body must be {"fileids": [{"id", "path", "hashtype", "hashsum"}, ...]} with at least one file']
+    problems = []
+    if "bundle" in data and not isinstance(data["bundle"], bool):
+        problems.append("bundle must be true or false")
+    paths = set()
+    for index, item in enumerate(data["fileids"]):
+        label = f"fileids[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{label} must be an object")
+            continue
+        if not isinstance(item.get("id"), (str, int)) or isinstance(item.get("id"), bool) or str(item["id"]) == "":
+            problems.append(f"{label}: id must be the file's id in the archive")
+        path = item.get("path")
+        normal = posixpath.normpath(path.lstrip("/")) if isinstance(path, str) and path.strip("/") else None
+        if normal is None or normal.startswith("..") or normal == ".":
+            problems.append(f"{label}: path must be a relative file path inside the cart")
+        elif normal in paths:
+            problems.append(f"{label}: path {normal!r} is given twice")
+        else:
+            paths.add(normal)
+            item["path"] = normal
+        hashtype = item.get("hashtype")
+        if not isinstance(hashtype, str) or hashtype.lower() not in hashlib.algorithms_available:
+            problems.append(f"{label}: hashtype must be a hashlib algorithm such as md5 or sha1")
+        if not isinstance(item.get("hashsum"), str):
+            problems.append(f"{label}: hashsum must be the file's hex digest (may be empty)")
+    return problems
+
+
+def _download_name(filename: Any) -> str:
+    if filename:
+        name = os.path.basename(str(filename)).replace('"', "")
+        if name:
+            return name
+    return datetime.datetime.now().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+
+
+def _stream_tar(directory: str, name: str, block_size: int):
+    """The cart's files as a tar, produced while it is sent (nothing is written to disk)."""
+    reading, writing = os.pipe()
+    reader = os.fdopen(reading, "rb")
+
+    def produce() -> None:
+        with os.fdopen(writing, "wb") as sink:
+            try:
+                with tarfile.open(fileobj=sink, mode="w|") as tar:
+                    tar.add(directory, arcname=name.removesuffix(".tar"))
+            except (BrokenPipeError, OSError) as exc:  # the client went away
+                logger.info("cart download of %s stopped: %s", directory, exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+
+    def blocks():
+        with reader:
+            while block := reader.read(block_size):
+                yield block
+        producer.join()
+
+    return blocks()
+
+
+def _release_connection() -> None:
+    """After the answer is sent, the request thread's database connection goes back to the pool."""
+    with contextlib.suppress(Exception):
+        release(DB.obj)
+
+
+cherrypy.tools.cartd_release_connection = cherrypy.Tool("on_end_request", _release_connection)
+
+
+class CartRoot:
+    """Define the methods that can be used for cart request types."""
+
+    exposed = True
+    _cp_config = {"response.stream": True, "request.process_request_body": False}
+
+    @staticmethod
+    def GET(uid: Any = None, **kwargs: Any) -> Any:
+        """Download the tar file created by the cart (202 while it is not ready)."""
+        if uid is None:
+            return bytes_type(json.dumps({"message": "Pacifica Cartd Interface Up and Running"}))
+        path = Cartutils.available_cart(uid)
+        if path is None or (path and not os.path.exists(path)):
+            raise cherrypy.HTTPError(404, "The cart does not exist or has already been deleted")
+        if path is False:
+            cherrypy.response.status = 202
+            return bytes_type(json.dumps({"message": "The cart is not ready for download."}))
+        from .runtime import runtime
+
+        name = _download_name(kwargs.get("filename"))
+        headers = cherrypy.response.headers
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        if os.path.isfile(path):
+            from cherrypy.lib import static
+
+            return static.serve_file(path, "application/octet-stream", "attachment", name)
+        return _stream_tar(path, name, runtime().settings.transfer_size)
+
+    @staticmethod
+    def HEAD(uid: Any = None, **_kwargs: Any) -> bytes:
+        """Get the status of a cart: ``X-Pacifica-Status`` and ``X-Pacifica-Message``."""
+        status, message = Cartutils.cart_status(uid)
+        cherrypy.response.headers["X-Pacifica-Status"] = status
+        cherrypy.response.headers["X-Pacifica-Message"] = message
+        if status == "error" and message.startswith("No cart with uid"):
+            raise cherrypy.HTTPError(404, message)
+        cherrypy.response.status = 204
+        return b""
+
+    @staticmethod
+    def POST(uid: Any = None, **_kwargs: Any) -> bytes:
+        """Create the cart ``uid``: stage its files, then bundle them."""
+        from .runtime import runtime
+        from .tasks import stage_files
+
+        if not uid:
+            raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>")
+        raw = cherrypy.request.rfile.read(BODY_LIMIT + 1)
+        if len(raw) > BODY_LIMIT:
+            raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
+        problems = file_problems(data)
+        if problems:
+            raise cherrypy.HTTPError(400, "; ".join(problems))
+        bundle = data.get("bundle", runtime().settings.bundle_task)
+        with Cart.atomic():
+            cart = Cart.create(cart_uid=str(uid), status="waiting", bundle=bundle)
+        result = stage_files.delay(data["fileids"], cart.id)
+        CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
+        cherrypy.response.status = 201
+        return bytes_type(json.dumps({"message": "Cart Processing has begun"}))
+
+    @staticmethod
+    def DELETE(uid: Any = None, **_kwargs: Any) -> bytes:
+        """Delete a cart that has been created."""
+        from .tasks import CART_APP
+
+        message = Cartutils().remove_cart(uid, CART_APP.control.revoke)
+        if message is False:
+            raise cherrypy.HTTPError(404, "Not Found")
+        return bytes_type(json.dumps({"message": str(message)}))
+
+
+def app_config() -> dict[str, dict[str, Any]]:
+    """The application config every deployment gets."""
+    return web.app_config("cartd_release_connection")
+
+
+def make_app(cp_config: str | None = None) -> cherrypy.Application:
+    """Build the CherryPy application."""
+    app = cherrypy.Application(CartRoot(), "", config=app_config())
+    if cp_config:
+        app.merge(cp_config)
+    return app

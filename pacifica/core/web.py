@@ -1,0 +1,46 @@
+"""Web answers both services give: JSON error pages, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import cherrypy
+
+logger = logging.getLogger(__name__)
+
+
+def error_page_default(**kwargs: Any) -> str:
+    """The default error page: always JSON, never a traceback."""
+    cherrypy.response.headers["Content-Type"] = "application/json"
+    return json.dumps({"status": kwargs.get("status"), "message": kwargs.get("message")})
+
+
+def unexpected_error() -> None:
+    """Answer an unexpected exception with a JSON 500 and log its traceback."""
+    logger.error("unhandled error in %s %s", cherrypy.request.method, cherrypy.request.path_info,
+                 exc_info=sys.exc_info())
+    cherrypy.response.status = 500
+    cherrypy.response.headers["Content-Type"] = "application/json"
+    cherrypy.response.body = json.dumps({
+        "status": "500 Internal Server Error",
+        "message": "internal error; the server log has the details",
+    }).encode()
+
+
+def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
+    """The application config of a JSON service on the MethodDispatcher, with the CherryPy tool
+    ``release_tool`` giving the request's database connection back after each answer."""
+    return {
+        "/": {
+            "request.dispatch": cherrypy.dispatch.MethodDispatcher(),
+            "request.show_tracebacks": False,
+            "request.error_response": unexpected_error,
+            "error_page.default": error_page_default,
+            "tools.response_headers.on": True,
+            "tools.response_headers.headers": [("Content-Type", "application/json")],
+            f"tools.{release_tool}.on": True,
+        }
+    }

@@ -1,0 +1,113 @@
+"""The cart service end to end: pacifica-cartd and a Celery worker on PostgreSQL and RabbitMQ,
+pulling from the published archive interface."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+
+import pytest
+import requests
+
+from pacifica.ingest.peers.archive import HttpArchive
+from pacifica.ingest.peers.base import make_session
+from tests.support import services
+from tests.support.procs import BIN, Proc, free_port, wait_for
+
+FIRST_ID = 987_660_001
+
+
+@pytest.fixture(scope="module")
+def cartd(tmp_path_factory, archive):
+    root = tmp_path_factory.mktemp("cartd")
+    port = free_port()
+    config = root / "cart.ini"
+    config.write_text(
+        f"[cartd]\ndata_dir = {root / 'data'}\ntransfer_size = 64 Kb\n"
+        f"[archiveinterface]\nurl = {archive.url}/\n"
+        f"[celery]\nbroker_url = {services.rabbitmq_vhost('pacifica_cartd_test')}\nbackend_url = rpc://\n"
+        f"[database]\npeewee_url = {services.create_postgres_db('pacifica_cartd_test')}\n")
+    env = {"CARTD_CONFIG": str(config), "CARTD_CPCONFIG": str(root / "none.ini")}
+    server = Proc("cartd", [str(BIN / "pacifica-cartd"), "-p", str(port)], root / "server.log", env=env).start()
+    worker = Proc("cartd-worker", [str(BIN / "celery"), "-A", "pacifica.cartd.tasks", "worker", "-c", "2",
+                                   "-l", "INFO", "--without-gossip", "--without-mingle"], root / "worker.log",
+                  env=env).start()
+    try:
+        server.wait_http(f"http://127.0.0.1:{port}/", 60)
+        worker.wait_log("ready", 60)
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.stop()
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def archived(archive):
+    put = HttpArchive(archive.url, make_session(30, 1))
+    files = {}
+    for number in range(3):
+        data = os.urandom(200_000 + number)
+        put.put(FIRST_ID + number, [data], len(data), 1_600_000_000)
+        files[FIRST_ID + number] = data
+    return files
+
+
+def _wait_status(url: str, uid: str, wanted: set[str]) -> requests.Response:
+    def reached():
+        response = requests.head(f"{url}/{uid}", timeout=10)
+        return response if response.headers.get("X-Pacifica-Status") in wanted else None
+
+    return wait_for(reached, 60, f"cart {uid} to be one of {wanted}", interval=0.1)
+
+
+def test_a_cart_is_staged_bundled_served_and_deleted(cartd, archived):
+    url, _root = cartd
+    uid = f"cart-{time.time_ns()}"
+    fileids = [{"id": str(file_id), "path": f"dir{file_id % 2}/f{file_id}.bin", "hashtype": "sha1",
+                "hashsum": hashlib.sha1(data).hexdigest()} for file_id, data in archived.items()]
+    created = requests.post(f"{url}/{uid}", json={"fileids": fileids}, timeout=30)
+    assert created.status_code == 201 and created.json() == {"message": "Cart Processing has begun"}
+    ready = _wait_status(url, uid, {"ready", "error"})
+    assert ready.headers["X-Pacifica-Status"] == "ready", ready.headers
+    download = requests.get(f"{url}/{uid}", params={"filename": "mine.tar"}, timeout=60)
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"] == 'attachment; filename="mine.tar"'
+    with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
+        contents = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+    assert contents == {f"mine/dir{file_id % 2}/f{file_id}.bin": data for file_id, data in archived.items()}
+    default = requests.get(f"{url}/{uid}", timeout=60)
+    assert default.headers["Content-Disposition"].startswith('attachment; filename="data_')
+    deleted = requests.delete(f"{url}/{uid}", timeout=30)
+    assert deleted.status_code == 200 and deleted.json() == {"message": "Cart Deleted Successfully"}
+    assert requests.get(f"{url}/{uid}", timeout=30).status_code == 404
+    assert requests.head(f"{url}/{uid}", timeout=30).status_code == 404
+    assert requests.delete(f"{url}/{uid}", timeout=30).status_code == 404
+
+
+def test_a_hash_mismatch_is_the_carts_error_naming_the_file(cartd, archived):
+    url, _root = cartd
+    uid = f"bad-{time.time_ns()}"
+    file_id = next(iter(archived))
+    body = {"fileids": [{"id": str(file_id), "path": "x.bin", "hashtype": "md5", "hashsum": "0" * 32}]}
+    assert requests.post(f"{url}/{uid}", json=body, timeout=30).status_code == 201
+    failed = _wait_status(url, uid, {"error", "ready"})
+    assert failed.headers["X-Pacifica-Status"] == "error"
+    assert str(file_id) in failed.headers["X-Pacifica-Message"]
+    assert requests.get(f"{url}/{uid}", timeout=30).status_code == 202
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b"not json", "not valid JSON"),
+    (b"{}", "fileids"),
+    (b'{"fileids": [{"id": "1", "path": "../etc/passwd", "hashtype": "md5", "hashsum": ""}]}', "path"),
+    (b'{"fileids": [{"id": "1", "path": "a", "hashtype": "crc", "hashsum": ""}]}', "hashtype"),
+])
+def test_bad_cart_requests_are_400_naming_the_problem(cartd, body, fragment):
+    url, _root = cartd
+    response = requests.post(f"{url}/bad-request", data=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
+    assert requests.head(f"{url}/bad-request", timeout=30).status_code == 404
