@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import sys
 from collections.abc import Sequence
@@ -78,7 +79,40 @@ def _cmd_parser() -> argparse.ArgumentParser:
     dbchk.add_argument("--equal", default=False, dest="check_equal", action="store_true",
                        help="require the exact current version")
     dbchk.set_defaults(func=_cmd_dbchk)
+    purge = sub.add_parser("purge", help="delete carts not used for a while",
+                           description="Delete every cart not used (created, changed or downloaded) "
+                           "since a time ago, its files included.")
+    purge.add_argument("--time-ago", dest="time_ago", type=time_ago, default=datetime.timedelta(days=180),
+                       help='only carts older than this, e.g. --time-ago="7 days ago" (default 180 days)')
+    purge.set_defaults(func=_cmd_purge)
     return parser
+
+
+def time_ago(text: str) -> datetime.timedelta:
+    """Parse ``"<number> <unit> ago"`` (units of ``datetime.timedelta``: days, hours, minutes...)."""
+    parts = text.split()
+    try:
+        if len(parts) != 3 or parts[2] not in ("ago", "after"):
+            raise ValueError(text)
+        return datetime.timedelta(**{parts[1]: float(parts[0])})
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f'expected e.g. "7 days ago", got {text!r}') from None
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from .runtime import configure
+    from .tasks import CART_APP
+    from .utils import Cartutils
+
+    configure(load_settings(args.config))
+    cutoff = datetime.datetime.now() - args.time_ago
+    utils = Cartutils()
+    stale = orm.Cart.select().where(orm.Cart.deleted_date.is_null(True) & (orm.Cart.updated_date < cutoff))
+    for cart in list(stale):
+        utils.delete_cart_tasks(cart, CART_APP.control.revoke if cart.status != "ready" else None)
+        utils.delete_cart_bundle(cart)
+        _out(f"deleted cart {cart.cart_uid} ({cart.id}), last used {cart.updated_date:%Y-%m-%d %H:%M:%S}")
+    return 0
 
 
 def _out(line: str) -> None:

@@ -172,7 +172,9 @@ class CartRoot:
             raise cherrypy.HTTPError(400, "; ".join(problems))
         bundle = data.get("bundle", runtime().settings.bundle_task)
         with Cart.atomic():
-            cart = Cart.create(cart_uid=str(uid), status="waiting", bundle=bundle)
+            # 'staging' at once, as the published service: its downloader stops waiting on any
+            # other status.
+            cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle)
         result = stage_files.delay(data["fileids"], cart.id)
         CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
         cherrypy.response.status = 201

@@ -96,9 +96,9 @@ def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
             rt.archive.pull_file(current.file_name, current.bundle_path, current.hash_value, current.hash_type)
             Cartutils.set_file_status(current, "staged")
         current = None
-        _set_cart(cart, "bundling")
         path = directory
-        if cart.bundle:
+        if cart.bundle:  # otherwise the tar is made while it is downloaded
+            _set_cart(cart, "bundling")
             path = directory + ".tar"
             _bundle(directory, path)
         _set_cart(cart, "ready", bundle_path=path)

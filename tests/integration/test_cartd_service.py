@@ -111,3 +111,37 @@ def test_bad_cart_requests_are_400_naming_the_problem(cartd, body, fragment):
     assert response.status_code == 400, response.text
     assert fragment in response.json()["message"]
     assert requests.head(f"{url}/bad-request", timeout=30).status_code == 404
+
+
+def test_the_published_downloader_gets_a_cart(cartd, archived, tmp_path):
+    from pacifica.downloader import Downloader
+
+    url, _root = cartd
+    transinfo = {"files": {str(file_id): {"subdir": "raw/run1", "name": f"f{file_id}.bin", "hashtype": "sha1",
+                                          "hashsum": hashlib.sha1(data).hexdigest()}
+                           for file_id, data in archived.items()}}
+    Downloader(cart_api_url=url).transactioninfo(str(tmp_path), transinfo, filename="data", timeout=60)
+    for file_id, data in archived.items():
+        assert (tmp_path / "data" / "raw" / "run1" / f"f{file_id}.bin").read_bytes() == data
+
+
+def test_purge_deletes_carts_unused_for_the_time_given(cartd, archived):
+    import subprocess
+
+    url, root = cartd
+    uid = f"purge-{time.time_ns()}"
+    file_id, data = next(iter(archived.items()))
+    body = {"fileids": [{"id": str(file_id), "path": "a.bin", "hashtype": "sha1",
+                         "hashsum": hashlib.sha1(data).hexdigest()}]}
+    assert requests.post(f"{url}/{uid}", json=body, timeout=30).status_code == 201
+    _wait_status(url, uid, {"ready"})
+    command = [str(BIN / "pacifica-cartd-cmd"), "-c", str(root / "cart.ini"), "purge"]
+    kept = subprocess.run([*command, "--time-ago", "1 days ago"], capture_output=True, text=True, timeout=60)
+    assert kept.returncode == 0 and uid not in kept.stdout, kept.stderr
+    assert requests.head(f"{url}/{uid}", timeout=30).headers["X-Pacifica-Status"] == "ready"
+    time.sleep(1.1)
+    purged = subprocess.run([*command, "--time-ago", "1 seconds ago"], capture_output=True, text=True, timeout=60)
+    assert purged.returncode == 0 and f"deleted cart {uid}" in purged.stdout, purged.stdout + purged.stderr
+    assert requests.get(f"{url}/{uid}", timeout=30).status_code == 404
+    bad = subprocess.run([*command, "--time-ago", "soon"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "7 days ago" in bad.stderr
