@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import services
+from tests.support.legacy import legacy_venv
 from tests.support.procs import run
 
 LEGACY_VERSION = "0.7.0"
@@ -20,14 +20,7 @@ OURS = Path(sys.executable).parent / "pacifica-cartd-cmd"
 def legacy_cartd() -> Path:
     """A throwaway virtualenv holding the published pacifica-cartd 0.7.0 (built once, then cached)."""
     venv = Path.home() / ".cache" / "pacifica-ingest-tests" / f"legacy-cartd-{LEGACY_VERSION}"
-    marker = venv / "installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"pacifica-cartd=={LEGACY_VERSION}",
-                                    "psycopg2-binary"], capture_output=True, text=True, timeout=900)
-        assert installed.returncode == 0, f"could not install pacifica-cartd {LEGACY_VERSION}:\n{installed.stderr}"
-        marker.write_text(LEGACY_VERSION)
-    return venv
+    return legacy_venv(venv, f"pacifica-cartd=={LEGACY_VERSION}", "psycopg2-binary")
 
 
 def _legacy(venv: Path, url: str, cwd: Path, *argv: str):

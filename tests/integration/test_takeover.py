@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import services
+from tests.support.legacy import legacy_venv
 from tests.support.procs import run
 
 LEGACY_VERSION = "0.4.1"
@@ -20,14 +20,7 @@ def legacy_ingest() -> Path:
     """A throwaway virtualenv holding the published pacifica-ingest 0.4.1 (built once, then cached)."""
     venv = Path(os.environ.get("PACIFICA_INGEST_LEGACY_VENV",
                                Path.home() / ".cache" / "pacifica-ingest-tests" / f"legacy-{LEGACY_VERSION}"))
-    marker = venv / "installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
-        installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"pacifica-ingest=={LEGACY_VERSION}",
-                                    "psycopg2-binary"], capture_output=True, text=True, timeout=900)
-        assert installed.returncode == 0, f"could not install pacifica-ingest {LEGACY_VERSION}:\n{installed.stderr}"
-        marker.write_text(LEGACY_VERSION)
-    return venv
+    return legacy_venv(venv, f"pacifica-ingest=={LEGACY_VERSION}", "psycopg2-binary")
 
 
 LEGACY_JOBS = """
