@@ -13,7 +13,6 @@ import functools
 import logging
 from urllib.parse import urlparse
 
-import peewee
 import requests
 
 from . import orm
@@ -120,10 +119,3 @@ def _finish(job_id: int, status: str, error: str) -> None:
         fields[orm.IngestCallback.delivered] = orm.utcnow()
     orm.IngestCallback.update(fields).where(orm.IngestCallback.job_id == int(job_id)).execute()
 
-
-def status(job_id: int) -> orm.IngestCallback | None:
-    """The job's callback row, or None."""
-    try:
-        return orm.IngestCallback.get_by_id(int(job_id))
-    except peewee.DoesNotExist:
-        return None

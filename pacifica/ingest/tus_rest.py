@@ -126,7 +126,7 @@ class RestUploads:
         callback = _callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                                if metadata.get("callback_url") else {})}, refuse_body=True)
         job_id = _new_job(callback)
-        uploads = TusStore(rt.spool, rt.settings.upload_expiry)
+        uploads = store()
         try:
             uploads.create(job_id, length, authed_user, metadata)
         except OSError as exc:
@@ -164,7 +164,7 @@ class RestUploads:
         offset = _integer_header("Upload-Offset")
         declared = _integer_header("Content-Length", required=False)
         rt = runtime()
-        uploads = TusStore(rt.spool, rt.settings.upload_expiry)
+        uploads = store()
         upload = uploads.get(parse_job_id(upload_id))
         if upload is None:
             raise _refuse_body(404, f"upload {upload_id} does not exist (finished, ended or expired)")
