@@ -11,11 +11,14 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 
-from ..ingest.errors import IntegrityError, PeerUnavailable
+from ..ingest.errors import IntegrityError, PeerRejected, PeerUnavailable
 from ..ingest.peers.base import call, make_session
 
 PEER = "archive"
@@ -68,44 +71,124 @@ class ArchiveRequests:
         return json.dumps(self._status_dict(response.headers, file_name))
 
     def pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
-                  retry: int | None = None) -> None:
-        """Pull file from AI: write it to ``cart_filepath``, hashing it on the way.
+                  retry: int | None = None, progress: Callable[[int], None] | None = None) -> str:
+        """Pull file from AI: write it to ``cart_filepath``, hashing it on the way; return its digest.
 
-        The file appears at ``cart_filepath`` only whole and matching ``hashval``; a transfer
-        that fails is tried again up to ``retry`` times. A hash mismatch raises
+        The file appears at ``cart_filepath`` only whole and matching ``hashval`` (when one is
+        given); a transfer that fails is tried again up to ``retry`` times. A hash mismatch raises
         ``IntegrityError`` at once (the archive's copy will not change by asking again).
+        ``progress`` is called with the size of every block written.
         """
         attempts = self.default_retry_count if retry is None else max(1, retry)
         for attempt in range(1, attempts + 1):
             try:
-                self._pull_file(archive_filename, cart_filepath, hashval, hashtype)
-                return
+                return self._pull_file(archive_filename, cart_filepath, hashval, hashtype, progress)
             except PeerUnavailable:
                 if attempt == attempts:
                     raise
                 time.sleep(self.default_retry_sleep)
+        raise AssertionError("unreachable")
 
-    def _pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str) -> None:
+    def _pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
+                   progress: Callable[[int], None] | None) -> str:
         url = self._file_url(archive_filename)
-        temp = f"{cart_filepath}.part{os.getpid()}"
-        digest = hashlib.new(hashtype)
-        received = 0
-        try:
-            with call(self.session, PEER, "GET", url, stream=True) as response, open(temp, "wb") as out:
-                expected = response.headers.get("Content-Length")
+        with call(self.session, PEER, "GET", url, stream=True) as response:
+            expected = response.headers.get("Content-Length")
+
+            def blocks() -> Iterator[bytes]:
+                received = 0
                 try:
                     for block in response.iter_content(self.transfer_size):
-                        out.write(block)
-                        digest.update(block)
                         received += len(block)
+                        yield block
                 except requests.RequestException as exc:
                     raise PeerUnavailable(PEER, url, f"the download broke after {received} bytes: {exc}") from None
-            if expected is not None and received != int(expected):
-                raise PeerUnavailable(PEER, url, f"received {received} of {expected} bytes")
-            if hashval and digest.hexdigest() != hashval.lower():
-                raise IntegrityError(f"{archive_filename}: {hashtype} is {digest.hexdigest()}, "
-                                     f"the cart asked for {hashval}")
-            os.replace(temp, cart_filepath)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                if expected is not None and received != int(expected):
+                    raise PeerUnavailable(PEER, url, f"received {received} of {expected} bytes")
+
+            return receive(blocks(), archive_filename, cart_filepath, hashval, hashtype, progress)
+
+
+def receive(blocks: Iterable[bytes], archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
+            progress: Callable[[int], None] | None = None) -> str:
+    """Write ``blocks`` to ``cart_filepath`` through a temporary file, hashing them; the file is put
+    in place only if the digest matches ``hashval`` (or none is given). Return the digest."""
+    temp = f"{cart_filepath}.part{os.getpid()}"
+    digest = hashlib.new(hashtype)
+    try:
+        with open(temp, "wb") as out:
+            for block in blocks:
+                out.write(block)
+                digest.update(block)
+                if progress is not None:
+                    progress(len(block))
+        if hashval and digest.hexdigest() != hashval.lower():
+            raise IntegrityError(f"{archive_filename}: {hashtype} is {digest.hexdigest()}, "
+                                 f"the cart asked for {hashval}")
+        os.replace(temp, cart_filepath)
+        return digest.hexdigest()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+class LocalArchiveRequests(ArchiveRequests):
+    """The same requests, answered from an archive directory on this machine.
+
+    This is how a cart reads the ingest service's embedded archive (``embedded:``) or any
+    ``file:///directory`` archive: every file is on disk, staging has nothing to do, and a pull
+    is a local copy checked the same way as a download.
+    """
+
+    def __init__(self, root: str, transfer_size: int = 1 << 20) -> None:
+        """Serve files from the directory ``root``."""
+        self.root = os.path.realpath(root)
+        self._url = f"file://{self.root}/"
+        self.transfer_size = transfer_size
+        self.session = None
+
+    def _path(self, file_name: Any) -> str:
+        path = os.path.realpath(os.path.join(self.root, str(file_name).lstrip("/")))
+        if not path.startswith(self.root + os.sep) or not os.path.isfile(path):
+            raise PeerRejected(PEER, self._url + str(file_name), "404 no such file in the archive")
+        return path
+
+    def stage_file(self, file_name: Any) -> None:
+        """Check the file is there (a local archive keeps everything on disk)."""
+        self._path(file_name)
+
+    def status_file(self, file_name: Any) -> str:
+        """The file's size and times, as the archive interface would give them."""
+        stat = os.stat(self._path(file_name))
+        return json.dumps({"message": "File was found", "filesize": str(stat.st_size),
+                           "ctime": str(stat.st_ctime), "mtime": formatdate(stat.st_mtime, usegmt=True),
+                           "bytes_per_level": f"({stat.st_size}, 0, 0, 0, 0)", "file_storage_media": "disk",
+                           "file": file_name})
+
+    def _pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
+                   progress: Callable[[int], None] | None) -> str:
+        source = self._path(archive_filename)
+
+        def blocks() -> Iterator[bytes]:
+            with open(source, "rb") as handle:
+                while block := handle.read(self.transfer_size):
+                    yield block
+
+        return receive(blocks(), archive_filename, cart_filepath, hashval, hashtype, progress)
+
+
+def archive_for(url: str, transfer_size: int) -> ArchiveRequests:
+    """The archive client for ``url``: ``http(s)://`` (the archive interface), ``file:///dir``, or
+    ``embedded:`` (the archive directory of this machine's ingest service, per its settings)."""
+    if url.startswith("file://"):
+        return LocalArchiveRequests(urlparse(url).path, transfer_size)
+    if url.strip() == "embedded:":
+        from ..ingest.config import load_settings as ingest_settings
+
+        ingest = ingest_settings()
+        if ingest.archive_url.startswith(("file://", "embedded:")):
+            root = ingest.data_path("archive") if ingest.archive_url.startswith("embedded:") \
+                else urlparse(ingest.archive_url).path
+            return LocalArchiveRequests(root, transfer_size)
+        url = ingest.archive_url
+    return ArchiveRequests(url, transfer_size=transfer_size)

@@ -12,16 +12,17 @@ import json
 import logging
 import os
 import posixpath
-import tarfile
-import threading
 from typing import Any
 
 import cherrypy
+from cherrypy.lib import httputil, static
 
 from ..core import web
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from ..ingest.database import release
-from .orm import DB, Cart, CartTasks
+from . import progress
+from .orm import DB, Cart, CartTasks, File
+from .tarlayout import TarLayout
 from .utils import Cartutils
 
 logger = logging.getLogger(__name__)
@@ -70,37 +71,60 @@ def file_problems(data: Any) -> list[str]:
     return problems
 
 
-def _download_name(filename: Any) -> str:
+def _download_name(filename: Any, cart: Cart) -> str:
+    """The name asked for, else ``data_YYYY_MM_DD_HH_MM_SS.tar`` from the cart's creation time (not
+    the request's: the same download must have the same bytes for a resumed transfer to fit)."""
     if filename:
-        name = os.path.basename(str(filename)).replace('"', "")
+        name = os.path.basename(str(filename)).replace('"', "").replace("\r", "").replace("\n", "")
         if name:
             return name
-    return datetime.datetime.now().strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+    return cart.creation_date.strftime("data_%Y_%m_%d_%H_%M_%S.tar")
 
 
-def _stream_tar(directory: str, name: str, block_size: int):
-    """The cart's files as a tar, produced while it is sent (nothing is written to disk)."""
-    reading, writing = os.pipe()
-    reader = os.fdopen(reading, "rb")
+def _requested_range(size: int, etag: str) -> tuple[int, int] | None:
+    """The one byte range asked for, None for the whole tar; 416 when it lies past the end.
 
-    def produce() -> None:
-        with os.fdopen(writing, "wb") as sink:
-            try:
-                with tarfile.open(fileobj=sink, mode="w|") as tar:
-                    tar.add(directory, arcname=name.removesuffix(".tar"))
-            except (BrokenPipeError, OSError) as exc:  # the client went away
-                logger.info("cart download of %s stopped: %s", directory, exc)
+    Several ranges, a malformed header, or an ``If-Range`` naming other bytes get the whole tar.
+    """
+    headers = cherrypy.request.headers
+    if_range = headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    try:
+        ranges = httputil.get_ranges(headers.get("Range"), size)
+    except ValueError:
+        return None
+    if ranges == []:
+        cherrypy.response.headers["Content-Range"] = f"bytes */{size}"
+        raise cherrypy.HTTPError(416, f"the range asked for starts past the end of the {size}-byte tar")
+    if not ranges or len(ranges) > 1:
+        return None
+    start, stop = ranges[0]
+    return start, min(stop, size)
 
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
 
-    def blocks():
-        with reader:
-            while block := reader.read(block_size):
-                yield block
-        producer.join()
+def _serve_layout(layout: TarLayout, block_size: int):
+    """Answer with the tar (or the range of it asked for), ``Content-Length`` set."""
+    headers = cherrypy.response.headers
+    headers["Accept-Ranges"] = "bytes"
+    headers["ETag"] = layout.etag
+    wanted = _requested_range(layout.size, layout.etag)
+    start, stop = wanted or (0, layout.size)
+    if wanted is not None:
+        cherrypy.response.status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{layout.size}"
+    headers["Content-Length"] = str(stop - start)
+    return _closing_blocks(layout.read(start, stop, block_size))
 
-    return blocks()
+
+def _closing_blocks(blocks):
+    """Send ``blocks``; a file that changed under the download ends the connection, never a short tar
+    that looks whole."""
+    try:
+        yield from blocks
+    except OSError as exc:
+        logger.error("cart download broken off: %s", exc)
+        raise
 
 
 def _release_connection() -> None:
@@ -131,24 +155,32 @@ class CartRoot:
             return bytes_type(json.dumps({"message": "The cart is not ready for download."}))
         from .runtime import runtime
 
-        name = _download_name(kwargs.get("filename"))
+        cart = Cartutils.current(uid)
+        name = _download_name(kwargs.get("filename"), cart)
         headers = cherrypy.response.headers
+        if os.path.isfile(path):  # made with "bundle": the tar is on disk (Range and length by CherryPy)
+            return static.serve_file(path, "application/octet-stream", "attachment", name)
         headers["Content-Type"] = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        if os.path.isfile(path):
-            from cherrypy.lib import static
-
-            return static.serve_file(path, "application/octet-stream", "attachment", name)
-        return _stream_tar(path, name, runtime().settings.transfer_size)
+        settings = runtime().settings
+        layout = Cartutils(settings.volume_path, settings.lru_buffer_time).layout(cart, name.removesuffix(".tar"))
+        return _serve_layout(layout, settings.transfer_size)
 
     @staticmethod
     def HEAD(uid: Any = None, **_kwargs: Any) -> bytes:
         """Get the status of a cart: ``X-Pacifica-Status`` and ``X-Pacifica-Message``."""
+        from .runtime import runtime
+
         status, message = Cartutils.cart_status(uid)
-        cherrypy.response.headers["X-Pacifica-Status"] = status
-        cherrypy.response.headers["X-Pacifica-Message"] = message
+        headers = cherrypy.response.headers
+        headers["X-Pacifica-Status"] = status
+        headers["X-Pacifica-Message"] = message
         if status == "error" and message.startswith("No cart with uid"):
             raise cherrypy.HTTPError(404, message)
+        cart = Cartutils.current(uid)
+        counts = progress.read(Cartutils(runtime().settings.volume_path, 0).progress_path(cart)) if cart else None
+        for field, value in (counts or {}).items():
+            headers[progress.HEADERS[field]] = str(value)
         cherrypy.response.status = 204
         return b""
 
@@ -160,6 +192,8 @@ class CartRoot:
 
         if not uid:
             raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>")
+        if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
+            return _retry(str(uid))
         raw = cherrypy.request.rfile.read(BODY_LIMIT + 1)
         if len(raw) > BODY_LIMIT:
             raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes")
@@ -189,6 +223,27 @@ class CartRoot:
         if message is False:
             raise cherrypy.HTTPError(404, "Not Found")
         return bytes_type(json.dumps({"message": str(message)}))
+
+
+def _retry(uid: str) -> bytes:
+    """Fetch again the files of cart ``uid`` that failed, keeping those already staged."""
+    from .tasks import stage_files
+
+    cart = Cartutils.current(uid)
+    if cart is None:
+        raise cherrypy.HTTPError(404, f"No cart with uid {uid} found")
+    if cart.status != "error":
+        raise cherrypy.HTTPError(409, f"cart {uid} is {cart.status}: only a cart in error can be retried")
+    with Cart.atomic():
+        claimed = (Cart.update(status="waiting", error="", updated_date=datetime.datetime.now())
+                   .where((Cart.id == cart.id) & (Cart.status == "error")).execute())
+        File.update(status="waiting", error="").where((File.cart == cart.id) & (File.status != "staged")).execute()
+    if not claimed:
+        raise cherrypy.HTTPError(409, f"cart {uid} is already being retried")
+    result = stage_files.delay([], cart.id)
+    CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
+    cherrypy.response.status = 202
+    return bytes_type(json.dumps({"message": "Cart retry has begun"}))
 
 
 def app_config() -> dict[str, dict[str, Any]]:

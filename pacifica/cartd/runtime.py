@@ -11,7 +11,7 @@ import os
 import threading
 
 from ..ingest.database import bind
-from .archive_requests import ArchiveRequests
+from .archive_requests import ArchiveRequests, archive_for
 from .config import Settings, load_settings
 from .orm import DB
 
@@ -37,7 +37,7 @@ def configure(settings: Settings | None = None) -> Runtime:
     os.makedirs(settings.volume_path, exist_ok=True)
     bind(DB, settings.peewee_url, settings.data_dir)
     configure_celery(settings)
-    _current = Runtime(settings, ArchiveRequests(settings.archive_url, transfer_size=settings.transfer_size))
+    _current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size))
     return _current
 
 

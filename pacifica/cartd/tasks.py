@@ -4,17 +4,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
-import tarfile
+import shutil
 import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from celery import Celery
 
 from ..ingest.errors import IngestError, PeerError
+from . import progress
 from .config import Settings, load_settings
 from .orm import DB, Cart, File
 from .utils import Cartutils
@@ -46,13 +50,25 @@ class CartError(IngestError):
     """A cart cannot be made (no space, a file never reached the disk)."""
 
 
+class CartDeleted(Exception):
+    """The cart was deleted while it was being made: stop, keep nothing."""
+
+
 def _set_cart(cart: Cart, status: str, error: str = "", **fields: Any) -> None:
     fields.update(status=status, error=error, updated_date=datetime.datetime.now())
     Cart.update(**fields).where(Cart.id == cart.id).execute()
 
 
-def _wait_on_disk(archive, file_name: str) -> dict[str, Any]:
-    """Poll the archive until the file is on its disk; return the last status."""
+def _deletion_check(cart: Cart) -> Callable[[], None]:
+    def check() -> None:
+        deleted = Cart.select(Cart.deleted_date).where(Cart.id == cart.id).scalar()
+        if deleted is not None:
+            raise CartDeleted(cart.cart_uid)
+    return check
+
+
+def _wait_on_disk(archive, file_name: str, check: Callable[[], None]) -> dict[str, Any]:
+    """Poll the archive until the file is on its disk (tape recalls take a while); return its status."""
     deadline = time.monotonic() + STAGE_TIMEOUT
     pause = 0.1
     while True:
@@ -61,52 +77,123 @@ def _wait_on_disk(archive, file_name: str) -> dict[str, Any]:
             return status
         if time.monotonic() > deadline:
             raise CartError(f"file {file_name} was not staged to disk within {STAGE_TIMEOUT:g} s")
+        check()
         time.sleep(pause)
         pause = min(5.0, pause * 2)
 
 
-def _bundle(directory: str, target: str) -> None:
-    """Write the cart's files as one tar at ``target``."""
-    with tarfile.open(target + ".part", "w") as tar:
-        tar.add(directory, arcname=os.path.basename(directory))
-    os.replace(target + ".part", target)
+def _archive_mtime(status: dict[str, Any]) -> float | None:
+    """The file's modification time in the archive: seconds (the archive interface) or an HTTP date."""
+    value = status.get("mtime")
+    with contextlib.suppress(TypeError, ValueError):
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return parsedate_to_datetime(value).timestamp()
+    return None
+
+
+def _is_staged(cart_file: File) -> bool:
+    return cart_file.status == "staged" and os.path.isfile(cart_file.bundle_path)
+
+
+def _cart_files(cart: Cart, file_ids: list[dict[str, Any]], directory: str) -> list[File]:
+    """The cart's file rows: those made by an earlier run of this task (a retry, or a worker that
+    died), else new ones from the request."""
+    files = list(File.select().where(File.cart == cart.id).order_by(File.id))
+    if not files:
+        files = [File.create(cart=cart, file_name=str(item["id"]), bundle_path=os.path.join(directory, item["path"]),
+                             hash_type=item["hashtype"], hash_value=item["hashsum"], status="waiting")
+                 for item in file_ids]
+    return files
+
+
+def _failure(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
+
+
+def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker: progress.Tracker) -> list[str]:
+    """Stage and pull every file not yet staged; return the failures (each names its file)."""
+    check = tracker.check or (lambda: None)
+    pending, sizes, failures = [], {}, []
+    for cart_file in files:
+        if _is_staged(cart_file):
+            sizes[cart_file.id] = os.path.getsize(cart_file.bundle_path)
+            continue
+        try:
+            status = json.loads(rt.archive.status_file(cart_file.file_name))
+            sizes[cart_file.id] = int(status.get("filesize") or 0)
+            pending.append(cart_file)
+        except PeerError as exc:
+            Cartutils.set_file_status(cart_file, "error", _failure(exc))
+            failures.append(_failure(exc))
+    done = [cart_file for cart_file in files if _is_staged(cart_file)]
+    tracker.set(bytes_total=sum(sizes.values()), files_total=len(files), files_staged=len(done),
+                bytes_staged=sum(sizes[cart_file.id] for cart_file in done))
+    if not utils.check_space_requirements(cart, sum(sizes[cart_file.id] for cart_file in pending)):
+        raise CartError("No Space Available")
+    for cart_file in pending:  # ask for everything first: the archive can recall from tape meanwhile
+        rt.archive.stage_file(cart_file.file_name)
+        Cartutils.set_file_status(cart_file, "staging")
+    for cart_file in pending:
+        check()
+        before = tracker.counts["bytes_staged"]
+        try:
+            status = _wait_on_disk(rt.archive, cart_file.file_name, check)
+            os.makedirs(os.path.dirname(cart_file.bundle_path), exist_ok=True)
+            digest = rt.archive.pull_file(cart_file.file_name, cart_file.bundle_path, cart_file.hash_value,
+                                          cart_file.hash_type, progress=tracker.add_bytes)
+            mtime = _archive_mtime(status)
+            if mtime is not None:
+                os.utime(cart_file.bundle_path, (mtime, mtime))
+            File.update(status="staged", error="", hash_value=digest).where(File.id == cart_file.id).execute()
+            tracker.counts["files_staged"] += 1
+        except (PeerError, IngestError, OSError) as exc:
+            Cartutils.set_file_status(cart_file, "error", _failure(exc))
+            failures.append(_failure(exc))
+            tracker.counts["bytes_staged"] = before
+        tracker.flush()
+    return failures
 
 
 def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
-    """Stage, pull and (if asked) bundle the files of cart ``cart_id``; record how it went."""
+    """Stage, pull and (if asked) bundle the files of cart ``cart_id``; record how it went.
+
+    Files already staged by an earlier run are kept, so a retry or a redelivered task (its worker
+    died) fetches only what is missing. Each file keeps its own status and error; the cart is in
+    error if any file failed, with a message naming them.
+    """
     from .runtime import runtime
 
     rt = runtime()
     cart = Cart.get_by_id(cart_id)
+    if cart.deleted_date is not None:
+        return
     utils = Cartutils(rt.settings.volume_path, rt.settings.lru_buffer_time)
     directory = utils.cart_directory(cart)
-    files = [File.create(cart=cart, file_name=str(item["id"]), bundle_path=os.path.join(directory, item["path"]),
-                         hash_type=item["hashtype"], hash_value=item["hashsum"], status="waiting")
-             for item in file_ids]
-    _set_cart(cart, "staging")
-    current: File | None = None
+    check = _deletion_check(cart)
+    tracker = progress.Tracker(utils.progress_path(cart), check=check)
     try:
-        for current in files:
-            rt.archive.stage_file(current.file_name)
-            Cartutils.set_file_status(current, "staging")
-            status = _wait_on_disk(rt.archive, current.file_name)
-            if not utils.check_space_requirements(cart, int(status.get("filesize") or 0)):
-                raise CartError("No Space Available")
-            os.makedirs(os.path.dirname(current.bundle_path), exist_ok=True)
-            rt.archive.pull_file(current.file_name, current.bundle_path, current.hash_value, current.hash_type)
-            Cartutils.set_file_status(current, "staged")
-        current = None
+        files = _cart_files(cart, file_ids, directory)
+        _set_cart(cart, "staging")
+        failures = _stage_and_pull(rt, utils, cart, files, tracker)
+        if failures:
+            head = f"{len(failures)} of {len(files)} files failed: " if len(files) > 1 else ""
+            raise CartError(head + "; ".join(failures))
         path = directory
         if cart.bundle:  # otherwise the tar is made while it is downloaded
             _set_cart(cart, "bundling")
-            path = directory + ".tar"
-            _bundle(directory, path)
+            path = utils.bundle_file(cart)
+            utils.layout(cart, cart.cart_uid, files=File.select().where(File.cart == cart.id)).write(
+                path, rt.settings.transfer_size)
+            shutil.rmtree(directory, ignore_errors=True)
+        check()
         _set_cart(cart, "ready", bundle_path=path)
         logger.info("cart %s (%s) ready: %d files", cart.cart_uid, cart.id, len(files))
+    except CartDeleted:
+        logger.info("cart %s (%s) was deleted while it was being made", cart.cart_uid, cart.id)
+        utils.delete_cart_bundle(cart)
     except (PeerError, IngestError, OSError) as exc:
-        message = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
-        if current is not None:
-            Cartutils.set_file_status(current, "error", message)
+        message = _failure(exc)
         _set_cart(cart, "error", message)
         logger.warning("cart %s (%s) failed: %s", cart.cart_uid, cart.id, message)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -12,6 +13,7 @@ import peewee
 
 from ..core.settings import parse_size
 from .orm import Cart, CartTasks, File
+from .tarlayout import CartEntry, TarLayout
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +89,34 @@ class Cartutils:
         """Where the files of ``cart`` are kept."""
         return os.path.join(self.volume_path, str(cart.id))
 
+    def bundle_file(self, cart: Cart) -> str:
+        """Where the tar of a cart made with ``bundle`` is kept."""
+        return os.path.join(self.volume_path, f"{cart.id}.tar")
+
+    def progress_path(self, cart: Cart) -> str:
+        """Where the staging progress of ``cart`` is kept (see ``progress``)."""
+        return os.path.join(self.volume_path, f"{cart.id}.progress")
+
+    def layout(self, cart: Cart, name: str, files: Any = None) -> TarLayout:
+        """The tar of ``cart``'s staged files (default: its rows in state 'staged'), each at its path
+        in the cart, under the top directory ``name``."""
+        if files is None:
+            files = File.select().where((File.cart == cart.id) & (File.status == "staged"))
+        root = cart.bundle_path if cart.bundle_path and os.path.isdir(cart.bundle_path) else self.cart_directory(cart)
+        entries = [CartEntry(os.path.relpath(cart_file.bundle_path, root).replace(os.sep, "/"), cart_file.bundle_path,
+                             cart_file.hash_type or "", cart_file.hash_value or "") for cart_file in files]
+        return TarLayout(name, entries)
+
     def delete_cart_bundle(self, cart: Cart) -> None:
-        """Remove a cart's files and mark it deleted."""
-        shutil.rmtree(self.cart_directory(cart), ignore_errors=True)
+        """Remove a cart's files (its tar, its progress) and mark it deleted."""
         Cart.update(deleted_date=_now(), status="deleted").where(Cart.id == cart.id).execute()
+        shutil.rmtree(self.cart_directory(cart), ignore_errors=True)
+        for path in (self.bundle_file(cart), self.progress_path(cart)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if cart.bundle_path and os.path.isfile(cart.bundle_path):  # a tar made by the published service
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(cart.bundle_path)
 
     @staticmethod
     def delete_cart_tasks(cart: Cart, revoke_func: Any) -> None:

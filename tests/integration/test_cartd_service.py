@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import time
@@ -12,36 +13,19 @@ import time
 import pytest
 import requests
 
+from pacifica.cartd.archive_requests import ArchiveRequests
 from pacifica.ingest.peers.archive import HttpArchive
 from pacifica.ingest.peers.base import make_session
-from tests.support import services
-from tests.support.procs import BIN, Proc, free_port, wait_for
+from tests.support.cartd import cart_service
+from tests.support.procs import BIN, wait_for
 
 FIRST_ID = 987_660_001
 
 
 @pytest.fixture(scope="module")
 def cartd(tmp_path_factory, archive):
-    root = tmp_path_factory.mktemp("cartd")
-    port = free_port()
-    config = root / "cart.ini"
-    config.write_text(
-        f"[cartd]\ndata_dir = {root / 'data'}\ntransfer_size = 64 Kb\n"
-        f"[archiveinterface]\nurl = {archive.url}/\n"
-        f"[celery]\nbroker_url = {services.rabbitmq_vhost('pacifica_cartd_test')}\nbackend_url = rpc://\n"
-        f"[database]\npeewee_url = {services.create_postgres_db('pacifica_cartd_test')}\n")
-    env = {"CARTD_CONFIG": str(config), "CARTD_CPCONFIG": str(root / "none.ini")}
-    server = Proc("cartd", [str(BIN / "pacifica-cartd"), "-p", str(port)], root / "server.log", env=env).start()
-    worker = Proc("cartd-worker", [str(BIN / "celery"), "-A", "pacifica.cartd.tasks", "worker", "-c", "2",
-                                   "-l", "INFO", "--without-gossip", "--without-mingle"], root / "worker.log",
-                  env=env).start()
-    try:
-        server.wait_http(f"http://127.0.0.1:{port}/", 60)
-        worker.wait_log("ready", 60)
-        yield f"http://127.0.0.1:{port}", root
-    finally:
-        server.stop()
-        worker.stop()
+    with cart_service(tmp_path_factory.mktemp("cartd"), archive.url, "pacifica_cartd_test") as service:
+        yield service.url, service.root
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +47,7 @@ def _wait_status(url: str, uid: str, wanted: set[str]) -> requests.Response:
     return wait_for(reached, 60, f"cart {uid} to be one of {wanted}", interval=0.1)
 
 
-def test_a_cart_is_staged_bundled_served_and_deleted(cartd, archived):
+def test_a_cart_is_staged_bundled_served_and_deleted(cartd, archived, archive):
     url, _root = cartd
     uid = f"cart-{time.time_ns()}"
     fileids = [{"id": str(file_id), "path": f"dir{file_id % 2}/f{file_id}.bin", "hashtype": "sha1",
@@ -75,9 +59,17 @@ def test_a_cart_is_staged_bundled_served_and_deleted(cartd, archived):
     download = requests.get(f"{url}/{uid}", params={"filename": "mine.tar"}, timeout=60)
     assert download.status_code == 200
     assert download.headers["Content-Disposition"] == 'attachment; filename="mine.tar"'
+    assert int(download.headers["Content-Length"]) == len(download.content)
+    assert download.headers["Accept-Ranges"] == "bytes"
     with tarfile.open(fileobj=io.BytesIO(download.content)) as tar:
         contents = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+        mtimes = {member.mtime for member in tar.getmembers() if member.isfile() and "manifest" not in member.name}
+    manifest = contents.pop("mine/manifest-sha1.txt").decode()
     assert contents == {f"mine/dir{file_id % 2}/f{file_id}.bin": data for file_id, data in archived.items()}
+    assert sorted(manifest.splitlines()) == sorted(f"{item['hashsum']}  {item['path']}" for item in fileids)
+    client = ArchiveRequests(archive.url, transfer_size=1024)
+    archive_mtimes = {int(float(json.loads(client.status_file(file_id))["mtime"])) for file_id in archived}
+    assert mtimes == archive_mtimes, "the files keep the archive's modification time"
     default = requests.get(f"{url}/{uid}", timeout=60)
     assert default.headers["Content-Disposition"].startswith('attachment; filename="data_')
     deleted = requests.delete(f"{url}/{uid}", timeout=30)

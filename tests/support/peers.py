@@ -185,14 +185,15 @@ class _TrackingServer(ThreadingHTTPServer):
 class PeerServer:
     """Serve a ``PeerApp`` on 127.0.0.1; ``stop()`` and ``start()`` again keep the same port."""
 
-    def __init__(self, app: PeerApp, port: int = 0) -> None:
+    def __init__(self, app: PeerApp | None, port: int = 0, handler: Any = None) -> None:
         self.app = app
+        self.handler = handler
         self.port = port
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> PeerServer:
-        self.server = _TrackingServer(("127.0.0.1", self.port), _handler_for(self.app))
+        self.server = _TrackingServer(("127.0.0.1", self.port), self.handler or _handler_for(self.app))
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
