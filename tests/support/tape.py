@@ -2,7 +2,8 @@
 
 Files start on tape. ``POST /<id>`` asks for a recall; a recalled file reports
 ``X-Pacifica-File-Storage-Media: disk`` only once the test opens ``recalls`` (the robot is slow).
-``GET`` streams a file in blocks, ``pace`` seconds apart, so a test can watch a pull in flight.
+Files in ``held`` stay on tape whatever happens. ``GET`` streams a file in blocks, ``pace``
+seconds apart, so a test can watch a pull in flight.
 Every request is counted in ``calls``.
 """
 
@@ -27,6 +28,7 @@ class TapeArchive:
         self.files: dict[str, bytes] = {}
         self.recalls = threading.Event()
         self.recalled: set[str] = set()
+        self.held: set[str] = set()
         self.pace = 0.0
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self.lock = threading.Lock()
@@ -39,7 +41,7 @@ class TapeArchive:
             self.recalled.discard(file_id)
 
     def on_disk(self, file_id: str) -> bool:
-        return file_id in self.recalled and self.recalls.is_set()
+        return file_id in self.recalled and file_id not in self.held and self.recalls.is_set()
 
     def start(self) -> TapeArchive:
         self.server.start()
