@@ -182,7 +182,7 @@ def archive_for(url: str, transfer_size: int) -> ArchiveRequests:
     ``embedded:`` (the archive directory of this machine's ingest service, per its settings)."""
     if url.startswith("file://"):
         return LocalArchiveRequests(urlparse(url).path, transfer_size)
-    if url.strip() == "embedded:":
+    if url.strip().rstrip("/") == "embedded:":
         from ..ingest.config import load_settings as ingest_settings
 
         ingest = ingest_settings()

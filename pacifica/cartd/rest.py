@@ -190,8 +190,8 @@ class CartRoot:
         from .runtime import runtime
         from .tasks import stage_files
 
-        if not uid:
-            raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>")
+        if not uid or str(uid) in (".", "..") or any(char in str(uid) for char in "/\\\0"):
+            raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>, a name without / or \\")
         if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
             return _retry(str(uid))
         raw = cherrypy.request.rfile.read(BODY_LIMIT + 1)

@@ -9,7 +9,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -92,19 +91,15 @@ def _archive_mtime(status: dict[str, Any]) -> float | None:
     return None
 
 
-def _is_staged(cart_file: File) -> bool:
-    return cart_file.status == "staged" and os.path.isfile(cart_file.bundle_path)
-
-
-def _cart_files(cart: Cart, file_ids: list[dict[str, Any]], directory: str) -> list[File]:
+def _cart_files(utils: Cartutils, cart: Cart, file_ids: list[dict[str, Any]]) -> list[File]:
     """The cart's file rows: those made by an earlier run of this task (a retry, or a worker that
     died), else new ones from the request."""
-    files = list(File.select().where(File.cart == cart.id).order_by(File.id))
-    if not files:
-        files = [File.create(cart=cart, file_name=str(item["id"]), bundle_path=os.path.join(directory, item["path"]),
-                             hash_type=item["hashtype"], hash_value=item["hashsum"], status="waiting")
-                 for item in file_ids]
-    return files
+    query = File.select().where(File.cart == cart.id).order_by(File.id)
+    if not query.exists():
+        error = utils.update_cart_files(cart, file_ids)
+        if error is not None:
+            raise CartError(f"the cart's file list is incomplete: {error!r}")
+    return list(query)
 
 
 def _failure(exc: Exception) -> str:
@@ -115,40 +110,45 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
     """Stage and pull every file not yet staged; return the failures (each names its file)."""
     check = tracker.check or (lambda: None)
     pending, sizes, failures = [], {}, []
+
+    def is_staged(cart_file: File) -> bool:
+        return cart_file.status == "staged" and os.path.isfile(utils.file_path(cart, cart_file))
+
     for cart_file in files:
-        if _is_staged(cart_file):
-            sizes[cart_file.id] = os.path.getsize(cart_file.bundle_path)
+        if is_staged(cart_file):
+            sizes[cart_file.id] = os.path.getsize(utils.file_path(cart, cart_file))
             continue
         try:
             status = json.loads(rt.archive.status_file(cart_file.file_name))
             sizes[cart_file.id] = int(status.get("filesize") or 0)
             pending.append(cart_file)
         except PeerError as exc:
-            Cartutils.set_file_status(cart_file, "error", _failure(exc))
+            Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
-    done = [cart_file for cart_file in files if _is_staged(cart_file)]
+    done = [cart_file for cart_file in files if is_staged(cart_file)]
     tracker.set(bytes_total=sum(sizes.values()), files_total=len(files), files_staged=len(done),
                 bytes_staged=sum(sizes[cart_file.id] for cart_file in done))
-    if not utils.check_space_requirements(cart, sum(sizes[cart_file.id] for cart_file in pending)):
+    if not utils.make_room(cart, sum(sizes[cart_file.id] for cart_file in pending)):
         raise CartError("No Space Available")
     for cart_file in pending:  # ask for everything first: the archive can recall from tape meanwhile
         rt.archive.stage_file(cart_file.file_name)
-        Cartutils.set_file_status(cart_file, "staging")
+        Cartutils.set_file_status(cart_file, None, "staging")
     for cart_file in pending:
         check()
         before = tracker.counts["bytes_staged"]
         try:
             status = _wait_on_disk(rt.archive, cart_file.file_name, check)
-            os.makedirs(os.path.dirname(cart_file.bundle_path), exist_ok=True)
-            digest = rt.archive.pull_file(cart_file.file_name, cart_file.bundle_path, cart_file.hash_value,
+            target = utils.file_path(cart, cart_file)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            digest = rt.archive.pull_file(cart_file.file_name, target, cart_file.hash_value,
                                           cart_file.hash_type, progress=tracker.add_bytes)
             mtime = _archive_mtime(status)
             if mtime is not None:
-                os.utime(cart_file.bundle_path, (mtime, mtime))
+                os.utime(target, (mtime, mtime))
             File.update(status="staged", error="", hash_value=digest).where(File.id == cart_file.id).execute()
             tracker.counts["files_staged"] += 1
         except (PeerError, IngestError, OSError) as exc:
-            Cartutils.set_file_status(cart_file, "error", _failure(exc))
+            Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
             tracker.counts["bytes_staged"] = before
         tracker.flush()
@@ -168,26 +168,20 @@ def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
     cart = Cart.get_by_id(cart_id)
     if cart.deleted_date is not None:
         return
-    utils = Cartutils(rt.settings.volume_path, rt.settings.lru_buffer_time)
-    directory = utils.cart_directory(cart)
+    utils = Cartutils(rt.settings.volume_path, rt.settings.lru_buffer_time, rt.settings.lru_purge)
     check = _deletion_check(cart)
     tracker = progress.Tracker(utils.progress_path(cart), check=check)
     try:
-        files = _cart_files(cart, file_ids, directory)
+        files = _cart_files(utils, cart, file_ids)
         _set_cart(cart, "staging")
         failures = _stage_and_pull(rt, utils, cart, files, tracker)
         if failures:
             head = f"{len(failures)} of {len(files)} files failed: " if len(files) > 1 else ""
             raise CartError(head + "; ".join(failures))
-        path = directory
         if cart.bundle:  # otherwise the tar is made while it is downloaded
             _set_cart(cart, "bundling")
-            path = utils.bundle_file(cart)
-            utils.layout(cart, cart.cart_uid, files=File.select().where(File.cart == cart.id)).write(
-                path, rt.settings.transfer_size)
-            shutil.rmtree(directory, ignore_errors=True)
         check()
-        _set_cart(cart, "ready", bundle_path=path)
+        utils.tar_files(cart.id)
         logger.info("cart %s (%s) ready: %d files", cart.cart_uid, cart.id, len(files))
     except CartDeleted:
         logger.info("cart %s (%s) was deleted while it was being made", cart.cart_uid, cart.id)

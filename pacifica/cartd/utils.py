@@ -13,6 +13,7 @@ import peewee
 
 from ..core.settings import parse_size
 from .orm import Cart, CartTasks, File
+from .published import PublishedChecks
 from .tarlayout import CartEntry, TarLayout
 
 logger = logging.getLogger(__name__)
@@ -24,19 +25,22 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now()
 
 
-class Cartutils:
+class Cartutils(PublishedChecks):
     """Class used to provide utility functions for the cart to use."""
 
-    def __init__(self, volume_path: str | None = None, lru_buffer_time: float | None = None) -> None:
-        """Default constructor (the settings' volume and LRU buffer time unless given)."""
+    def __init__(self, volume_path: str | None = None, lru_buffer_time: float | None = None,
+                 lru_purge: bool = True) -> None:
+        """Default constructor (the settings' volume, LRU buffer time and purge unless given)."""
         if volume_path is None or lru_buffer_time is None:
             from .runtime import runtime
 
             settings = runtime().settings
             volume_path = settings.volume_path if volume_path is None else volume_path
             lru_buffer_time = settings.lru_buffer_time if lru_buffer_time is None else lru_buffer_time
+            lru_purge = settings.lru_purge
         self.volume_path = volume_path
         self.lru_buffer_time = lru_buffer_time
+        self.lru_purge = lru_purge
 
     @staticmethod
     def current(uid: str) -> Cart | None:
@@ -86,12 +90,22 @@ class Cartutils:
         os.makedirs(filepath, exist_ok=True)
 
     def cart_directory(self, cart: Cart) -> str:
-        """Where the files of ``cart`` are kept."""
+        """Everything of ``cart`` is kept in this directory (removed as a whole)."""
         return os.path.join(self.volume_path, str(cart.id))
+
+    def file_root(self, cart: Cart) -> str:
+        """The cart's files sit at their paths under this directory (as the published service)."""
+        return os.path.join(self.cart_directory(cart), cart.cart_uid)
+
+    def file_path(self, cart: Cart, cart_file: File) -> str:
+        """Where the file ``cart_file`` of ``cart`` is staged."""
+        if os.path.isabs(cart_file.bundle_path):  # a row written with an absolute path: taken as it is
+            return cart_file.bundle_path
+        return os.path.join(self.file_root(cart), self.fix_absolute_path(cart_file.bundle_path))
 
     def bundle_file(self, cart: Cart) -> str:
         """Where the tar of a cart made with ``bundle`` is kept."""
-        return os.path.join(self.volume_path, f"{cart.id}.tar")
+        return self.file_root(cart) + ".tar"
 
     def progress_path(self, cart: Cart) -> str:
         """Where the staging progress of ``cart`` is kept (see ``progress``)."""
@@ -102,21 +116,21 @@ class Cartutils:
         in the cart, under the top directory ``name``."""
         if files is None:
             files = File.select().where((File.cart == cart.id) & (File.status == "staged"))
-        root = cart.bundle_path if cart.bundle_path and os.path.isdir(cart.bundle_path) else self.cart_directory(cart)
-        entries = [CartEntry(os.path.relpath(cart_file.bundle_path, root).replace(os.sep, "/"), cart_file.bundle_path,
-                             cart_file.hash_type or "", cart_file.hash_value or "") for cart_file in files]
+        entries = []
+        for cart_file in files:
+            source = self.file_path(cart, cart_file)
+            path = os.path.relpath(source, self.file_root(cart) if source != cart_file.bundle_path
+                                   else self.cart_directory(cart))
+            entries.append(CartEntry(path.replace(os.sep, "/"), source, cart_file.hash_type or "",
+                                     cart_file.hash_value or ""))
         return TarLayout(name, entries)
 
     def delete_cart_bundle(self, cart: Cart) -> None:
         """Remove a cart's files (its tar, its progress) and mark it deleted."""
         Cart.update(deleted_date=_now(), status="deleted").where(Cart.id == cart.id).execute()
         shutil.rmtree(self.cart_directory(cart), ignore_errors=True)
-        for path in (self.bundle_file(cart), self.progress_path(cart)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        if cart.bundle_path and os.path.isfile(cart.bundle_path):  # a tar made by the published service
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(cart.bundle_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.progress_path(cart))
 
     @staticmethod
     def delete_cart_tasks(cart: Cart, revoke_func: Any) -> None:
@@ -149,14 +163,10 @@ class Cartutils:
         self.delete_cart_bundle(victim)
         return True
 
-    def check_space_requirements(self, mycart: Cart, size_needed: int) -> bool:
-        """Make room for ``size_needed`` bytes, evicting least recently used carts; whether it fits."""
+    def make_room(self, mycart: Cart, size_needed: int) -> bool:
+        """Make room for ``size_needed`` bytes, evicting least recently used carts (unless
+        ``lru_purge`` is off); whether it fits."""
         while shutil.disk_usage(self.volume_path).free < size_needed:
-            if not self.lru_cart_delete(mycart):
+            if not self.lru_purge or not self.lru_cart_delete(mycart):
                 return False
         return True
-
-    @staticmethod
-    def set_file_status(cart_file: File, status: str, error: str = "") -> None:
-        """Set the status and error of one file of a cart."""
-        File.update(status=status, error=error).where(File.id == cart_file.id).execute()

@@ -43,5 +43,5 @@ def test_check_space_requirements_evicts_until_it_fits_or_says_no(cart_database,
     OrmSync.update_tables()
     utils = Cartutils(str(tmp_path), lru_buffer_time=0)
     making = _cart(utils, "making", "staging", 0)
-    assert utils.check_space_requirements(making, 1)
-    assert not utils.check_space_requirements(making, 10**18)  # nothing left to evict
+    assert utils.make_room(making, 1)
+    assert not utils.make_room(making, 10**18)  # nothing left to evict

@@ -1,0 +1,93 @@
+"""A cart made from the ingest service's embedded archive (``embedded:``) or a ``file://`` archive:
+the same worker code, reading archived files straight from the local disk."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from pacifica.cartd import runtime as cart_runtime
+from pacifica.cartd.archive_requests import LocalArchiveRequests, archive_for
+from pacifica.cartd.config import load_settings
+from pacifica.cartd.orm import DB, Cart, File, OrmSync
+from pacifica.cartd.tasks import build_cart
+from pacifica.cartd.utils import Cartutils
+from pacifica.ingest.config import load_settings as ingest_settings
+from pacifica.ingest.peers.archive import LocalArchive
+
+
+@pytest.fixture
+def ingest_archive(tmp_path, monkeypatch):
+    """Files archived by the ingest service's embedded archive, in its data directory."""
+    monkeypatch.setenv("INGEST_DATA_DIR", str(tmp_path / "ingest"))
+    (tmp_path / "ingest.ini").write_text("")
+    monkeypatch.setenv("INGEST_CONFIG", str(tmp_path / "ingest.ini"))
+    monkeypatch.delenv("ARCHIVEINTERFACE_URL", raising=False)
+    archive = LocalArchive(ingest_settings().data_path("archive"))
+    files = {}
+    for file_id in (101, 102):
+        data = os.urandom(100_000 + file_id)
+        archive.put(file_id, [data], len(data), 1_500_000_000)
+        files[file_id] = data
+    archive.make_durable(files)
+    return archive, files
+
+
+@pytest.fixture
+def cart_runtime_on(tmp_path):
+    previous = (cart_runtime._current, DB.obj)
+
+    def configure(archive_url: str):
+        (tmp_path / "cart.ini").write_text("")
+        environ = {"CARTD_DATA_DIR": str(tmp_path / "cart"), "ARCHIVE_INTERFACE_URL": archive_url}
+        settings = load_settings(str(tmp_path / "cart.ini"), environ=environ)
+        current = cart_runtime.configure(settings)
+        OrmSync.update_tables()
+        return current
+
+    yield configure
+    DB.obj.close()
+    cart_runtime._current = previous[0]
+    DB.initialize(previous[1])
+
+
+def _make(uid: str, files: dict[int, bytes], wrong: int | None = None) -> Cart:
+    cart = Cart.create(cart_uid=uid, status="staging")
+    fileids = [{"id": str(file_id), "path": f"d/{file_id}.bin", "hashtype": "md5",
+                "hashsum": "0" * 32 if file_id == wrong else hashlib.md5(data).hexdigest()}
+               for file_id, data in files.items()]
+    build_cart(fileids, cart.id)
+    return Cart.get_by_id(cart.id)
+
+
+def test_embedded_means_the_ingest_services_own_archive(ingest_archive, cart_runtime_on):
+    archive, files = ingest_archive
+    current = cart_runtime_on("embedded:")
+    assert isinstance(current.archive, LocalArchiveRequests)
+    assert current.archive.root == os.path.realpath(archive.root)
+    cart = _make("emb", files)
+    assert (cart.status, cart.error) == ("ready", "")
+    layout = Cartutils(current.settings.volume_path, 0).layout(cart, "emb")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(layout.read()))) as tar:
+        members = {member.name: tar.extractfile(member).read() for member in tar.getmembers() if member.isfile()}
+        mtimes = {member.mtime for member in tar.getmembers() if member.name.endswith(".bin")}
+    assert members.pop("emb/manifest-md5.txt").count(b"\n") == 2
+    assert members == {f"emb/d/{file_id}.bin": data for file_id, data in files.items()}
+    assert mtimes == {1_500_000_000}
+
+
+def test_a_file_archive_reports_a_bad_hash_and_a_missing_file_by_name(ingest_archive, cart_runtime_on):
+    archive, files = ingest_archive
+    cart_runtime_on(f"file://{archive.root}")
+    cart = _make("bad", files, wrong=102)
+    assert cart.status == "error" and "102" in cart.error and "101:" not in cart.error
+    statuses = {row.file_name: (row.status, row.error) for row in File.select().where(File.cart == cart.id)}
+    assert statuses["101"] == ("staged", "") and statuses["102"][0] == "error"
+    missing = _make("missing", {999: b""})
+    assert missing.status == "error" and "999" in missing.error
+    with pytest.raises(Exception, match="no such file"):
+        archive_for(f"file://{archive.root}", 1024).stage_file("../../etc/passwd")
