@@ -27,6 +27,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("archiveinterface", "url", "ARCHIVE_INTERFACE_URL", "http://127.0.0.1:8080/", "archive_url"),
     Option("celery", "broker_url", "BROKER_URL", "pyamqp://", "broker_url"),
     Option("celery", "backend_url", "BACKEND_URL", "rpc://", "backend_url"),
+    # Not in the published service, which always used Celery's default queue: set it to share a
+    # broker with the ingest service (whose workers take tasks from "celery") without mixing tasks.
+    Option("celery", "queue", "CARTD_QUEUE", "celery", "queue"),
     Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///{data_dir}/cartd.sqlite3", "peewee_url"),
     Option("database", "connect_attempts", "DATABASE_CONNECT_ATTEMPTS", "10", "connect_attempts",
            _non_negative_int),
@@ -47,6 +50,7 @@ class Settings:
     archive_url: str
     broker_url: str
     backend_url: str
+    queue: str
     peewee_url: str
     connect_attempts: int
     connect_wait: float

@@ -31,6 +31,7 @@ STAGE_TIMEOUT = 3600.0
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings derived from ``settings``."""
     return {"broker_url": settings.broker_url, "result_backend": settings.backend_url,
+            "task_default_queue": settings.queue,
             "task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
             "task_acks_late": True, "worker_prefetch_multiplier": 1, "broker_connection_retry_on_startup": True}
 

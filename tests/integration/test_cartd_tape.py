@@ -29,7 +29,9 @@ def tape():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tape):
-    with cart_service(tmp_path_factory.mktemp("cartd-tape"), tape.url, "pacifica_cartd_tape") as running:
+    # Its own queue, as beside an ingest service on the same broker.
+    with cart_service(tmp_path_factory.mktemp("cartd-tape"), tape.url, "pacifica_cartd_tape",
+                      queue="cartd") as running:
         yield running
 
 

@@ -37,14 +37,15 @@ class CartService:
 
 @contextlib.contextmanager
 def cart_service(root: Path, archive_url: str, name: str, concurrency: int = 2,
-                 extra: str = "") -> Iterator[CartService]:
-    """Start cartd on PostgreSQL database ``name`` and RabbitMQ vhost ``name`` against ``archive_url``."""
+                 queue: str = "celery") -> Iterator[CartService]:
+    """Start cartd on PostgreSQL database ``name`` and RabbitMQ vhost ``name`` against ``archive_url``,
+    its tasks on Celery queue ``queue``."""
     port = free_port()
     config = root / "cart.ini"
     config.write_text(
-        f"[cartd]\ndata_dir = {root / 'data'}\ntransfer_size = 64 Kb\n{extra}"
+        f"[cartd]\ndata_dir = {root / 'data'}\ntransfer_size = 64 Kb\n"
         f"[archiveinterface]\nurl = {archive_url}/\n"
-        f"[celery]\nbroker_url = {services.rabbitmq_vhost(name)}\nbackend_url = rpc://\n"
+        f"[celery]\nbroker_url = {services.rabbitmq_vhost(name)}\nbackend_url = rpc://\nqueue = {queue}\n"
         f"[database]\npeewee_url = {services.create_postgres_db(name)}\n")
     env = {"CARTD_CONFIG": str(config), "CARTD_CPCONFIG": str(root / "none.ini")}
     server = Proc("cartd", [str(BIN / "pacifica-cartd"), "-p", str(port)], root / "server.log", env=env).start()
