@@ -225,3 +225,24 @@ def test_an_interrupted_download_resumes_with_range(service, tape, tmp_path):
     assert first.headers["ETag"] == second.headers["ETag"]
     assert first.headers["Content-Disposition"] == second.headers["Content-Disposition"]
     assert first.headers["Content-Disposition"].startswith('attachment; filename="data_')
+
+
+def test_a_worker_killed_mid_cart_leaves_it_to_the_next_keeping_what_was_staged(service, tape):
+    import signal
+
+    tape.recalls.set()
+    uid = f"crash-{time.time_ns()}"
+    fileids, contents = _put(tape, uid, [400_000, 300_000])
+    first, second = fileids
+    tape.held.add(second["id"])
+    assert requests.post(f"{service.url}/{uid}", json={"fileids": fileids}, timeout=30).status_code == 201
+    wait_for(lambda: service.head(uid).headers.get("X-Pacifica-Files-Staged") == "1", 60, "the first file")
+    service.worker.kill(signal.SIGKILL, group=True)
+    assert service.head(uid).headers["X-Pacifica-Status"] == "staging"
+    tape.held.clear()
+    service.worker.start().wait_log("ready", 60)
+    assert service.wait_status(uid, {"ready", "error"}).headers["X-Pacifica-Status"] == "ready"
+    assert tape.calls[("GET", first["id"])] == 1, "the file staged before the crash was pulled again"
+    members = _members(requests.get(f"{service.url}/{uid}", params={"filename": "c.tar"}, timeout=60).content)
+    assert {name: data for name, data in members.items() if "manifest" not in name} == \
+        {f"c/{path}": data for path, data in contents.items()}
