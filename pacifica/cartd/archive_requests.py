@@ -80,14 +80,12 @@ class ArchiveRequests:
         ``progress`` is called with the size of every block written.
         """
         attempts = self.default_retry_count if retry is None else max(1, retry)
-        for attempt in range(1, attempts + 1):
+        for _attempt in range(attempts - 1):
             try:
                 return self._pull_file(archive_filename, cart_filepath, hashval, hashtype, progress)
             except PeerUnavailable:
-                if attempt == attempts:
-                    raise
                 time.sleep(self.default_retry_sleep)
-        raise AssertionError("unreachable")
+        return self._pull_file(archive_filename, cart_filepath, hashval, hashtype, progress)
 
     def _pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
                    progress: Callable[[int], None] | None) -> str:

@@ -10,6 +10,7 @@ import datetime
 import json
 import math
 import os
+import shutil
 from typing import Any
 
 from .orm import Cart, File
@@ -135,8 +136,6 @@ class PublishedChecks:
 
     def tar_files(self, cartid: int) -> str:
         """Make the cart ready: with ``bundle``, write its tar and drop the staged copies. Return the path."""
-        import shutil
-
         cart = Cart.get_by_id(cartid)
         path = self.file_root(cart)  # type: ignore[attr-defined]
         if cart.bundle:

@@ -171,14 +171,14 @@ class CartRoot:
         """Get the status of a cart: ``X-Pacifica-Status`` and ``X-Pacifica-Message``."""
         from .runtime import runtime
 
-        status, message = Cartutils.cart_status(uid)
+        cart = Cartutils.current(uid)  # one query: what cart_status would answer, and the cart's id
         headers = cherrypy.response.headers
-        headers["X-Pacifica-Status"] = status
-        headers["X-Pacifica-Message"] = message
-        if status == "error" and message.startswith("No cart with uid"):
+        if cart is None:
+            message = f"No cart with uid {uid} found"
+            headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = "error", message
             raise cherrypy.HTTPError(404, message)
-        cart = Cartutils.current(uid)
-        counts = progress.read(Cartutils(runtime().settings.volume_path, 0).progress_path(cart)) if cart else None
+        headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = cart.status, cart.error
+        counts = progress.read(Cartutils(runtime().settings.volume_path, 0).progress_path(cart))
         for field, value in (counts or {}).items():
             headers[progress.HEADERS[field]] = str(value)
         cherrypy.response.status = 204

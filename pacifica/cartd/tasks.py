@@ -115,8 +115,9 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
     def is_staged(cart_file: File) -> bool:
         return cart_file.status == "staged" and os.path.isfile(utils.file_path(cart, cart_file))
 
+    done = {cart_file.id for cart_file in files if is_staged(cart_file)}
     for cart_file in files:
-        if is_staged(cart_file):
+        if cart_file.id in done:
             sizes[cart_file.id] = os.path.getsize(utils.file_path(cart, cart_file))
             continue
         try:
@@ -126,9 +127,8 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
         except PeerError as exc:
             Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
-    done = [cart_file for cart_file in files if is_staged(cart_file)]
     tracker.set(bytes_total=sum(sizes.values()), files_total=len(files), files_staged=len(done),
-                bytes_staged=sum(sizes[cart_file.id] for cart_file in done))
+                bytes_staged=sum(sizes[file_id] for file_id in done))
     if not utils.make_room(cart, sum(sizes[cart_file.id] for cart_file in pending)):
         raise CartError("No Space Available")
     for cart_file in pending:  # ask for everything first: the archive can recall from tape meanwhile

@@ -106,7 +106,7 @@ def test_staging_bundling_ready_with_bytes_staged_of_total(service, tape):
     tail = requests.get(f"{service.url}/{uid}", headers={"Range": "bytes=-1000"}, timeout=60)
     assert tail.status_code == 206 and tail.content == download.content[-1000:]
     assert requests.delete(f"{service.url}/{uid}", timeout=30).status_code == 200
-    assert not any(service.volume.iterdir()) or all(uid not in str(path) for path in service.volume.rglob("*"))
+    assert _no_cart_files(service, uid)
 
 
 def _no_cart_files(service, uid: str) -> bool:
