@@ -191,8 +191,7 @@ def _cmd_job(args: argparse.Namespace) -> int:
     percent = args.task_percent if args.task_percent is not None else (current.task_percent if current else 0)
     exception = args.exception if args.exception is not None else (current.exception if current else "")
     note = audit_line(args.operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
-    orm.update_state(args.job_id, state, task, percent, "\n".join(filter(None, [exception, note])),
-                     operator=args.operator)
+    orm.update_state(args.job_id, state, task, percent, exception, operator=args.operator, note=note)
     logger.warning("job %s: %s", args.job_id, note)
     _out(f"job {args.job_id} updated")
     return 0
@@ -255,9 +254,8 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     record = orm.read_state(job_id)
     outcome = "completed" if completed else "failed again"
     note = audit_line(args.operator, f"retried the job from {args.file_path} as {args.username}: {outcome}")
-    orm.update_state(job_id, record.state, record.task, record.task_percent,
-                     "\n".join(filter(None, [record.exception, note])), complete=record.complete,
-                     operator=args.operator)
+    orm.update_state(job_id, record.state, record.task, record.task_percent, record.exception,
+                     complete=record.complete, operator=args.operator, note=note)
     logger.warning("job %s: %s", job_id, note)
     _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
     return 0 if completed else 1

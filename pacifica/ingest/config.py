@@ -50,7 +50,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
     Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
            _non_negative_int),
-    Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "4", "archive_concurrency",
+    Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "1", "archive_concurrency",
            _at_least(int, 1)),
     Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
     Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),

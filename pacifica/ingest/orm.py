@@ -157,7 +157,7 @@ COMPLETION_HOOKS: list[Callable[[int], None]] = []
 
 def update_state(job_id, state: str, task: str, task_percent, exception: str = "",
                  complete: bool | None = None, *, progress: Progress | None = None,
-                 operator: str | None = None, event: bool = True) -> None:
+                 operator: str | None = None, event: bool = True, note: str | None = None) -> None:
     """Update the state of an ingest job, creating its row if it has none.
 
     ``complete`` defaults to the published rule: the job failed, or 'ingest metadata' reached 100.
@@ -165,8 +165,14 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
     counters are left as they are without it. Each update is also kept in the job's history
     (with the ``operator`` who made it, for admin commands), unless ``event`` is false: progress
     reports during a stage are not history.
+
+    As in the published service, ``exception`` stays empty unless the job FAILED: clients read a
+    non-empty exception as a failure. The text of any other update (a retry note, an operator's
+    remark, or ``note``) is kept in the history only.
     """
     job_id = int(job_id)
+    message = "\n".join(filter(None, [exception, note]))
+    exception = (exception or "") if state == states.FAILED else ""
     percent = Decimal(str(float(task_percent or 0)))
     if complete is None:
         complete = states.is_complete(state, task, percent)
@@ -187,10 +193,26 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
             IngestState.insert({IngestState.job_id: job_id, **fields}).execute()
         if event:
             IngestStateEvent.insert(job_id=job_id, time=now, state=state, task=task, task_percent=percent,
-                                    message=exception or "", operator=operator).execute()
+                                    message=message, operator=operator).execute()
     if complete:
         for hook in COMPLETION_HOOKS:
             hook(job_id)
+
+
+def claim_job(job_id) -> bool:
+    """Record a new job as UPLOADING; False if a job of that id exists already (its row is left
+    as it is: a uniqueid service that hands out an id twice must not take over another job)."""
+    job_id = int(job_id)
+    now = utcnow()
+    try:
+        with DB.atomic():
+            IngestState.insert(job_id=job_id, state=states.OK, task=states.UPLOADING, task_percent=Decimal(0),
+                               exception="", complete=False, created=now, updated=now).execute()
+            IngestStateEvent.insert(job_id=job_id, time=now, state=states.OK, task=states.UPLOADING,
+                                    task_percent=Decimal(0), message="", operator=None).execute()
+    except peewee.IntegrityError:
+        return False
+    return True
 
 
 def read_history(job_id) -> list[IngestStateEvent]:

@@ -141,21 +141,105 @@ def _files(sidecar: Sidecar) -> list[bundle.FileEntry]:
     return [bundle.FileEntry(**item) for item in sidecar["files"]]
 
 
-def rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> str:
-    """Delete ``file_ids`` from the archive; return a sentence saying what was done."""
+def rollback(job_id: int, archive: ArchivePort, file_ids: list[int], retries: int = 3,
+             delay: float = 0.2) -> str:
+    """Delete ``file_ids`` from the archive, each tried again on a transient failure; return a
+    sentence saying what was done."""
+    return _describe_rollback(file_ids, _delete_all(job_id, archive, file_ids, retries, delay))
+
+
+def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries: int = 3,
+                delay: float = 0.2) -> list[int]:
+    """Delete ``file_ids`` from the archive; return those that could not be deleted."""
     failed = []
     for file_id in file_ids:
         try:
-            archive.delete(file_id)
+            _retrying(lambda file_id=file_id: archive.delete(file_id), retries, delay,
+                      f"job {job_id}: deleting file {file_id}")
         except PeerError as exc:
             logger.error("job %s: rollback could not delete file %s: %s", job_id, file_id, exc)
             failed.append(file_id)
+    return failed
+
+
+def _describe_rollback(file_ids: list[int], failed: list[int]) -> str:
     if not file_ids:
         return "nothing had been written to the archive"
     if failed:
         return (f"deleted {len(file_ids) - len(failed)} of the {len(file_ids)} files this job wrote to "
                 f"the archive; could not delete file ids {failed}")
     return f"deleted the {len(file_ids)} files this job wrote to the archive"
+
+
+def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) -> Any:
+    """Call ``work``; while it raises ``PeerUnavailable``, call it again up to ``retries`` times,
+    waiting ``delay`` seconds, doubled each time."""
+    attempt = 0
+    while True:
+        try:
+            return work()
+        except PeerUnavailable as exc:
+            if attempt >= retries:
+                raise
+            logger.warning("%s: %s; trying again (%d of %d)", what, exc, attempt + 1, retries)
+            time.sleep(delay * (2 ** attempt))
+            attempt += 1
+
+
+class Ledger:
+    """Which files of a job went to the archive, kept on the volume across attempts and workers.
+
+    A file is recorded as started before its first byte is sent and as verified once the
+    archive holds it whole with the right hash. A later attempt sends only what is not verified,
+    and a rollback deletes every file any attempt started: nothing more, nothing less.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.started: set[int] = set()
+        self.verified: set[int] = set()
+        self._lock = threading.Lock()
+        self._out = None
+        if path is not None and os.path.exists(path):
+            with open(path, encoding="ascii") as handle:
+                for line in handle:
+                    kind, _, value = line.strip().partition(" ")
+                    if value.isdigit():
+                        (self.verified if kind == "v" else self.started).add(int(value))
+
+    def _record(self, kind: str, file_id: int) -> None:
+        with self._lock:
+            (self.verified if kind == "v" else self.started).add(int(file_id))
+            if self.path is None:
+                return
+            if self._out is None:
+                self._out = open(self.path, "a", encoding="ascii")  # noqa: SIM115 - closed by close()
+            # Flushed at once: a worker killed after this line still leaves it for the next one.
+            self._out.write(f"{kind} {int(file_id)}\n")
+            self._out.flush()
+
+    def start(self, file_id: int) -> None:
+        """Record that ``file_id`` is about to be sent."""
+        self._record("s", file_id)
+
+    def verify(self, file_id: int) -> None:
+        """Record that the archive holds ``file_id`` whole and verified."""
+        self._record("v", file_id)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+    def reset(self, started: list[int]) -> None:
+        """Forget everything but ``started`` (files a rollback could not delete)."""
+        self.close()
+        with self._lock:
+            self.started, self.verified = set(started), set()
+            if self.path is not None:
+                with open(self.path, "w", encoding="ascii") as out:
+                    out.writelines(f"s {file_id}\n" for file_id in started)
 
 
 Report = Callable[[int, int, int, int, bool], None]
@@ -188,10 +272,12 @@ class _Meter:
     def flush(self, final: bool = False) -> None:
         """Report the counts so far, if they changed (call from the stage's thread); ``final``
         reports them even if the reporter would otherwise wait."""
-        counts = (self.done, self.files_done)
+        # A file sent again takes its bytes back; the figure reported never goes backwards.
+        done = max(self.done, self._reported[0]) if self._reported else self.done
+        counts = (done, self.files_done)
         if self.report is not None and (counts != self._reported or final):
             self._reported = counts
-            self.report(self.done, self.total, self.files_done, self.files, final)
+            self.report(done, self.total, self.files_done, self.files, final)
 
 
 # Files at least this large go to an archive that can copy ranges (the embedded one) by a kernel
@@ -199,7 +285,7 @@ class _Meter:
 RANGE_COPY_MIN = 1 << 20
 
 
-def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, meter: _Meter,
+def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable[[int], None],
           known: dict[int, tuple[int, str]], entry: bundle.FileEntry) -> None:
     """Send one file from its offset in the bundle to the archive, then check its size and hash.
 
@@ -207,14 +293,13 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, meter: _Meter
     there is not hashed a second time.
     """
     digest = _known_digest(known, entry)
-    reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size,
-                          meter.add)
+    reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
     mtime = entry.mtime or time.time()
     put_range = getattr(archive, "put_range", None)
     if put_range is not None and digest:
         put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime,
                   check=functools.partial(_check_digest, entry, digest))
-        meter.add(entry.size)
+        add(entry.size)
     elif put_range is not None and entry.size >= RANGE_COPY_MIN:
         with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
             hashed = hashing.submit(reader.drain)
@@ -239,39 +324,69 @@ def _known_digest(known: dict[int, tuple[int, str]], entry: bundle.FileEntry) ->
 
 def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
                  report: Report | None = None, final: bool = True,
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, ledger_path: str | None = None, file_retries: int = 3,
+                 retry_delay: float = 0.2) -> None:
     """'ingest files': stream each file from its tar offset to the archive, checking size and hash.
 
-    Up to ``concurrency`` files are sent at once. ``report(bytes_done, bytes_total, files_done,
+    Up to ``concurrency`` files are sent at once. A file that meets a transient failure is sent
+    again on its own, up to ``file_retries`` times. ``report(bytes_done, bytes_total, files_done,
     files_total, final)`` is called as bytes go out, and once more with everything sent. The
-    files are made durable before the stage ends. On a failure every file this attempt wrote is
-    deleted from the archive again and the error says so; except when a peer was unavailable
-    and this is not the ``final`` attempt: the retry writes the same file ids.
+    files are made durable before the stage ends.
+
+    The ledger at ``ledger_path`` remembers across attempts which files were started and which
+    verified: a later attempt sends only the files not yet verified. On a failure every file
+    any attempt started is deleted from the archive again and the error says so; except when a
+    peer was unavailable and this is not the ``final`` attempt: the next attempt goes on.
     """
     entries = _files(sidecar)
+    ledger = Ledger(ledger_path)
+    pending = [entry for entry in entries if entry.file_id not in ledger.verified]
     concurrency = min(concurrency, getattr(archive, "MAX_CONCURRENCY", concurrency))
     meter = _Meter(sum(entry.size or 0 for entry in entries), len(entries), report)
+    for entry in entries:
+        if entry.file_id in ledger.verified:
+            meter.add(entry.size or 0)
+            meter.file_done()
+    if len(pending) < len(entries):
+        logger.info("job %s: %d of %d files were verified in the archive by an earlier attempt",
+                    job_id, len(entries) - len(pending), len(entries))
     meter.flush(final=True)
-    started: list[int] = []
     try:
         with open(path, "rb") as handle:
             known = tarhash.load(path, handle.fileno())
-            send = functools.partial(_send, handle, archive, block_size, meter, known)
+
+            def send(entry: bundle.FileEntry) -> None:
+                sent = 0
+
+                def add(count: int) -> None:
+                    nonlocal sent
+                    sent += count
+                    meter.add(count)
+
+                try:
+                    _send(handle, archive, block_size, add, known, entry)
+                except BaseException:
+                    meter.add(-sent)  # the progress of a failed try is taken back
+                    raise
 
             def attempt(entry: bundle.FileEntry) -> None:
-                started.append(entry.file_id)
-                send(entry)
+                ledger.start(entry.file_id)
+                _retrying(functools.partial(send, entry), file_retries, retry_delay,
+                          f"job {job_id}: sending {entry.path} as file {entry.file_id}")
+                ledger.verify(entry.file_id)
                 meter.file_done()
 
-            _run_all(attempt, entries, concurrency, meter.flush)
-            archive.make_durable(started)
+            _run_all(attempt, pending, concurrency, meter.flush)
+            archive.make_durable([entry.file_id for entry in pending])
             meter.flush(final=True)
     except PeerUnavailable:
         if not final:
             raise
-        raise_with_rollback(job_id, archive, started)
+        raise_with_rollback(job_id, archive, sorted(ledger.started | ledger.verified), ledger)
     except Exception:  # noqa: BLE001 - whatever went wrong, undo the writes; the error goes on
-        raise_with_rollback(job_id, archive, started)
+        raise_with_rollback(job_id, archive, sorted(ledger.started | ledger.verified), ledger)
+    finally:
+        ledger.close()
 
 
 def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int,
@@ -315,11 +430,19 @@ def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int,
 _END = object()
 
 
-def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int]) -> None:
-    """Delete ``file_ids`` from the archive and raise the error being handled, saying so."""
+def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int],
+                        ledger: Ledger | None = None) -> None:
+    """Delete ``file_ids`` from the archive and raise the error being handled, saying so.
+
+    The ``ledger`` then lists only the files that could not be deleted, as started: a later
+    retry of the job sends every file again, and a later rollback tries those again.
+    """
     exc = sys.exc_info()[1]
     reason = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
-    raise IngestError(f"{reason}; {rollback(job_id, archive, file_ids)}") from exc
+    failed = _delete_all(job_id, archive, file_ids)
+    if ledger is not None:
+        ledger.reset(failed)
+    raise IngestError(f"{reason}; {_describe_rollback(file_ids, failed)}") from exc
 
 
 def _verify(entry: bundle.FileEntry, reader: MemberReader, digest: str | None = None) -> None:
@@ -342,7 +465,7 @@ def move_files(sidecar: Sidecar, archive: ArchivePort) -> None:
 
 
 def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archive: ArchivePort,
-                    move: bool, final: bool = True) -> None:
+                    move: bool, final: bool = True, ledger_path: str | None = None) -> None:
     """'ingest metadata': record the transaction's metadata.
 
     If the metadata service refuses an upload's metadata (or stays unavailable through the
@@ -354,4 +477,4 @@ def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archi
     except PeerError as exc:
         if move or (isinstance(exc, PeerUnavailable) and not final):
             raise
-        raise_with_rollback(job_id, archive, [entry.file_id for entry in _files(sidecar)])
+        raise_with_rollback(job_id, archive, [entry.file_id for entry in _files(sidecar)], Ledger(ledger_path))

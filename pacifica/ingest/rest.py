@@ -175,17 +175,29 @@ def _callback_url(params: dict[str, Any], refuse_body: bool = False) -> str | No
     return str(url)
 
 
+# How many job ids are asked for before giving up when each one is already in use.
+JOB_ID_ATTEMPTS = 10
+
+
 def _new_job(callback: str | None = None) -> int:
     """Reserve a job id and record it as UPLOADING (with its completion callback, if any);
     503 if a peer or the database is down."""
-    with database_errors():
-        try:
-            job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
-        except PeerError as exc:
-            logger.error("cannot reserve a job id: %s", exc)
-            raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+    job_id = None
+    for _attempt in range(JOB_ID_ATTEMPTS):
+        with database_errors():
+            try:
+                job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
+            except PeerError as exc:
+                logger.error("cannot reserve a job id: %s", exc)
+                raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+            if orm.claim_job(job_id):
+                break
+            logger.warning("the uniqueid service handed out job id %s, which an existing job has; "
+                           "asking for another", job_id)
+    else:
+        raise cherrypy.HTTPError(503, f"the uniqueid service handed out only job ids already in use "
+                                      f"({JOB_ID_ATTEMPTS} tries, the last {job_id})")
     with database_errors(job_id):
-        orm.update_state(job_id, states.OK, states.UPLOADING, 0)
         if callback:
             from . import callbacks
 

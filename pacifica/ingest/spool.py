@@ -49,6 +49,10 @@ class Spool:
         """Return where the derived metadata of ``job_id`` is kept."""
         return os.path.join(self.volume_path, f"{int(job_id)}.meta.json")
 
+    def ledger_path(self, job_id: int) -> str:
+        """Return where the files of ``job_id`` started and verified in the archive are listed."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.sent")
+
     def job_path(self, job_id: int) -> str:
         """Return where the message context of ``job_id`` is kept (to resume it after a crash)."""
         return os.path.join(self.volume_path, f"{int(job_id)}.job.json")
@@ -153,7 +157,8 @@ class Spool:
     def discard(self, job_id: int, path: str | None = None) -> None:
         """Remove every file the job kept on the volume (after it completed)."""
         for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id),
-                     self.job_path(job_id), self.resumable_path(job_id), self.resumable_path(job_id) + ".json"):
+                     self.job_path(job_id), self.ledger_path(job_id), self.resumable_path(job_id),
+                     self.resumable_path(job_id) + ".json"):
             if name:
                 _remove(name)
         for name in {path, self.bundle_path(job_id)}:

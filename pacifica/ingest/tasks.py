@@ -198,7 +198,8 @@ def stage_ingest_files(self: StageTask, ctx: Context) -> Context:
     with _stage(self, ctx, states.INGEST_FILES):
         pipeline.ingest_files(job_id, ctx["path"], _sidecar(ctx), rt.peers.archive, rt.settings.transfer_size,
                               _progress_reporter(job_id, states.INGEST_FILES), final=self.final_attempt,
-                              concurrency=rt.settings.archive_concurrency)
+                              concurrency=rt.settings.archive_concurrency,
+                              ledger_path=rt.spool.ledger_path(job_id), file_retries=rt.settings.http_retries)
     return ctx
 
 
@@ -217,7 +218,8 @@ def stage_ingest_metadata(self: StageTask, ctx: Context) -> Context:
     job_id = ctx["job_id"]
     with _stage(self, ctx, states.INGEST_METADATA):
         pipeline.ingest_metadata(job_id, _sidecar(ctx), rt.peers.metadata, rt.peers.archive,
-                                 move=ctx.get("move", False), final=self.final_attempt)
+                                 move=ctx.get("move", False), final=self.final_attempt,
+                                 ledger_path=rt.spool.ledger_path(job_id))
     rt.spool.discard(job_id, ctx["path"])
     return ctx
 

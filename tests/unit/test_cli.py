@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pacifica.ingest.__main__ import cmd, main
-from pacifica.ingest.orm import read_state
+from pacifica.ingest.orm import read_history, read_state
 
 
 @pytest.fixture
@@ -52,8 +52,21 @@ def test_job_sets_the_state_of_a_stuck_job(config, capsys):
     cmd(["-c", config, "dbchk"])  # leaves the database bound to this config
     row = read_state(12)
     assert (row.state, row.task, float(row.task_percent), row.complete) == ("FAILED", "ingest files", 50.0, True)
-    assert row.exception.splitlines()[0] == "Failed by administrator"
-    assert "set the job to FAILED 'ingest files' 50.0% with pacifica-ingest-cmd job" in row.exception
+    # get_state shows the administrator's words alone; who did it goes to the job's history.
+    assert row.exception == "Failed by administrator"
+    last = read_history(12)[-1]
+    assert last.operator == "root"
+    assert "set the job to FAILED 'ingest files' 50.0% with pacifica-ingest-cmd job" in last.message
+
+
+def test_an_ok_job_keeps_an_empty_exception(config):
+    """As in 0.4.1, ``exception`` is empty unless the job FAILED; any text goes to the history."""
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert cmd(["-c", config, "job", "--job-id", "13", "--state", "OK", "--task", "ingest files",
+                "--exception", "will retry: archive down"]) == 0
+    cmd(["-c", config, "dbchk"])
+    assert read_state(13).exception == ""
+    assert "will retry: archive down" in read_history(13)[-1].message
 
 
 def test_job_refuses_unknown_jobs_and_bad_percent(config, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -53,7 +54,7 @@ def validate_urls(settings: Settings) -> None:
 
 def build_peers(settings: Settings) -> Peers:
     """Build the four peers from ``settings``; the HTTP ones share one session."""
-    from .archive import HttpArchive, LocalArchive
+    from .archive import ArchiveGate, HttpArchive, LocalArchive
     from .metadata import EmbeddedMetadata, HttpMetadata
     from .policy import EmbeddedPolicy, HttpPolicy
     from .uniqueid import EmbeddedUniqueId, HttpUniqueId
@@ -66,7 +67,12 @@ def build_peers(settings: Settings) -> Peers:
 
     archive_kind = _kind(settings.archive_url, "[archiveinterface] url", allow_file=True)
     if archive_kind == "http":
-        archive: ArchivePort = HttpArchive(settings.archive_url, session, confirm=settings.confirm_puts)
+        # The published archive interface takes one request at a time unless a facility says
+        # otherwise (archive_concurrency > 1): every process on the volume queues at the gate.
+        gate = None
+        if settings.archive_concurrency <= 1:
+            gate = ArchiveGate(os.path.join(settings.volume_path, ".archive.lock"))
+        archive: ArchivePort = HttpArchive(settings.archive_url, session, confirm=settings.confirm_puts, gate=gate)
     else:
         root = settings.data_path("archive") if archive_kind == "embedded" else urlparse(settings.archive_url).path
         archive = LocalArchive(root)

@@ -6,16 +6,22 @@ import contextlib
 import ctypes
 import email.utils
 import errno
+import fcntl
+import json
+import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 import requests
 
-from ..errors import PeerRejected, PeerUnavailable
-from .base import call, lean_call
+from ..errors import PeerError, PeerRejected, PeerUnavailable
+from .base import lean_call
+
+logger = logging.getLogger(__name__)
 
 PEER = "archive interface"
 
@@ -36,15 +42,47 @@ class _SizedBody:
 
 
 class HttpArchive:
-    """Store files in the Pacifica Archive Interface; with ``confirm``, check each stored size with HEAD."""
+    """Store files in the Pacifica Archive Interface; with ``confirm``, check each stored size with HEAD.
 
-    def __init__(self, url: str, session: requests.Session, confirm: bool = True) -> None:
+    The published archive interface, as its own documents deploy it, needs two precautions:
+
+    - Its posix backend keeps the file a request works on in one object shared by all request
+      threads, so concurrent requests close, truncate or even delete each other's files. With a
+      ``gate`` (see ``ArchiveGate``), this service sends it one request at a time, from every
+      thread and every process on the volume.
+    - Under uWSGI ``--http-socket`` it answers HTTP/1.1 without ``Connection: close`` and then
+      closes the socket. A request that fails on a connection the server had closed makes this
+      client open a new connection for every later request (as the server wants), and a request
+      without a body is sent again at once.
+    """
+
+    def __init__(self, url: str, session: requests.Session, confirm: bool = True,
+                 gate: ArchiveGate | None = None) -> None:
         self.url = url.rstrip("/")
         self.session = session
         self.confirm = confirm
+        self.gate = gate or _NO_GATE
+        self.keep_alive = True
 
     def _file_url(self, file_id: int) -> str:
         return f"{self.url}/{int(file_id)}"
+
+    def _request(self, method: str, url: str, body=None, headers: dict[str, str] | None = None):
+        """One request on a pooled connection; see the class docstring for closed connections."""
+        headers = dict(headers or {})
+        if not self.keep_alive:
+            headers["Connection"] = "close"
+        try:
+            return lean_call(self.session, PEER, method, url, body=body, headers=headers, close=not self.keep_alive)
+        except PeerUnavailable as exc:
+            if not self.keep_alive or not _closed_by_server(exc):
+                raise
+            logger.warning("the archive interface at %s closed a kept-alive connection without saying so "
+                           "(uWSGI --http-socket does); every request now opens its own connection", self.url)
+            self.keep_alive = False
+            if body is not None:
+                raise  # the body was partly consumed: the caller sends the file again
+            return self._request(method, url, headers=headers)
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
         """Stream ``size`` bytes from ``body`` to the archive as ``file_id``."""
@@ -53,40 +91,111 @@ class HttpArchive:
             "Content-Length": str(size),
             "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
         }
-        lean_call(self.session, PEER, "PUT", self._file_url(file_id), body=_SizedBody(body, size), headers=headers)
-        if self.confirm:
-            self._check_stored(file_id, size)
+        with self.gate:
+            self._request("PUT", self._file_url(file_id), body=_SizedBody(body, size), headers=headers)
+            if self.confirm:
+                self._check_stored(file_id, size)
+
+    def stored_size(self, file_id: int) -> int | None:
+        """The size the archive reports for ``file_id``, or None if it holds no such file."""
+        with self.gate:
+            return self._stored_size(file_id)
+
+    def _stored_size(self, file_id: int) -> int | None:
+        url = self._file_url(file_id)
+        try:
+            response = self._request("HEAD", url)
+        except (PeerRejected, PeerUnavailable) as exc:
+            # It answers 404, or 500 "No such file or directory" (posix backend), for a missing file.
+            if _missing(exc):
+                return None
+            raise
+        stored_path = response.headers.get("X-Pacifica-File", "")
+        stored_size = response.headers.get("X-Content-Length", "")
+        if not stored_path.endswith(f"/{int(file_id)}") or not stored_size.isdigit():
+            raise PeerUnavailable(PEER, url, f"HEAD answered for {stored_path!r} with size {stored_size!r}")
+        return int(stored_size)
 
     def _check_stored(self, file_id: int, size: int) -> None:
         """Ask the archive what it holds for ``file_id`` and compare the size with what was sent.
 
         The published archive interface answers 201 with the request's own Content-Length, even
-        when a concurrent request closed its file under it (its posix backend keeps the open
-        file on an object shared by all threads), so its PUT reply proves nothing.
+        when a concurrent request closed its file under it, so its PUT reply proves nothing.
         """
-        url = self._file_url(file_id)
-        response = lean_call(self.session, PEER, "HEAD", url)
-        stored_path = response.headers.get("X-Pacifica-File", "")
-        stored_size = response.headers.get("X-Content-Length")
-        if not stored_path.endswith(f"/{int(file_id)}") or stored_size != str(size):
-            raise PeerUnavailable(PEER, url, f"after the upload the archive reports {stored_size!r} bytes at "
-                                             f"{stored_path!r}, not the {size} bytes sent")
+        stored = self._stored_size(file_id)
+        if stored != size:
+            raise PeerUnavailable(PEER, self._file_url(file_id),
+                                  f"after the upload the archive reports {stored!r} bytes, not the {size} bytes sent")
 
     def make_durable(self, file_ids: Iterable[int]) -> None:
         """Nothing to do: each PUT is answered once the archive interface has written the file."""
 
     def patch(self, file_id: int, source: str) -> None:
         """Ask the archive to move ``source`` into place as ``file_id``."""
-        call(self.session, PEER, "PATCH", self._file_url(file_id), json={"path": source})
+        with self.gate:
+            self._request("PATCH", self._file_url(file_id), body=json.dumps({"path": source}).encode(),
+                          headers={"Content-Type": "application/json"})
 
     def delete(self, file_id: int) -> None:
-        """Remove ``file_id`` from the archive; a file that is already gone is fine."""
+        """Remove ``file_id`` from the archive and check that it is gone; a file that is already
+        gone is fine."""
+        with self.gate:
+            try:
+                self._request("DELETE", self._file_url(file_id))
+            except (PeerRejected, PeerUnavailable) as exc:
+                if not _missing(exc):
+                    raise
+            if self._stored_size(file_id) is not None:
+                raise PeerUnavailable(PEER, self._file_url(file_id), "the file is still there after DELETE")
+
+
+def _missing(exc: PeerError) -> bool:
+    """Whether a refusal of the archive interface says that the file does not exist."""
+    return "HTTP 404" in exc.detail or "No such file or directory" in exc.detail
+
+
+def _closed_by_server(exc: PeerUnavailable) -> bool:
+    """Whether a request failed because the server had closed the (reused) connection."""
+    detail = exc.detail
+    return any(text in detail for text in ("Connection reset by peer", "Broken pipe", "RemoteDisconnected",
+                                           "Remote end closed connection", "Connection aborted"))
+
+
+class ArchiveGate:
+    """One request at a time to an archive that cannot take more, from this whole deployment.
+
+    A lock within the process (threads) and an ``fcntl`` lock on a file of the shared volume
+    (processes, and hosts that share the volume), held around each request and its check.
+    """
+
+    def __init__(self, lock_path: str) -> None:
+        self.lock_path = lock_path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> ArchiveGate:
+        self._thread_lock.acquire()
         try:
-            call(self.session, PEER, "DELETE", self._file_url(file_id))
-        except (PeerRejected, PeerUnavailable) as exc:
-            # The archive interface answers 500 "No such file or directory" for a missing file.
-            if "404" not in exc.detail and "No such file or directory" not in exc.detail:
-                raise
+            if self._fd is None or self._pid != os.getpid():
+                # A forked child (Celery prefork) opens its own: fcntl locks belong to a process.
+                os.makedirs(os.path.dirname(self.lock_path) or ".", exist_ok=True)
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_NO_GATE = contextlib.nullcontext()
 
 
 class LocalArchive:
@@ -220,6 +329,13 @@ class LocalArchive:
         """Remove ``file_id``; a file that is not there is fine."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(file_id))
+
+    def stored_size(self, file_id: int) -> int | None:
+        """The size of the file kept as ``file_id``, or None if there is none."""
+        try:
+            return os.stat(self.path(file_id)).st_size
+        except FileNotFoundError:
+            return None
 
 
 def _copy_range(source: int, target: int, offset: int, size: int) -> int:

@@ -53,6 +53,9 @@ class ArchivePort(Protocol):
     def delete(self, file_id: int) -> None:
         """Remove ``file_id``; removing a file that is not there is not an error."""
 
+    def stored_size(self, file_id: int) -> int | None:
+        """The size the archive holds for ``file_id``, or None if it holds no such file."""
+
 
 class MetadataPort(Protocol):
     """Records the metadata of an ingested transaction."""
@@ -109,8 +112,34 @@ def describe_error(status: int, content: bytes) -> str:
     return f"HTTP {status}: {json.dumps(body)[:500]}"
 
 
-def call(session: requests.Session, peer: str, method: str, url: str, **kwargs: Any) -> requests.Response:
-    """Make one HTTP request to a peer and return its 2xx response, or raise a ``PeerError``."""
+# Exceptions that a CherryPy service raises from the request it was given, not from its own
+# state: its 500 with one of these as the traceback's last line is a refusal of that request
+# (pacifica-metadata 0.13.0 answers "ValueError: Invalid metadata for file N" so), and sending
+# the same request again would only be refused again.
+REFUSAL_EXCEPTIONS = ("ValueError", "KeyError", "TypeError", "IndexError", "AttributeError",
+                      "IntegrityError", "DataError", "UniqueViolation", "DoesNotExist", "JSONDecodeError")
+
+
+def refusal_in_500(content: bytes) -> bool:
+    """Whether a 500 answer's body is a traceback ending in one of ``REFUSAL_EXCEPTIONS``."""
+    try:
+        body = json.loads(content.decode("utf-8", "replace"))
+    except ValueError:
+        return False
+    trace = body.get("traceback") if isinstance(body, dict) else None
+    if not isinstance(trace, str) or not trace.strip():
+        return False
+    last = trace.strip().splitlines()[-1]
+    name = last.split(":", 1)[0].rsplit(".", 1)[-1].strip()
+    return name in REFUSAL_EXCEPTIONS
+
+
+def call(session: requests.Session, peer: str, method: str, url: str, refusals_in_500: bool = False,
+         **kwargs: Any) -> requests.Response:
+    """Make one HTTP request to a peer and return its 2xx response, or raise a ``PeerError``.
+
+    With ``refusals_in_500``, a 500 whose traceback ends in a refusal (see ``refusal_in_500``)
+    raises ``PeerRejected``: such a peer says no that way."""
     try:
         response = session.request(method, url, **kwargs)
     except requests.Timeout as exc:
@@ -119,7 +148,8 @@ def call(session: requests.Session, peer: str, method: str, url: str, **kwargs: 
         raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
     except requests.RequestException as exc:
         raise PeerUnavailable(peer, url, f"request failed: {exc}") from None
-    if response.status_code >= 500:
+    if response.status_code >= 500 and not (refusals_in_500 and response.status_code == 500
+                                            and refusal_in_500(response.content)):
         raise PeerUnavailable(peer, url, _detail(response))
     if response.status_code >= 400:
         raise PeerRejected(peer, url, _detail(response))
@@ -127,10 +157,13 @@ def call(session: requests.Session, peer: str, method: str, url: str, **kwargs: 
 
 
 def lean_call(session: requests.Session, peer: str, method: str, url: str, body: Any = None,
-              headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+              headers: dict[str, str] | None = None, close: bool = False) -> urllib3.BaseHTTPResponse:
     """``call`` for the hot path: the same pooled connections, retries and timeout as the
     session, without requests' per-request work (cookies, hooks, netrc and proxy lookups in the
-    environment), which costs as much CPU as the archive interface spends on a small file."""
+    environment), which costs as much CPU as the archive interface spends on a small file.
+
+    With ``close``, the connection is closed after the answer instead of being kept for the
+    next request (for a server that closes it anyway without saying so)."""
     adapter = session.get_adapter(url)
     if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
         return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
@@ -139,7 +172,17 @@ def lean_call(session: requests.Session, peer: str, method: str, url: str, body:
     try:
         response = pool.urlopen(method, urllib3.util.parse_url(url).request_uri, body=body, headers=headers,
                                 retries=adapter.max_retries, redirect=False, assert_same_host=False,
-                                timeout=urllib3.Timeout(connect=timeout, read=timeout), preload_content=True)
+                                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                                preload_content=not close, release_conn=not close)
+        if close:
+            # Taken before reading: reading to the end gives the connection back to the pool.
+            connection = response.connection
+            try:
+                response.read(cache_content=True)
+            finally:
+                if connection is not None:
+                    connection.close()
+                response.release_conn()
     except urllib3.exceptions.TimeoutError as exc:
         raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
     except urllib3.exceptions.HTTPError as exc:

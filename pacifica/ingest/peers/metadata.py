@@ -23,7 +23,7 @@ class HttpMetadata:
 
     def ingest(self, metadata: list[dict[str, Any]]) -> None:
         """Return if the service answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise."""
-        response = call(self.session, PEER, "PUT", self.url, json=metadata)
+        response = call(self.session, PEER, "PUT", self.url, json=metadata, refusals_in_500=True)
         body = json_body(PEER, self.url, response)
         if not isinstance(body, dict) or body.get("status") != "success":
             reason = body.get("message", body) if isinstance(body, dict) else body

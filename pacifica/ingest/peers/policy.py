@@ -23,7 +23,7 @@ class HttpPolicy:
     def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
         """Return if the policy answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise."""
         response = call(self.session, PEER, "POST", self.url, json=metadata,
-                        headers={self.auth_header: user})
+                        headers={self.auth_header: user}, refusals_in_500=True)
         body = json_body(PEER, self.url, response)
         if not isinstance(body, dict) or body.get("status") != "success":
             reason = body.get("message", body) if isinstance(body, dict) else body
