@@ -11,21 +11,26 @@ from pathlib import Path
 import pytest
 
 from tests.support import services
-from tests.support.peers import MetadataApp, PeerServer, PolicyApp, UniqueIdApp
-from tests.support.stack import ArchiveInterface, Stack
+from tests.support.proxy import TcpProxy
+from tests.support.published import PublishedArchive, PublishedPeers
+from tests.support.stack import Stack
 
-# Each integration stack: (database, broker). Every database meets every broker; "embedded" is
-# the zero-configuration setup (embedded peers, queue and worker, SQLite in its data directory).
+# Each integration stack: (database, broker, archive deployment). Every database meets every
+# broker; "embedded" is the zero-configuration setup (embedded peers, queue and worker, SQLite in
+# its data directory). The HTTP stacks use the published peers and the published archive
+# interface under its own CherryPy server; "postgres-redis-uwsgi" uses it under uWSGI
+# --http-socket with several processes, its documented Linux deployment.
 STACKS = {
-    "sqlite-redis": ("sqlite", "redis"),
-    "sqlite-rabbitmq": ("sqlite", "rabbitmq"),
-    "postgres-rabbitmq": ("postgres", "rabbitmq"),
-    "postgres-redis": ("postgres", "redis"),
-    "mysql-rabbitmq": ("mysql", "rabbitmq"),
-    "mysql-redis": ("mysql", "redis"),
-    "embedded": (None, None),
+    "sqlite-redis": ("sqlite", "redis", "cherrypy"),
+    "sqlite-rabbitmq": ("sqlite", "rabbitmq", "cherrypy"),
+    "postgres-rabbitmq": ("postgres", "rabbitmq", "cherrypy"),
+    "postgres-redis": ("postgres", "redis", "cherrypy"),
+    "mysql-rabbitmq": ("mysql", "rabbitmq", "cherrypy"),
+    "mysql-redis": ("mysql", "redis", "cherrypy"),
+    "postgres-redis-uwsgi": ("postgres", "redis", "uwsgi-http"),
+    "embedded": (None, None, None),
 }
-HTTP_STACKS = [name for name, (db, _broker) in STACKS.items() if db is not None]
+HTTP_STACKS = [name for name, (db, _broker, _archive) in STACKS.items() if db is not None]
 
 _redis_numbers = itertools.count(3)
 
@@ -37,31 +42,35 @@ def pytest_configure(config):
 
 
 class Peers:
-    """The three HTTP test peers of a session."""
+    """The published uniqueid, policy and metadata services of a session, each reached through a
+    loopback proxy that a test can stop (the service is down) and whose requests it can read."""
 
-    def __init__(self) -> None:
-        self.uniqueid_app = UniqueIdApp()
-        self.policy_app = PolicyApp()
-        self.metadata_app = MetadataApp()
-        self.uniqueid = PeerServer(self.uniqueid_app).start()
-        self.policy = PeerServer(self.policy_app).start()
-        self.metadata = PeerServer(self.metadata_app).start()
+    def __init__(self, root: Path) -> None:
+        self.published = PublishedPeers(root).start()
+        self.uniqueid = TcpProxy("127.0.0.1", self.published.ports["uniqueid"]).start()
+        self.policy = TcpProxy("127.0.0.1", self.published.ports["policy"]).start()
+        self.metadata = TcpProxy("127.0.0.1", self.published.ports["metadata"]).start()
+
+    def next_id(self, mode: str) -> int:
+        """Take one id of ``mode`` from the real uniqueid (to see how many were taken meanwhile)."""
+        return self.published.take_id(mode)
 
     def stop(self) -> None:
-        for server in (self.uniqueid, self.policy, self.metadata):
-            server.stop()
+        for proxy in (self.uniqueid, self.policy, self.metadata):
+            proxy.stop()
+        self.published.stop()
 
 
 @pytest.fixture(scope="session")
-def peers():
-    running = Peers()
+def peers(tmp_path_factory):
+    running = Peers(tmp_path_factory.mktemp("published-peers"))
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory):
-    interface = ArchiveInterface(tmp_path_factory.mktemp("archiveinterface")).start()
+    interface = PublishedArchive(tmp_path_factory.mktemp("archiveinterface"), "cherrypy").start()
     yield interface
     interface.stop()
 
@@ -75,7 +84,7 @@ def broker_urls(kind: str, name: str) -> tuple[str, str]:
 
 
 def stack_settings(root: Path, db_url: str, broker: str, backend: str, peers: Peers,
-                   archive: ArchiveInterface) -> dict[str, dict[str, str]]:
+                   archive: PublishedArchive) -> dict[str, dict[str, str]]:
     return {
         "ingest": {"data_dir": str(root / "data"), "volume_path": str(root / "volume"), "transfer_size": "1 Mb",
                    "http_timeout": "10", "http_retries": "2", "stage_retries": "1", "retry_delay": "0.2"},
@@ -88,7 +97,7 @@ def stack_settings(root: Path, db_url: str, broker: str, backend: str, peers: Pe
     }
 
 
-def make_stack(name: str, db: str, broker_kind: str, root: Path, peers: Peers, archive: ArchiveInterface) -> Stack:
+def make_stack(name: str, db: str, broker_kind: str, root: Path, peers: Peers, archive: PublishedArchive) -> Stack:
     """Provision a database and broker namespace and write the stack's config (nothing started)."""
     root.mkdir(parents=True, exist_ok=True)
     db_url = services.database_url(db, f"pacifica_ingest_test_{name.replace('-', '_')}", root)
@@ -114,16 +123,26 @@ class StackRegistry:
         self.peers = peers
         self.archive = archive
         self.running: dict[str, Stack] = {}
+        self.archives: dict[str, PublishedArchive] = {}
+
+    def archive_for(self, deployment: str) -> PublishedArchive:
+        """The session's archive interface in ``deployment`` (each started once, when first needed)."""
+        if deployment == "cherrypy":
+            return self.archive
+        if deployment not in self.archives:
+            self.archives[deployment] = PublishedArchive(self.factory_root.mktemp(deployment), deployment).start()
+        return self.archives[deployment]
 
     def get(self, name: str) -> Stack:
         if name not in self.running:
-            db, broker = STACKS[name]
+            db, broker, deployment = STACKS[name]
             root = self.factory_root.mktemp(name)
             if db is None:
                 stack = embedded_stack(name, root)
             else:
-                stack = make_stack(name, db, broker, root, self.peers, self.archive)
-                stack.peers, stack.archive = self.peers, self.archive
+                archive = self.archive_for(deployment)
+                stack = make_stack(name, db, broker, root, self.peers, archive)
+                stack.peers, stack.archive = self.peers, archive
                 synced = stack.cmd("dbsync")
                 assert synced.returncode == 0, synced.stderr
             try:
@@ -139,6 +158,8 @@ class StackRegistry:
     def stop(self) -> None:
         for stack in self.running.values():
             stack.stop()
+        for archive in self.archives.values():
+            archive.stop()
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +177,7 @@ def stack(request, stacks):
 
 @pytest.fixture(scope="session", params=HTTP_STACKS)
 def http_stack(request, stacks):
-    """A running ingest stack that uses the HTTP test peers and the published archive interface."""
+    """A running ingest stack that uses the published peers and archive interface."""
     return stacks.get(request.param)
 
 

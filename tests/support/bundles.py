@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 
-def transaction_metadata(project: str = "1234", submitter: int = 10, instrument: int = 54) -> list[dict[str, Any]]:
+def transaction_metadata(project: str = "1234a", submitter: int = 10, instrument: int = 54) -> list[dict[str, Any]]:
     """Return the non-file metadata objects of a typical upload."""
     return [
         {"destinationTable": "Transactions.submitter", "value": submitter},
@@ -56,7 +56,7 @@ def write_tar(path: str, members: list[tuple[str, bytes]], metadata: bytes | str
             tar.addfile(info, io.BytesIO(data))
 
 
-def make_bundle(path: str, files: dict[str, bytes], project: str = "1234",
+def make_bundle(path: str, files: dict[str, bytes], project: str = "1234a",
                 corrupt_hash: str | None = None, mimetype: str = "text/plain") -> list[dict[str, Any]]:
     """Write a valid bundle of ``files`` ({'data/sub/dir/name': bytes}); return its metadata.
 
@@ -75,7 +75,7 @@ def make_bundle(path: str, files: dict[str, bytes], project: str = "1234",
     return metadata
 
 
-def move_document(sources: dict[str, str], project: str = "1234") -> list[dict[str, Any]]:
+def move_document(sources: dict[str, str], project: str = "1234a") -> list[dict[str, Any]]:
     """Return a move document for ``sources`` ({'data/sub/name': '/path/on/archive/fs'})."""
     document = transaction_metadata(project)
     for arcname, source in sources.items():

@@ -20,6 +20,7 @@ class TcpProxy:
         self.connections: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.forwarded = 0  # bytes passed on, both ways
+        self.requests = bytearray()  # what clients sent (bounded): to see which headers went out
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -47,11 +48,19 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        from_client = source.getpeername()[0:2] != self.target
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
                 self.forwarded += len(data)
+                if from_client and len(self.requests) < (1 << 24):
+                    with self.lock:
+                        self.requests.extend(data[:4096])
         except OSError:
             pass
         finally:

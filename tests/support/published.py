@@ -149,16 +149,29 @@ class PublishedPeers:
             proc.stop()
         self.procs.clear()
 
-    def transaction(self, job_id: int) -> dict | None:
-        """What the metadata service holds for transaction ``job_id``, or None."""
-        response = requests.get(self.url("metadata") + "/transactions", params={"_id": job_id}, timeout=30)
-        body = response.json() if response.status_code == 200 else []
-        return body[0] if body else None
+    def take_id(self, mode: str) -> int:
+        """Take one id of ``mode`` from uniqueid."""
+        response = requests.get(self.uniqueid_url + "/getid", params={"range": 1, "mode": mode}, timeout=30)
+        response.raise_for_status()
+        return response.json()["startIndex"]
 
-    def files(self, job_id: int) -> list[dict]:
-        """The Files rows the metadata service holds for transaction ``job_id``."""
-        response = requests.get(self.url("metadata") + "/files", params={"transaction": job_id}, timeout=30)
+    def _get(self, path: str, **params) -> list[dict]:
+        response = requests.get(self.url("metadata") + path, params=params, timeout=30)
         return response.json() if response.status_code == 200 else []
+
+    def document(self, job_id: int) -> list[dict] | None:
+        """What the metadata service holds for transaction ``job_id``, in the shape of the document
+        that was sent (``Transactions._id``, the TransSIP values and one ``Files`` object per file),
+        or None if it holds no such transaction."""
+        if not self._get("/transactions", _id=job_id):
+            return None
+        document = [{"destinationTable": "Transactions._id", "value": job_id}]
+        for sip in self._get("/transsip", _id=job_id):
+            document += [{"destinationTable": f"Transactions.{key}", "value": sip.get(key)}
+                         for key in ("submitter", "project", "instrument")]
+        for row in self._get("/files", transaction=job_id):
+            document.append({"destinationTable": "Files", **row})
+        return document
 
 
 class PublishedArchive:

@@ -26,43 +26,6 @@ tools.response_headers.headers: [('Content-Type', 'application/json')]
 """
 
 
-class ArchiveInterface:
-    """The published pacifica-archiveinterface (posix backend), run as a child process."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.prefix = root / "archive"
-        self.port = free_port()
-        self.proc: Proc | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ArchiveInterface:
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        cpconfig = self.root / "archive-cp.ini"
-        # Its posix backend keeps the open file on one object shared by every request thread, so
-        # concurrent requests corrupt each other: run it as it must be deployed, one thread.
-        cpconfig.write_text(CPCONFIG.format(port=self.port).replace("[/]", "server.thread_pool: 1\n\n[/]"))
-        exe = BIN / "pacifica-archiveinterface"
-        if not exe.exists():
-            raise AssertionError("pacifica-archiveinterface is not installed: pip install -e '.[test]'")
-        self.proc = Proc("archiveinterface", [str(exe), "--cherrypy-config", str(cpconfig), "-p", str(self.port),
-                                              "-a", "127.0.0.1", "--prefix", str(self.prefix)],
-                         self.root / "archive.log").start()
-        self.proc.wait_http(self.url + "/", 30)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    def file(self, file_id: int) -> Path:
-        """Where the posix backend keeps ``file_id`` (no id2filename)."""
-        return self.prefix / str(file_id)
-
-
 @dataclasses.dataclass
 class Stack:
     """One ingest deployment: a config, a server process and (unless embedded) a worker process.
@@ -99,7 +62,7 @@ class Stack:
     def metadata(self, job_id: int) -> list[dict[str, Any]] | None:
         """The metadata document the metadata service recorded for ``job_id``."""
         if self.peers is not None:
-            return self.peers.metadata_app.transaction(job_id)
+            return self.peers.published.document(job_id)
         result = self.cmd("metadata", "--job-id", str(job_id))
         return json.loads(result.stdout) if result.returncode == 0 else None
 

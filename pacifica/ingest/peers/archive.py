@@ -106,8 +106,9 @@ class HttpArchive:
         try:
             response = self._request("HEAD", url)
         except (PeerRejected, PeerUnavailable) as exc:
-            # It answers 404, or 500 "No such file or directory" (posix backend), for a missing file.
-            if _missing(exc):
+            # The posix backend answers HEAD of a missing file with a bare 500 (a HEAD answer has
+            # no body to say more); other backends answer 404.
+            if _missing(exc) or exc.detail == "HTTP 500":
                 return None
             raise
         stored_path = response.headers.get("X-Pacifica-File", "")
