@@ -126,28 +126,36 @@ def state_rate(port: int, job_id: int | None, clients: int, seconds: float) -> d
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
 
 
-def archive_floor(port: int, count: int, size: int, first_id: int, connections: int = 4) -> float:
+def archive_floor(port: int, count: int, size: int, first_id: int, connections: int = 1,
+                  fresh: bool = False) -> float:
     """Seconds a lean client takes to PUT ``count`` files of ``size`` bytes to the archive
-    interface over ``connections`` connections: the floor of 'ingest files' over HTTP."""
+    interface over ``connections`` connections: the floor of 'ingest files' over HTTP. With
+    ``fresh``, every PUT opens its own connection (for a server that closes each one)."""
     block = os.urandom(min(size, MiB)) or b""
+
+    def put(connection: http.client.HTTPConnection, file_id: int) -> None:
+        connection.putrequest("PUT", f"/{file_id}")
+        connection.putheader("Content-Type", "application/octet-stream")
+        connection.putheader("Content-Length", str(size))
+        connection.putheader("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+        connection.endheaders()
+        left = size
+        while left:
+            piece = block[:left]
+            connection.send(piece)
+            left -= len(piece)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 201:
+            raise RuntimeError(f"archive PUT: HTTP {response.status}")
 
     def sender(file_ids: list[int]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         for file_id in file_ids:
-            connection.putrequest("PUT", f"/{file_id}")
-            connection.putheader("Content-Type", "application/octet-stream")
-            connection.putheader("Content-Length", str(size))
-            connection.putheader("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")
-            connection.endheaders()
-            left = size
-            while left:
-                piece = block[:left]
-                connection.send(piece)
-                left -= len(piece)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 201:
-                raise RuntimeError(f"archive PUT: HTTP {response.status}")
+            put(connection, file_id)
+            if fresh:
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         connection.close()
 
     ids = list(range(first_id, first_id + count))
@@ -158,6 +166,28 @@ def archive_floor(port: int, count: int, size: int, first_id: int, connections: 
     for thread in senders:
         thread.join()
     return time.perf_counter() - started
+
+
+def metadata_floor(metadata_url: str, uniqueid_url: str, count: int) -> float:
+    """Seconds the metadata service takes to record a transaction of ``count`` files, sent by a
+    lean client (fresh ids from uniqueid): the floor of 'ingest metadata'."""
+    import requests
+
+    job = requests.get(uniqueid_url + "/getid", params={"range": 1, "mode": "upload_job"}, timeout=60).json()
+    first = requests.get(uniqueid_url + "/getid", params={"range": count, "mode": "file"}, timeout=60).json()
+    document = [{"destinationTable": "Transactions._id", "value": job["startIndex"]},
+                {"destinationTable": "Transactions.submitter", "value": 10},
+                {"destinationTable": "Transactions.project", "value": "1234a"},
+                {"destinationTable": "Transactions.instrument", "value": 54}]
+    document += [{"destinationTable": "Files", "_id": first["startIndex"] + number, "name": f"f{number}.bin",
+                  "subdir": "d", "size": 1, "hashtype": "sha1", "hashsum": "0" * 40, "mimetype": "text/plain",
+                  "ctime": "2020-01-01T00:00:00", "mtime": "2020-01-01T00:00:00"} for number in range(count)]
+    started = time.perf_counter()
+    answer = requests.put(metadata_url, json=document, timeout=600)
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200:
+        raise RuntimeError(f"metadata PUT: HTTP {answer.status_code}: {answer.text[:300]}")
+    return elapsed
 
 
 def archive_limit(port: int, count: int, first_id: int, connections: int, confirm: bool = False) -> float:

@@ -1,21 +1,24 @@
-"""Side-by-side benchmark: the published pacifica-ingest 0.4.1 and this service, in one run.
+"""Side-by-side benchmark against the published Pacifica services as they are deployed.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--runs N] [--out benchmarks/results]
+    .venv/bin/python benchmarks/run.py [--quick] [--runs N] [--deployments cherrypy,uwsgi-http] [--out DIR]
 
-Four services run against the same peers (the HTTP test peers for uniqueid, policy and
-metadata), the same PostgreSQL server and the same Redis server:
+The published uniqueid 0.5.1, policy 0.8.3 and metadata 0.13.0 (seeded with their own test
+data, on PostgreSQL) and the published archive interface 0.4.2 run with their default settings,
+the archive in each of its documented deployments in turn:
 
-- ``0.4.1``, installed from PyPI into a throwaway virtualenv, with the published archive
-  interface over HTTP;
-- ``ours``, this repository's service on its default settings, with the same archive interface;
-- ``ours-embedded``, the same with ``[archiveinterface] url = embedded:`` (the built-in archive);
-- ``ours-unconfirmed``, ``ours`` with ``[archiveinterface] confirm_puts = false`` (no HEAD after
-  each PUT), which is safe with this archive interface: it runs one request thread.
+- ``cherrypy``: its own CherryPy server (10 request threads);
+- ``uwsgi-http``: uWSGI ``--http-socket`` with 4 processes x 1 thread (its Linux deployment).
 
-Each bundle shape goes to the three services in turn, ``--runs`` times; medians are reported.
-The disk's floors (cp, sha1sum, tar -x) for each bundle, the archive interface's own limit for
-small files, get_state rates and the peak memory of the web and worker processes are measured in
-the same run. Results go to ``<out>/results.md`` and ``<out>/results.json``.
+Against each, these services ingest the same bundles, in turn, ``--runs`` times (medians):
+
+- ``0.4.1``: the published pacifica-ingest, from PyPI in a throwaway virtualenv;
+- ``ours``: this repository's service on its default settings;
+- ``ours x4`` (uWSGI only): ``archive_concurrency = 4``, four files at once, for an archive
+  deployment that takes concurrent requests.
+
+Floors measured in the same run: "archive alone" (a lean client PUTs the same files from memory,
+one at a time, and over 4 connections under uWSGI) and "metadata alone" (the metadata service
+records a transaction of as many files). Results go to ``<out>/results.md`` and ``results.json``.
 """
 
 from __future__ import annotations
@@ -33,70 +36,67 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from measure import MiB, archive_floor, archive_limit, floors, state_rate  # noqa: E402
+from measure import MiB, archive_floor, floors, metadata_floor, state_rate  # noqa: E402
 from report import write_results  # noqa: E402
 from services import Service, legacy_venv, make_bundle  # noqa: E402
 
-from pacifica.ingest.config import EMBEDDED  # noqa: E402
 from tests.support import services  # noqa: E402 - the repository's test helpers start the peers
-from tests.support.peers import MetadataApp, PeerServer, PolicyApp, UniqueIdApp  # noqa: E402
 from tests.support.procs import BIN  # noqa: E402
-from tests.support.stack import ArchiveInterface  # noqa: E402
+from tests.support.published import PublishedArchive, PublishedPeers  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
 SHAPES = {
-    "full": [("1 x 10 MiB", 1, 10 * MiB), ("1 x 1 GiB", 1, 1024 * MiB), ("100 x 10 MiB", 100, 10 * MiB),
-             ("10000 x 4 KiB", 10000, 4096)],
-    "quick": [("1 x 10 MiB", 1, 10 * MiB), ("1 x 128 MiB", 1, 128 * MiB), ("20 x 5 MiB", 20, 5 * MiB),
-              ("1000 x 4 KiB", 1000, 4096)],
+    "full": [("50 x 1 MiB", 50, MiB), ("1000 x 4 KiB", 1000, 4096), ("1 x 1 GiB", 1, 1024 * MiB)],
+    "quick": [("20 x 1 MiB", 20, MiB), ("200 x 4 KiB", 200, 4096), ("1 x 64 MiB", 1, 64 * MiB)],
 }
-SERVICES = ("0.4.1", "ours", "ours-embedded", "ours-unconfirmed")
-# "ours-unconfirmed" skips the HEAD after each PUT ([archiveinterface] confirm_puts = false),
-# which is safe here: the archive interface runs with one request thread.
-DEFAULT_SERVICES = SERVICES
+DEPLOYMENTS = ("cherrypy", "uwsgi-http")
+CONCURRENT = "ours x4"
 
 
-def build_services(work: Path, peers: list[PeerServer], archive: ArchiveInterface, names: list[str]) -> list[Service]:
-    """The services to compare, each with its own volume, database and Redis databases."""
+def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive, number: int) -> list[Service]:
+    """The services to compare against ``archive``, each with its own volume, database and Redis databases."""
+    names = ["0.4.1", "ours"] + ([CONCURRENT] if archive.deployment != "cherrypy" else [])
     built = []
-    for number, name in enumerate(SERVICES):
-        if name not in names:
-            continue
+    for index, name in enumerate(names):
+        slot = number * 3 + index
         settings = {
-            "ingest": {"volume_path": str(work / name / "volume")},
-            "uniqueid": {"url": peers[0].url},
-            "policy": {"ingest_url": peers[1].url + "/ingest"},
-            "archiveinterface": {"url": EMBEDDED if name == "ours-embedded" else archive.url},
-            "metadata": {"ingest_url": peers[2].url + "/ingest"},
-            "celery": {"broker_url": services.redis_db(8 + 2 * number),
-                       "backend_url": services.redis_db(9 + 2 * number)},
-            "database": {"peewee_url": services.create_postgres_db(f"pacifica_ingest_bench_{number}")},
+            "ingest": {"volume_path": str(work / archive.deployment / name.replace(" ", "-") / "volume")},
+            "uniqueid": {"url": peers.uniqueid_url},
+            "policy": {"ingest_url": peers.policy_url},
+            "archiveinterface": {"url": archive.url},
+            "metadata": {"ingest_url": peers.metadata_url},
+            "celery": {"broker_url": services.redis_db(2 + 2 * slot), "backend_url": services.redis_db(3 + 2 * slot)},
+            "database": {"peewee_url": services.create_postgres_db(f"pacifica_ingest_bench_{slot}")},
         }
         if name == "0.4.1":
             settings["ingest"]["transfer_size"] = "4 Mb"
-        if name == "ours-unconfirmed":
-            settings["archiveinterface"]["confirm_puts"] = "false"
+        if name == CONCURRENT:
+            settings["ingest"]["archive_concurrency"] = "4"
         os.makedirs(settings["ingest"]["volume_path"], exist_ok=True)
         python_bin = legacy_venv() if name == "0.4.1" else BIN
-        built.append(Service(name, work / name, python_bin, settings))
+        built.append(Service(name, work / archive.deployment / name.replace(" ", "-"), python_bin, settings))
     return built
 
 
 def run_shape(label: str, count: int, size: int, work: Path, runs: int, services_: list[Service],
-              archive_port: int, first_id: int) -> dict:
-    """Send one bundle shape to every service ``runs`` times, alternating; return the medians."""
+              archive: PublishedArchive, peers: PublishedPeers, first_id: int) -> dict:
+    """Send one bundle shape to every service ``runs`` times, alternating; return the medians and floors."""
     bundle = work / "bundle.tar"
     total = make_bundle(bundle, count, size)
+    fresh = archive.deployment == "uwsgi-http"
     shape = {"bundle_bytes": total, "files": count, "floors": floors(bundle, work)}
-    shape["floors"]["archive_put_s"] = archive_floor(archive_port, count, size, first_id)
+    shape["floors"]["archive_serial_s"] = archive_floor(archive.port, count, size, first_id, 1, fresh)
+    if archive.deployment != "cherrypy":
+        shape["floors"]["archive_x4_s"] = archive_floor(archive.port, count, size, first_id + count, 4, fresh)
+    shape["floors"]["metadata_s"] = metadata_floor(peers.metadata_url, peers.uniqueid_url, count)
     samples: dict[str, list[dict]] = {service.name: [] for service in services_}
     for _run in range(runs):
         for service in services_:
             sample = service.ingest(bundle)
             samples[service.name].append(sample)
-            logger.info("%s %s: %.2f s (upload %.2f s)", label, service.name, sample["end_to_end_s"],
-                        sample["upload_s"])
+            logger.info("%s %s %s: %.2f s (upload %.2f s)", archive.deployment, label, service.name,
+                        sample["end_to_end_s"], sample["upload_s"])
     for name, values in samples.items():
         e2e = statistics.median(value["end_to_end_s"] for value in values)
         shape[name] = {"end_to_end_s": e2e, "upload_s": statistics.median(value["upload_s"] for value in values),
@@ -114,12 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, finishes in a few minutes")
     parser.add_argument("--runs", type=int, default=None, help="runs per shape and service (default 3, quick 2)")
-    parser.add_argument("--services", default=",".join(DEFAULT_SERVICES),
-                        help=f"which of {', '.join(SERVICES)} to run (comma-separated)")
+    parser.add_argument("--deployments", default=",".join(DEPLOYMENTS),
+                        help=f"archive deployments, of {', '.join(DEPLOYMENTS)} (comma-separated)")
     parser.add_argument("--shapes", default=None, help="only the shapes whose label contains one of these "
                                                         "(comma-separated), e.g. 'GiB,4 KiB'")
-    parser.add_argument("--profile", action="store_true",
-                        help="sample our processes with py-spy (pip install py-spy); flame graph data in <out>/profile")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where results go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -129,40 +127,33 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [part.strip() for part in args.shapes.split(",")]
         shapes = [shape for shape in shapes if any(part in shape[0] for part in wanted)]
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    peers = [PeerServer(UniqueIdApp()).start(), PeerServer(PolicyApp()).start(), PeerServer(MetadataApp()).start()]
-    archive = ArchiveInterface(work / "archive").start()
-    services_ = build_services(work, peers, archive, args.services.split(","))
     results: dict = {"machine": machine(), "quick": args.quick, "runs": runs, "command": " ".join(sys.argv),
-                     "shapes": {}, "get_state": {}, "archive_limit": {}}
+                     "deployments": {}, "get_state": {}}
+    peers = PublishedPeers(work / "peers", "bench").start()
     try:
-        for service in services_:
-            service.start()
-            if args.profile and service.name != "0.4.1":
-                service.profile(Path(args.out) / "profile")
-        for number, (label, count, size) in enumerate(shapes):
-            results["shapes"][label] = run_shape(label, count, size, work, runs, services_, archive.port,
-                                                 2 * 10**9 + number * 10**6)
-        for service in services_:
-            if service.name == "ours-embedded" or not results["shapes"]:
-                continue
-            job_id = next(iter(results["shapes"].values()))[service.name]["job_id"]
-            seconds = 3 if args.quick else 10
-            results["get_state"][service.name] = [state_rate(service.port, job_id, clients, seconds)
-                                                  for clients in (1, 16)]
-            if service.name == "ours":
-                results["get_state"]["ours, GET /"] = [state_rate(service.port, None, clients, seconds)
-                                                       for clients in (1, 16)]
-        count = 1000 if args.quick else 4000
-        results["archive_limit"] = {
-            f"{'PUT + HEAD' if confirm else 'PUT'} over {connections} connection(s)":
-                archive_limit(archive.port, count, 10**9 + (2 * connections + confirm) * 10**6, connections, confirm)
-            for confirm in (False, True) for connections in (1, 4)}
+        for number, deployment in enumerate(args.deployments.split(",")):
+            archive = PublishedArchive(work / f"archive-{deployment}", deployment).start()
+            services_ = build_services(work, peers, archive, number)
+            shapes_done: dict = {}
+            try:
+                for service in services_:
+                    service.start()
+                for index, (label, count, size) in enumerate(shapes):
+                    shapes_done[label] = run_shape(label, count, size, work, runs, services_, archive, peers,
+                                                   2 * 10**9 + number * 10**8 + index * 10**6)
+                if number == 0 and shapes_done:
+                    for service in services_:
+                        job_id = next(iter(shapes_done.values()))[service.name]["job_id"]
+                        seconds = 3 if args.quick else 10
+                        results["get_state"][service.name] = [state_rate(service.port, job_id, clients, seconds)
+                                                              for clients in (1, 16)]
+            finally:
+                for service in services_:
+                    service.stop()
+                archive.stop()
+            results["deployments"][deployment] = shapes_done
     finally:
-        for service in services_:
-            service.stop()
-        archive.stop()
-        for peer in peers:
-            peer.stop()
+        peers.stop()
     write_results(results, Path(args.out))
     return 0
 

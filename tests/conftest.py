@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,17 @@ class Peers:
         self.uniqueid = TcpProxy("127.0.0.1", self.published.ports["uniqueid"]).start()
         self.policy = TcpProxy("127.0.0.1", self.published.ports["policy"]).start()
         self.metadata = TcpProxy("127.0.0.1", self.published.ports["metadata"]).start()
+
+    def policy_requests_for(self, job_id: int, header: bytes = b"X-Http-Authed-User") -> list[bytes]:
+        """The ``header`` values of the policy requests that asked about job ``job_id``."""
+        marker = json.dumps({"destinationTable": "Transactions._id", "value": int(job_id)}).encode()
+        values = []
+        for request in bytes(self.policy.requests).split(b"POST /ingest ")[1:]:
+            if marker in request:
+                head = request.split(b"\r\n\r\n", 1)[0]
+                values += [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                           if line.lower().startswith(header.lower() + b":")]
+        return values
 
     def next_id(self, mode: str) -> int:
         """Take one id of ``mode`` from the real uniqueid (to see how many were taken meanwhile)."""

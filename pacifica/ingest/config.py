@@ -55,7 +55,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
     Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),
     Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", EMBEDDED, "archive_url"),
-    Option("archiveinterface", "confirm_puts", "ARCHIVEINTERFACE_CONFIRM_PUTS", "true", "confirm_puts", _bool),
+    Option("archiveinterface", "confirm_puts", "ARCHIVEINTERFACE_CONFIRM_PUTS", "auto", "confirm_puts",
+           _auto_bool),
     Option("metadata", "ingest_url", "METADATA_INGEST_URL", EMBEDDED, "metadata_url"),
     Option("celery", "broker_url", "BROKER_URL", EMBEDDED, "broker_url"),
     Option("celery", "backend_url", "BACKEND_URL", EMBEDDED, "backend_url"),
@@ -90,7 +91,7 @@ class Settings:
     uniqueid_url: str
     policy_url: str
     archive_url: str
-    confirm_puts: bool
+    confirm_puts: bool | None
     metadata_url: str
     broker_url: str
     backend_url: str

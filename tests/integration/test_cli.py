@@ -52,20 +52,20 @@ def test_retry_reuses_the_file_ids_of_a_failed_attempt(cli_stack, peers, archive
         peers.policy.start()
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAILED Policy Validation" in failed.stdout
-    reservations = len(peers.uniqueid_app.calls)
+    before = peers.next_id("file")
     kept = tmp_path / "kept.tar"
     shutil.copy(bundle, kept)
 
     retried = cli_stack.cmd("retry", "--path", str(bundle), "--job_id", job, "--username", "bob")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert "OK ingest metadata" in retried.stdout
-    assert len(peers.uniqueid_app.calls) == reservations, "retry reserved new file ids"
-    document = peers.metadata_app.transaction(int(job))
+    assert peers.next_id("file") == before + 1, "retry reserved new file ids"
+    document = peers.published.document(int(job))
     stored = {item["name"]: archive.file(item["_id"]).read_bytes()
               for item in document if item.get("destinationTable") == "Files"}
     assert stored == {"one.txt": files["data/r/one.txt"], "two.txt": files["data/r/two.txt"]}
     assert not bundle.exists(), "a completed retry leaves its bundle on the volume"
-    assert peers.policy_app.calls[-1][0] == "bob"
+    assert peers.policy_requests_for(int(job))[-1] == b"bob"
 
 
 def test_retry_of_a_broken_bundle_exits_non_zero(cli_stack, tmp_path):

@@ -58,9 +58,7 @@ def test_default_user_when_no_auth_header(http_stack, peers, tmp_path):
     make_bundle(str(path), {"data/x/two.txt": b"two\n"})
     job_id = http_stack.upload(path).json()["job_id"]
     http_stack.wait_complete(job_id)
-    users = [user for user, document in peers.policy_app.calls
-             if {"destinationTable": "Transactions._id", "value": job_id} in document]
-    assert users == ["root"]
+    assert peers.policy_requests_for(job_id) == [b"root"]
 
 
 def test_chunked_upload_without_content_length(stack, tmp_path):

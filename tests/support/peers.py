@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-KNOWN_PROJECTS = {"1234", "1235", "project-a"}
+KNOWN_PROJECTS = {"1234", "1234a", "1235", "project-a"}
 MIMETYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 

@@ -142,6 +142,11 @@ class Stack:
     def state(self, job_id: Any) -> requests.Response:
         return requests.get(self.url + "/get_state", params={"job_id": job_id}, timeout=30)
 
+    def history(self, job_id: Any) -> list[dict[str, Any]]:
+        """The job's history, as get_state?history=true answers it."""
+        response = requests.get(self.url + "/get_state", params={"job_id": job_id, "history": "true"}, timeout=30)
+        return response.json().get("history", [])
+
     def state_after_stop(self, job_id: int) -> dict[str, Any]:
         """Read a job's state straight from the stack's database (its server is not running)."""
         from pacifica.ingest.database import make_database

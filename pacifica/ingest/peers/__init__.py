@@ -72,7 +72,10 @@ def build_peers(settings: Settings) -> Peers:
         gate = None
         if settings.archive_concurrency <= 1:
             gate = ArchiveGate(os.path.join(settings.volume_path, ".archive.lock"))
-        archive: ArchivePort = HttpArchive(settings.archive_url, session, confirm=settings.confirm_puts, gate=gate)
+        # A HEAD after each PUT (auto: only when requests overlap) catches the archive that
+        # answered 201 for bytes an overlapping request lost; with the gate, none of ours overlap.
+        confirm = settings.confirm_puts if settings.confirm_puts is not None else gate is None
+        archive: ArchivePort = HttpArchive(settings.archive_url, session, confirm=confirm, gate=gate)
     else:
         root = settings.data_path("archive") if archive_kind == "embedded" else urlparse(settings.archive_url).path
         archive = LocalArchive(root)

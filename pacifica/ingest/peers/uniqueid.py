@@ -45,6 +45,8 @@ class HttpUniqueId:
         """Reserve ``count`` ids of ``mode`` and return the first."""
         from ..orm import DB, IngestUniqueId
 
+        if count < 1:
+            raise PeerRejected(PEER, self.url, f"range must be at least 1, got {count}")
         key = f"{HIGH_WATER_PREFIX}{mode}"
         for _attempt in range(5):
             with DB.atomic():
