@@ -52,11 +52,12 @@ class Peers:
         self.policy = TcpProxy("127.0.0.1", self.published.ports["policy"]).start()
         self.metadata = TcpProxy("127.0.0.1", self.published.ports["metadata"]).start()
 
-    def policy_requests_for(self, job_id: int, header: bytes = b"X-Http-Authed-User") -> list[bytes]:
-        """The ``header`` values of the policy requests that asked about job ``job_id``."""
+    def policy_requests_for(self, job_id: int, header: bytes = b"X-Http-Authed-User", since: int = 0) -> list[bytes]:
+        """The ``header`` values of the policy requests that asked about job ``job_id`` (made
+        after ``since`` bytes of requests: embedded stacks each count their job ids from 1)."""
         marker = json.dumps({"destinationTable": "Transactions._id", "value": int(job_id)}).encode()
         values = []
-        for request in bytes(self.policy.requests).split(b"POST /ingest ")[1:]:
+        for request in bytes(self.policy.requests[since:]).split(b"POST /ingest ")[1:]:
             if marker in request:
                 head = request.split(b"\r\n\r\n", 1)[0]
                 values += [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
@@ -87,9 +88,18 @@ def archive(tmp_path_factory):
     interface.stop()
 
 
+_backends: list[str] = []
+
+
 def broker_urls(kind: str, name: str) -> tuple[str, str]:
-    """Return (broker_url, backend_url) of a fresh broker namespace; results always go to Redis."""
-    backend = services.redis_db(next(_redis_numbers))
+    """Return (broker_url, backend_url) of a fresh broker namespace; results always go to Redis.
+
+    Every stack keeps its Celery results in one Redis database (emptied once per session): the
+    result keys are task ids, unique everywhere, and Redis has only 16 databases for the brokers.
+    """
+    if not _backends:
+        _backends.append(services.redis_db(2))
+    backend = _backends[0]
     if kind == "redis":
         return services.redis_db(next(_redis_numbers)), backend
     return services.rabbitmq_vhost(f"pacifica_ingest_test_{name}"), backend

@@ -8,39 +8,35 @@ import requests
 
 from tests.conftest import embedded_stack
 from tests.support.bundles import make_bundle, move_document
-from tests.support.peers import PeerServer, PolicyApp
 
 
 @pytest.fixture
-def policy():
-    app = PolicyApp()
-    server = PeerServer(app).start()
-    yield app, server
-    server.stop()
+def policy(peers):
+    """The published policy, and where its recorded requests stood when the test began."""
+    return peers, len(peers.policy.requests)
 
 
-def start(name, root, policy_server, **ingest):
+def start(name, root, peers, **ingest):
     stack = embedded_stack(name, root, **ingest)
-    stack.settings["policy"] = {"ingest_url": policy_server.url + "/ingest"}
+    stack.settings["policy"] = {"ingest_url": peers.policy.url + "/ingest"}
     stack.write_config()
     stack.start_server()
     return stack
 
 
-def users_for(app, job_id):
-    return [user for user, document in app.calls
-            if {"destinationTable": "Transactions._id", "value": job_id} in document]
+def users_for(policy, job_id):
+    peers, since = policy
+    return [user.decode() for user in peers.policy_requests_for(job_id, since=since)]
 
 
 def test_header_from_a_trusted_proxy_and_no_fallback_user(tmp_path, policy):
-    app, server = policy
-    stack = start("trusted", tmp_path / "stack", server, trusted_proxies="127.0.0.1/32", default_user="")
+    stack = start("trusted", tmp_path / "stack", policy[0], trusted_proxies="127.0.0.1/32", default_user="")
     try:
         path = tmp_path / "b.tar"
         make_bundle(str(path), {"data/a.txt": b"a"})
         job_id = stack.upload(path, user="alice").json()["job_id"]
         assert stack.wait_complete(job_id)["state"] == "OK"
-        assert users_for(app, job_id) == ["alice"]
+        assert users_for(policy, job_id) == ["alice"]
         refused = requests.post(stack.url + "/upload", data=path.read_bytes(), timeout=10)
         assert refused.status_code == 401
         assert "authentication required" in refused.json()["message"]
@@ -50,17 +46,16 @@ def test_header_from_a_trusted_proxy_and_no_fallback_user(tmp_path, policy):
 
 
 def test_header_from_anyone_else_is_ignored_and_moves_stay_under_their_roots(tmp_path, policy):
-    app, server = policy
     allowed = tmp_path / "allowed"
     allowed.mkdir()
-    stack = start("untrusted", tmp_path / "stack", server, trusted_proxies="10.9.9.9", default_user="guest",
+    stack = start("untrusted", tmp_path / "stack", policy[0], trusted_proxies="10.9.9.9", default_user="guest",
                   move_roots=str(allowed))
     try:
         path = tmp_path / "b.tar"
         make_bundle(str(path), {"data/a.txt": b"a"})
         job_id = stack.upload(path, user="mallory").json()["job_id"]
         assert stack.wait_complete(job_id)["state"] == "OK"
-        assert users_for(app, job_id) == ["guest"], "a header from an untrusted address was believed"
+        assert users_for(policy, job_id) == ["guest"], "a header from an untrusted address was believed"
 
         inside = allowed / "inside.dat"
         inside.write_bytes(b"inside")

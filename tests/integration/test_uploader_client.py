@@ -24,7 +24,7 @@ def test_uploader_bundle_and_upload(stack, tmp_path):
                           "mtime": int(path.stat().st_mtime)})
     metadata = MetaData([
         MetaObj(destinationTable="Transactions.submitter", value=10),
-        MetaObj(destinationTable="Transactions.project", value="1234"),
+        MetaObj(destinationTable="Transactions.project", value="1234a"),
         MetaObj(destinationTable="Transactions.instrument", value=54),
     ])
     with tempfile.TemporaryFile() as bundle:
