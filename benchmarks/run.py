@@ -14,7 +14,8 @@ Against each, these services ingest the same bundles, in turn, ``--runs`` times 
 - ``0.4.1``: the published pacifica-ingest, from PyPI in a throwaway virtualenv;
 - ``ours``: this repository's service on its default settings;
 - ``ours x4`` (uWSGI only): ``archive_concurrency = 4``, four files at once, for an archive
-  deployment that takes concurrent requests.
+  deployment that takes concurrent requests (each PUT then checked with a HEAD, by default);
+- ``ours x4, no HEAD`` (uWSGI only): the same with ``confirm_puts = false``.
 
 Floors measured in the same run: "archive alone" (a lean client PUTs the same files from memory,
 one at a time, and over 4 connections under uWSGI) and "metadata alone" (the metadata service
@@ -52,14 +53,15 @@ SHAPES = {
 }
 DEPLOYMENTS = ("cherrypy", "uwsgi-http")
 CONCURRENT = "ours x4"
+UNCONFIRMED = "ours x4, no HEAD"
 
 
 def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive, number: int) -> list[Service]:
     """The services to compare against ``archive``, each with its own volume, database and Redis databases."""
-    names = ["0.4.1", "ours"] + ([CONCURRENT] if archive.deployment != "cherrypy" else [])
+    names = ["0.4.1", "ours"] + ([CONCURRENT, UNCONFIRMED] if archive.deployment != "cherrypy" else [])
     built = []
     for index, name in enumerate(names):
-        slot = number * 3 + index
+        slot = number * 4 + index
         settings = {
             "ingest": {"volume_path": str(work / archive.deployment / name.replace(" ", "-") / "volume")},
             "uniqueid": {"url": peers.uniqueid_url},
@@ -71,8 +73,10 @@ def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive,
         }
         if name == "0.4.1":
             settings["ingest"]["transfer_size"] = "4 Mb"
-        if name == CONCURRENT:
+        if name in (CONCURRENT, UNCONFIRMED):
             settings["ingest"]["archive_concurrency"] = "4"
+        if name == UNCONFIRMED:
+            settings["archiveinterface"]["confirm_puts"] = "false"
         os.makedirs(settings["ingest"]["volume_path"], exist_ok=True)
         python_bin = legacy_venv() if name == "0.4.1" else BIN
         built.append(Service(name, work / archive.deployment / name.replace(" ", "-"), python_bin, settings))

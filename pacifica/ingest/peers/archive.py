@@ -80,6 +80,9 @@ class HttpArchive:
             logger.warning("the archive interface at %s closed a kept-alive connection without saying so "
                            "(uWSGI --http-socket does); every request now opens its own connection", self.url)
             self.keep_alive = False
+            # The other idle connections in the pool are just as dead: drop them all at once
+            # rather than meet each one in a failed request.
+            self.session.get_adapter(url).poolmanager.clear()
             if body is not None:
                 raise  # the body was partly consumed: the caller sends the file again
             return self._request(method, url, headers=headers)

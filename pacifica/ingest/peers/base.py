@@ -167,26 +167,21 @@ def lean_call(session: requests.Session, peer: str, method: str, url: str, body:
     adapter = session.get_adapter(url)
     if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
         return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
-    pool = adapter.poolmanager.connection_from_url(url)
+    # With ``close``, a pool of its own for this one request, closed after the answer: a
+    # connection given back to the shared pool would be handed to the next request half-dead.
+    pool = urllib3.connection_from_url(url, maxsize=1) if close else adapter.poolmanager.connection_from_url(url)
     timeout = getattr(session, "default_timeout", None)
     try:
         response = pool.urlopen(method, urllib3.util.parse_url(url).request_uri, body=body, headers=headers,
                                 retries=adapter.max_retries, redirect=False, assert_same_host=False,
-                                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                                preload_content=not close, release_conn=not close)
-        if close:
-            # Taken before reading: reading to the end gives the connection back to the pool.
-            connection = response.connection
-            try:
-                response.read(cache_content=True)
-            finally:
-                if connection is not None:
-                    connection.close()
-                response.release_conn()
+                                timeout=urllib3.Timeout(connect=timeout, read=timeout), preload_content=True)
     except urllib3.exceptions.TimeoutError as exc:
         raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
     except urllib3.exceptions.HTTPError as exc:
         raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
+    finally:
+        if close:
+            pool.close()
     if response.status >= 500:
         raise PeerUnavailable(peer, url, describe_error(response.status, response.data))
     if response.status >= 400:
