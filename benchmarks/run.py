@@ -68,7 +68,8 @@ def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive,
             "policy": {"ingest_url": peers.policy_url},
             "archiveinterface": {"url": archive.url},
             "metadata": {"ingest_url": peers.metadata_url},
-            "celery": {"broker_url": services.redis_db(2 + 2 * slot), "backend_url": services.redis_db(3 + 2 * slot)},
+            # Results of every service share one Redis database (keys are task ids); brokers each have one.
+            "celery": {"broker_url": services.redis_db(2 + slot), "backend_url": "redis://127.0.0.1:6379/1"},
             "database": {"peewee_url": services.create_postgres_db(f"pacifica_ingest_bench_{slot}")},
         }
         if name == "0.4.1":
