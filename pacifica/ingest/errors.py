@@ -9,6 +9,7 @@
     ├── UploadError             a body was refused or cut off (UPLOADING); carries the HTTP status
     └── PeerError               a peer service failed; names the peer and URL
         ├── PeerUnavailable     transient: refused, timed out, 5xx (worth retrying)
+        │   └── ConnectionClosed    the peer had closed the connection: send again at once
         └── PeerRejected        permanent: the peer said no (4xx, or a non-success answer)
 
 The pipeline turns any of these into a FAILED state row naming the stage; only the
@@ -51,6 +52,11 @@ class PeerError(IngestError):
 
 class PeerUnavailable(PeerError):
     """The peer could not be reached or answered with a server error."""
+
+
+class ConnectionClosed(PeerUnavailable):
+    """The peer had closed the kept-alive connection a request went out on; the request can be
+    sent again at once on a new connection."""
 
 
 class PeerRejected(PeerError):

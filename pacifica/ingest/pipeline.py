@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
 from . import bundle, orm, states, tarhash
-from .errors import IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
+from .errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
 from .tarutils import MemberReader, open_bundle, read_metadata
@@ -173,7 +173,8 @@ def _describe_rollback(file_ids: list[int], failed: list[int]) -> str:
 
 def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) -> Any:
     """Call ``work``; while it raises ``PeerUnavailable``, call it again up to ``retries`` times,
-    waiting ``delay`` seconds, doubled each time."""
+    waiting ``delay`` seconds, doubled each time (not at all after ``ConnectionClosed``: the
+    peer is there, the connection was not)."""
     attempt = 0
     while True:
         try:
@@ -182,7 +183,8 @@ def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) ->
             if attempt >= retries:
                 raise
             logger.warning("%s: %s; trying again (%d of %d)", what, exc, attempt + 1, retries)
-            time.sleep(delay * (2 ** attempt))
+            if not isinstance(exc, ConnectionClosed):
+                time.sleep(delay * (2 ** attempt))
             attempt += 1
 
 

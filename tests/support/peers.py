@@ -1,8 +1,7 @@
-"""HTTP test doubles for the uniqueid, policy and metadata services.
-
-They speak the published wire protocols over real sockets on loopback; their behaviour is
-that of a small deployment: the policy knows a fixed set of projects, the metadata service
-refuses a malformed mimetype and keeps what it accepts.
+"""Stand-ins that speak the uniqueid, policy, metadata and archive wire protocols, for what the
+real published services cannot be made to do on demand: answer 503 for a while (FlakyApp),
+forget what they acknowledged, or hand out a range twice. Everything else in the tests meets
+the real published services (``published.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-KNOWN_PROJECTS = {"1234", "1234a", "1235", "project-a"}
 MIMETYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
@@ -24,57 +22,6 @@ class PeerApp:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers, body: bytes):
         raise NotImplementedError
-
-
-class UniqueIdApp(PeerApp):
-    """``GET /getid?range=N&mode=M``: consecutive ranges per mode, starting at 1."""
-
-    def __init__(self, start: int = 1) -> None:
-        self.lock = threading.Lock()
-        self.next = {}
-        self.start = start
-        self.calls: list[tuple[str, int]] = []
-
-    def handle(self, method, path, query, headers, body):
-        if method != "GET" or path != "/getid":
-            return 404, {"status": "404 Not Found", "message": f"no {method} {path}"}
-        try:
-            count = int(query["range"][0])
-            mode = query["mode"][0]
-        except (KeyError, ValueError, IndexError):
-            return 400, {"status": "400 Bad Request", "message": "range and mode are required"}
-        if count < 1:
-            return 400, {"status": "400 Bad Request", "message": "range must be positive"}
-        with self.lock:
-            first = self.next.get(mode, self.start)
-            self.next[mode] = first + count
-            self.calls.append((mode, count))
-        return 200, {"startIndex": first, "endIndex": first + count - 1}
-
-
-class PolicyApp(PeerApp):
-    """``POST /ingest``: accepts metadata whose ``Transactions.project`` is a known project."""
-
-    def __init__(self, auth_header: str = "X-Http-Authed-User") -> None:
-        self.auth_header = auth_header
-        self.calls: list[tuple[str | None, Any]] = []
-
-    def handle(self, method, path, query, headers, body):
-        if method != "POST" or path != "/ingest":
-            return 404, {"status": "404 Not Found", "message": f"no {method} {path}"}
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return 400, {"status": "error", "message": "body is not JSON"}
-        if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
-            return 400, {"status": "error", "message": "metadata must be a list of objects"}
-        self.calls.append((headers.get(self.auth_header), document))
-        projects = [item.get("value") for item in document
-                    if isinstance(item, dict) and item.get("destinationTable") == "Transactions.project"]
-        unknown = [str(project) for project in projects if str(project) not in KNOWN_PROJECTS]
-        if not projects or unknown:
-            return 412, {"status": "error", "message": f"project {', '.join(unknown) or '(none)'} is not valid"}
-        return 200, {"status": "success"}
 
 
 class MetadataApp(PeerApp):

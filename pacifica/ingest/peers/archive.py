@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import requests
 
-from ..errors import PeerError, PeerRejected, PeerUnavailable
+from ..errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
 from .base import lean_call
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,8 @@ class HttpArchive:
             # rather than meet each one in a failed request.
             self.session.get_adapter(url).poolmanager.clear()
             if body is not None:
-                raise  # the body was partly consumed: the caller sends the file again
+                # The body was partly consumed: the caller sends the file again, at once.
+                raise ConnectionClosed(exc.peer, exc.url, exc.detail) from None
             return self._request(method, url, headers=headers)
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
