@@ -7,12 +7,16 @@ import ctypes
 import email.utils
 import errno
 import fcntl
+import http.client
 import json
 import logging
 import os
+import select
 import shutil
+import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
@@ -51,10 +55,14 @@ class HttpArchive:
       ``gate`` (see ``ArchiveGate``), this service sends it one request at a time, from every
       thread and every process on the volume.
     - Under uWSGI ``--http-socket`` it answers HTTP/1.1 without ``Connection: close`` and then
-      closes the socket. A request that fails on a connection the server had closed makes this
-      client open a new connection for every later request (as the server wants), and a request
-      without a body is sent again at once.
+      closes the socket. Before its first request this client asks once whether the archive
+      keeps a connection open after answering (``keeps_connections``); if not, every request
+      opens its own connection. Should a request still meet a connection the server had closed,
+      the client switches the same way and the request is sent again at once.
     """
+
+    # How long the first answer's connection is watched for the server closing it (seconds).
+    PROBE_WAIT = 0.2
 
     def __init__(self, url: str, session: requests.Session, confirm: bool = True,
                  gate: ArchiveGate | None = None) -> None:
@@ -62,7 +70,30 @@ class HttpArchive:
         self.session = session
         self.confirm = confirm
         self.gate = gate or _NO_GATE
-        self.keep_alive = True
+        # None until asked: whether the archive keeps a connection open after answering.
+        self.keep_alive: bool | None = None
+
+    def keeps_connections(self) -> bool:
+        """Ask the archive (HEAD of its root, once) whether it keeps a connection open after
+        answering; True when that cannot be told (the client then learns it from a failure)."""
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme != "http" or self.session.proxies:
+            return True
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80,
+                                                timeout=getattr(self.session, "default_timeout", None) or 60)
+        try:
+            connection.request("HEAD", (parsed.path or "") + "/")
+            connection.getresponse().read()
+            ready, _, _ = select.select([connection.sock], [], [], self.PROBE_WAIT)
+            closed = bool(ready) and connection.sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, http.client.HTTPException):
+            return True
+        finally:
+            connection.close()
+        if closed:
+            logger.info("the archive interface at %s closes each connection after answering (uWSGI "
+                        "--http-socket does, without saying so); every request opens its own", self.url)
+        return not closed
 
     def _file_url(self, file_id: int) -> str:
         return f"{self.url}/{int(file_id)}"
@@ -70,6 +101,8 @@ class HttpArchive:
     def _request(self, method: str, url: str, body=None, headers: dict[str, str] | None = None):
         """One request on a pooled connection; see the class docstring for closed connections."""
         headers = dict(headers or {})
+        if self.keep_alive is None:
+            self.keep_alive = self.keeps_connections()
         if not self.keep_alive:
             headers["Connection"] = "close"
         try:
