@@ -16,7 +16,9 @@ def _ratio(shape: dict, old: str, new: str) -> str:
 
 
 def _seconds(shape: dict, name: str, key: str = "end_to_end_s") -> str:
-    return f"{shape[name][key]:.2f} s" if name in shape else "-"
+    failed = len(shape.get("failures", {}).get(name, []))
+    note = f" ({failed} run(s) FAILED)" if failed and key == "end_to_end_s" else ""
+    return (f"{shape[name][key]:.2f} s" if name in shape else "-") + note
 
 
 DEPLOYMENT_NAMES = {

@@ -96,13 +96,22 @@ def run_shape(label: str, count: int, size: int, work: Path, runs: int, services
         shape["floors"]["archive_x4_s"] = archive_floor(archive.port, count, size, first_id + count, 4, fresh)
     shape["floors"]["metadata_s"] = metadata_floor(peers.metadata_url, peers.uniqueid_url, count)
     samples: dict[str, list[dict]] = {service.name: [] for service in services_}
+    failures: dict[str, list[str]] = {}
     for _run in range(runs):
         for service in services_:
             sample = service.ingest(bundle)
+            if "failed" in sample:
+                failures.setdefault(service.name, []).append(sample["failed"])
+                logger.warning("%s %s %s: job FAILED in %s", archive.deployment, label, service.name,
+                               sample["failed"])
+                continue
             samples[service.name].append(sample)
             logger.info("%s %s %s: %.2f s (upload %.2f s)", archive.deployment, label, service.name,
                         sample["end_to_end_s"], sample["upload_s"])
+    shape["failures"] = failures
     for name, values in samples.items():
+        if not values:
+            continue
         e2e = statistics.median(value["end_to_end_s"] for value in values)
         shape[name] = {"end_to_end_s": e2e, "upload_s": statistics.median(value["upload_s"] for value in values),
                        "files_per_s": count / e2e, "mb_per_s": total / e2e / 1e6, "job_id": values[-1]["job_id"],
