@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             results["deployments"][deployment] = shapes_done
     finally:
         peers.stop()
+        # Every run leaves gigabytes in the archives and volumes: nothing of it is kept.
+        shutil.rmtree(work, ignore_errors=True)
     write_results(results, Path(args.out))
     return 0
 
