@@ -138,8 +138,7 @@ class Service:
         state = wait_for(done, timeout, f"{self.name} job {job_id}", interval=0.05)
         finished = time.perf_counter()
         if state["state"] != "OK":
-            # A failed job is a result too (0.4.1 fails now and then against the CherryPy archive):
-            # it is counted and left out of the medians.
+            # A failed job is a result too: it is counted and left out of the medians.
             return {"failed": f"{state['task']}: {str(state['exception'])[-300:]}", "job_id": job_id}
         return {"upload_s": uploaded - started, "end_to_end_s": finished - started, "job_id": job_id,
                 "web_rss_mb": max(peak_rss_mb(pid) for pid in web),
