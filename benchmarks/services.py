@@ -20,7 +20,9 @@ from tests.support.stack import CPCONFIG as TEST_CPCONFIG
 
 LEGACY = Path.home() / ".cache" / "pacifica-ingest-tests" / "legacy-0.4.1"
 
-# The test servers' CherryPy config, with room for large, slow bodies and many clients.
+# The CherryPy config of the two ingest services compared (ours and 0.4.1 get the same), with
+# room for large, slow bodies and many clients, as this repository's server.conf. The peers
+# (uniqueid, policy, metadata, archive interface) run with their own defaults: tests/support/published.py.
 CPCONFIG = TEST_CPCONFIG.replace("[/]", "server.socket_timeout: 300\nserver.thread_pool: 32\n\n[/]")
 
 

@@ -141,13 +141,6 @@ def _files(sidecar: Sidecar) -> list[bundle.FileEntry]:
     return [bundle.FileEntry(**item) for item in sidecar["files"]]
 
 
-def rollback(job_id: int, archive: ArchivePort, file_ids: list[int], retries: int = 3,
-             delay: float = 0.2) -> str:
-    """Delete ``file_ids`` from the archive, each tried again on a transient failure; return a
-    sentence saying what was done."""
-    return _describe_rollback(file_ids, _delete_all(job_id, archive, file_ids, retries, delay))
-
-
 def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries: int = 3,
                 delay: float = 0.2) -> list[int]:
     """Delete ``file_ids`` from the archive; return those that could not be deleted."""
