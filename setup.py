@@ -22,7 +22,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5",
                  "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3", "tuspy>=1.0",
-                 "pacifica-downloader>=0.4"],
+                 "pacifica-downloader>=0.4", "pyuwsgi>=2.0.28"],
+        "uwsgi": ["pyuwsgi>=2.0.28"],
     },
     entry_points={
         "console_scripts": [

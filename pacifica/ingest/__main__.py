@@ -36,10 +36,10 @@ def _server_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest server with CherryPy's built-in HTTP server."""
     import cherrypy
-    from cherrypy.process import plugins
 
     from .memory import limit_heap_growth
-    from .rest import SERVER_DEFAULTS, make_app
+    from .rest import SERVER_DEFAULTS
+    from .server import compose
 
     args = _server_parser().parse_args(argv)
     configure_logging()
@@ -47,11 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = configure(load_settings(args.config)).settings
         check_schema()
-        if settings.broker_embedded:
-            from .recovery import recover
-
-            with orm.DB.connection_context():
-                recover(settings.data_path("queue"), runtime().spool)
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-ingest: {one_line(exc)}\n")
         return 2
@@ -69,30 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cherrypy.config.update({"server.socket_host": args.address})
     if args.port is not None:
         cherrypy.config.update({"server.socket_port": args.port})
-    cherrypy.tree.mount(make_app(cpconfig), "")
-    if settings.failed_retention > 0:
-        from .housekeeping import expire_failed_bundles
-
-        def expire() -> None:
-            with orm.DB.connection_context():
-                expire_failed_bundles(runtime().spool, settings.failed_retention)
-
-        expire()
-        plugins.Monitor(cherrypy.engine, expire, frequency=3600, name="expire failed bundles").subscribe()
-    if settings.upload_expiry > 0:
-        from .tus_rest import expire_uploads, store
-
-        def expire_resumable() -> None:
-            with orm.DB.connection_context():
-                expire_uploads(store())
-
-        # Checked a few times per expiry period, at most hourly.
-        frequency = min(3600.0, max(1.0, settings.upload_expiry * 3600 / 4))
-        plugins.Monitor(cherrypy.engine, expire_resumable, frequency=frequency, name="expire uploads").subscribe()
-    if settings.run_embedded_worker:
-        from .worker import EmbeddedWorker
-
-        EmbeddedWorker(cherrypy.engine, settings).subscribe()
+    cherrypy.tree.mount(compose(settings, cpconfig), "")
     if hasattr(cherrypy.engine, "signal_handler"):
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()

@@ -3,13 +3,23 @@
 cheroot reads request bodies through ``_pyio.BufferedReader`` (pure Python), which copies every
 block several times: about 2.5 s per GiB on a small machine, more than the disk takes to write
 it. ``SocketBody`` hands out whatever cheroot had already buffered, then lets the socket
-``recv_into`` the caller's buffer. Anything that is not cheroot's fixed-length body (a chunked
-body, another WSGI server) is read through its own ``read()``.
+``recv_into`` the caller's buffer. Under uWSGI, ``UwsgiBody`` lets an uploader pause for as long
+as CherryPy would. Anything else (a chunked body, another WSGI server) is read through its own
+``read()``.
 """
 
 from __future__ import annotations
 
+import array
+import fcntl
+import select
+import sys
+import termios
+import time
 from typing import Any
+
+# How long an uploader may send nothing before the upload is given up (CherryPy's socket timeout).
+STALL_SECONDS = 300.0
 
 
 class SocketBody:
@@ -60,6 +70,54 @@ class ReadBody:
         return len(block)
 
 
-def request_body(rfile: Any) -> SocketBody | ReadBody:
+class BodyStalled(OSError):
+    """The client sent nothing for longer than ``STALL_SECONDS``."""
+
+
+class UwsgiBody:
+    """uWSGI's request body, read so that a pause longer than uWSGI's socket timeout loses nothing.
+
+    ``wsgi.input.read(n)`` waits ``--socket-timeout`` (4 s by default) for all ``n`` bytes, then
+    raises and drops the bytes it had read so far. So this asks only for what the socket already
+    holds (at least one byte, which a timeout cannot lose, or which comes from uWSGI's own
+    buffer of bytes read with the headers), and treats a timeout as a pause until ``stall``
+    seconds pass without a byte.
+    """
+
+    def __init__(self, rfile: Any, stall: float = STALL_SECONDS) -> None:
+        self.rfile = rfile
+        self.fd = rfile.fileno()
+        self.stall = stall
+
+    @staticmethod
+    def supports(rfile: Any) -> bool:
+        """Whether ``rfile`` is uWSGI's ``wsgi.input`` on a plain socket."""
+        return "uwsgi" in sys.modules and type(rfile).__module__ == "uwsgi" and hasattr(rfile, "fileno")
+
+    def _waiting(self) -> int:
+        count = array.array("i", [0])
+        fcntl.ioctl(self.fd, termios.FIONREAD, count, True)
+        return count[0]
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of ``buffer`` with the next bytes of the body; return how many (0 at the end)."""
+        deadline = time.monotonic() + self.stall
+        while True:
+            try:
+                block = self.rfile.read(min(len(buffer), max(self._waiting(), 1)))
+            except OSError as exc:
+                if "timeout" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise BodyStalled(f"the client sent nothing for {self.stall:g} s") from None
+                select.select([self.fd], [], [], 1.0)
+                continue
+            buffer[:len(block)] = block
+            return len(block)
+
+
+def request_body(rfile: Any) -> SocketBody | UwsgiBody | ReadBody:
     """The fastest reader for a request body."""
-    return SocketBody(rfile) if SocketBody.supports(rfile) else ReadBody(rfile)
+    if SocketBody.supports(rfile):
+        return SocketBody(rfile)
+    return UwsgiBody(rfile) if UwsgiBody.supports(rfile) else ReadBody(rfile)

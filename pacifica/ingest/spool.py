@@ -154,8 +154,18 @@ class Spool:
         _remove(self.bundle_path(job_id) + ".part")
         tarhash.discard(self.bundle_path(job_id))
 
+    def holds(self, path: str) -> bool:
+        """True if ``path`` (symbolic links resolved) lies inside the volume."""
+        root = os.path.realpath(self.volume_path)
+        return os.path.commonpath([root, os.path.realpath(path)]) == root
+
     def discard(self, job_id: int, path: str | None = None) -> None:
-        """Remove every file the job kept on the volume (after it completed)."""
+        """Remove every file the job kept on the volume (after it completed).
+
+        ``path`` is the bundle the job ran from; it is removed only if it lies inside the volume,
+        so ``pacifica-ingest-cmd retry --path`` never deletes an operator's own file.
+        """
+        path = path if path and self.holds(path) else None
         for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id),
                      self.job_path(job_id), self.ledger_path(job_id), self.resumable_path(job_id),
                      self.resumable_path(job_id) + ".json"):

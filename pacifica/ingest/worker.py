@@ -1,7 +1,7 @@
-"""A Celery worker that ``pacifica-ingest`` runs beside the web server (the embedded setup).
+"""A Celery worker that the service runs beside the web server (the embedded setup).
 
 It is an ordinary ``celery -A pacifica.ingest.tasks worker`` child process with the same
-settings, started and stopped with the CherryPy engine and restarted if it dies.
+settings, started and stopped by the service's duties (``server.Duties``) and restarted if it dies.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-
-from cherrypy.process import plugins
 
 from .config import Settings
 
@@ -29,27 +27,30 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def python_executable() -> str:
+    """This environment's interpreter. Under uWSGI, ``sys.executable`` is the uwsgi binary or the
+    base interpreter of the virtualenv (pyuwsgi), which has none of the service's packages."""
+    for name in ("python3", "python"):
+        candidate = os.path.join(sys.prefix, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
 def worker_command(settings: Settings) -> list[str]:
     """Return the command line of the embedded worker."""
-    return [sys.executable, "-m", "celery", "-A", "pacifica.ingest.tasks", "worker", "-l", "INFO",
+    return [python_executable(), "-m", "celery", "-A", "pacifica.ingest.tasks", "worker", "-l", "INFO",
             "-c", str(max(1, settings.worker_concurrency)), "-n", f"embedded-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
-class EmbeddedWorker(plugins.SimplePlugin):
-    """CherryPy engine plugin owning the worker child process."""
+class EmbeddedWorker:
+    """Owner of the worker child process."""
 
-    def __init__(self, bus, settings: Settings, stop_timeout: float = 60.0) -> None:
-        super().__init__(bus)
+    def __init__(self, settings: Settings, stop_timeout: float = 60.0) -> None:
         self.settings = settings
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
-        self.monitor = plugins.Monitor(bus, self.check, frequency=5, name="embedded worker monitor")
-
-    def subscribe(self) -> None:
-        """Register with the engine (and the monitor that restarts a dead worker)."""
-        super().subscribe()
-        self.monitor.subscribe()
 
     def start(self) -> None:
         """Start the worker process."""
@@ -58,8 +59,6 @@ class EmbeddedWorker(plugins.SimplePlugin):
             env["INGEST_CONFIG"] = self.settings.config_file
         self.process = subprocess.Popen(worker_command(self.settings), env=env, preexec_fn=_die_with_parent)
         logger.info("embedded worker started (pid %s)", self.process.pid)
-
-    start.priority = 80  # after the HTTP server is listening
 
     def check(self) -> None:
         """Restart the worker if it exited while the server runs."""
@@ -80,5 +79,3 @@ class EmbeddedWorker(plugins.SimplePlugin):
             process.kill()
             process.wait()
         logger.info("embedded worker stopped")
-
-    stop.priority = 10

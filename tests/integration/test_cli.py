@@ -12,6 +12,7 @@ pytestmark = pytest.mark.parametrize("cli_stack", ["sqlite", "postgres", "mysql"
 
 # Job ids the retry test uses, distinct per database (the test peers live for the whole session).
 JOB_IDS = {"cli-sqlite": 900001, "cli-postgres": 900002, "cli-mysql": 900003}
+OUTSIDE_JOB_IDS = {"cli-sqlite": 900011, "cli-postgres": 900012, "cli-mysql": 900013}
 
 
 def test_dbchk_dbsync_twice_dbchk(cli_stack):
@@ -66,6 +67,24 @@ def test_retry_reuses_the_file_ids_of_a_failed_attempt(cli_stack, peers, archive
     assert stored == {"one.txt": files["data/r/one.txt"], "two.txt": files["data/r/two.txt"]}
     assert not bundle.exists(), "a completed retry leaves its bundle on the volume"
     assert peers.policy_requests_for(int(job))[-1] == b"bob"
+
+
+def test_retry_never_deletes_a_bundle_outside_the_volume(cli_stack, peers, archive, tmp_path):
+    cli_stack.cmd("dbsync")
+    job = OUTSIDE_JOB_IDS[cli_stack.name]
+    files = {"data/o/kept.txt": b"an operator's own copy\n" * 100}
+    bundle = tmp_path / "operators-copy.tar"
+    make_bundle(str(bundle), files)
+    original = bundle.read_bytes()
+    retried = cli_stack.cmd("retry", "--path", str(bundle), "--job_id", str(job), "--username", "bob")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "OK ingest metadata" in retried.stdout
+    stored = [archive.file(item["_id"]).read_bytes() for item in peers.published.document(job)
+              if item.get("destinationTable") == "Files"]
+    assert stored == [files["data/o/kept.txt"]]
+    assert bundle.read_bytes() == original, "retry deleted a file outside the volume"
+    leftovers = sorted(path.name for path in cli_stack.volume.glob(f"{job}*"))
+    assert leftovers == [], f"the job left {leftovers} on the volume"
 
 
 def test_retry_of_a_broken_bundle_exits_non_zero(cli_stack, tmp_path):

@@ -110,6 +110,17 @@ class Stack:
                            self.root / "server.log", env=self.env).start()
         self.server.wait_http(self.url + "/", 60)
 
+    def start_uwsgi(self, *options: str, log: str = "uwsgi.log") -> Proc:
+        """Serve the stack with the real ``uwsgi`` binary: the seed's command on a loopback port,
+        then ``options``."""
+        self.port = self.port or free_port()
+        self.server = Proc(f"{self.name}-uwsgi",
+                           [str(BIN / "uwsgi"), "--http-socket", f"127.0.0.1:{self.port}", "--master",
+                            "--module", "pacifica.ingest.wsgi", *options],
+                           self.root / log, env=self.env).start()
+        self.server.wait_http(self.url + "/", 60)
+        return self.server
+
     def start_worker(self, node: str = "w1", concurrency: int = 2) -> Proc:
         worker = Proc(f"{self.name}-worker-{node}",
                       [str(BIN / "celery"), "-A", "pacifica.ingest.tasks", "worker", "-l", "INFO",
