@@ -1,21 +1,41 @@
-# One image for both roles of the ingest service: the web server (default command) and the
-# Celery worker (docker-compose overrides the command). Both need the same volume_path.
-# `docker run -p 8066:8066 -v ingest:/srv/ingest IMAGE` alone runs the embedded setup, with
-# everything (volume, database, archive, queue) under /srv/ingest.
+# The ingest service (and cartd) in one image, for both roles: the web server (default command)
+# and the Celery workers (docker-compose.yml overrides the command).
+#
+# Alone, it runs the embedded setup with everything (volume, database, archive, queue) in one
+# volume, which keeps the jobs across restarts:
+#   docker build -t pacifica-ingest .
+#   docker run -p 8066:8066 -v pacifica-ingest:/srv/ingest pacifica-ingest
+#
+# uWSGI comes as the pyuwsgi wheel, so nothing is compiled and the image has no compiler.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     INGEST_CONFIG=/etc/pacifica-ingest/config.cfg \
     INGEST_CPCONFIG=/etc/pacifica-ingest/server.conf \
-    INGEST_DATA_DIR=/srv/ingest
+    INGEST_DATA_DIR=/srv/ingest \
+    CARTD_DATA_DIR=/srv/cartd
+
+RUN groupadd --system --gid 1000 pacifica \
+ && useradd --system --uid 1000 --gid pacifica --home-dir /srv/ingest --no-create-home pacifica \
+ && mkdir -p /srv/ingest /srv/cartd /etc/pacifica-ingest \
+ && chown pacifica:pacifica /srv/ingest /srv/cartd
 
 WORKDIR /usr/src/pacifica-ingest
-COPY setup.py requirements.txt README.md ./
+# The pinned dependencies first: this layer is rebuilt only when the lock changes.
+COPY requirements-lock.txt ./
+RUN pip install --no-deps -r requirements-lock.txt
+COPY setup.py README.md ./
 COPY pacifica ./pacifica
-RUN pip install --no-cache-dir . uwsgi \
- && mkdir -p /etc/pacifica-ingest /srv/ingest
+RUN pip install --no-deps . && rm -rf build *.egg-info
 COPY config.cfg server.conf /etc/pacifica-ingest/
+COPY docker/metadata /usr/share/pacifica-ingest/metadata
 
-EXPOSE 8066
+USER pacifica
+WORKDIR /srv/ingest
 VOLUME ["/srv/ingest"]
+EXPOSE 8066
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8066/', timeout=5)"]
 CMD ["pacifica-ingest", "-a", "0.0.0.0", "-p", "8066"]

@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cherrypy.config.update(cpconfig)
     cherrypy.config.update({"server.socket_host": args.address, "server.socket_port": args.port})
     cherrypy.tree.mount(make_app(cpconfig), "")
+    # SIGTERM (docker stop, systemd) stops the server instead of being ignored until SIGKILL.
+    if hasattr(cherrypy.engine, "signal_handler"):
+        cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()
     cherrypy.engine.block()
     return 0

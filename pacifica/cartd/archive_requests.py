@@ -49,7 +49,10 @@ class ArchiveRequests:
             transfer_size = settings.transfer_size if transfer_size is None else transfer_size
         self._url = url if url.endswith("/") else url + "/"
         self.transfer_size = transfer_size
-        self.session = session or make_session(60, 3)
+        # Every request here (HEAD, POST to stage, GET) is idempotent, so one that meets a
+        # connection the archive closed is sent again: uWSGI --http-socket, the archive's
+        # documented deployment, closes each connection after answering without saying so.
+        self.session = session or make_session(60, 3, read_retries=2)
 
     def _file_url(self, file_name: Any) -> str:
         return self._url + str(file_name).lstrip("/")

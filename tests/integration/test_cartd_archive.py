@@ -49,3 +49,19 @@ def test_a_missing_file_is_a_peer_error(archive, tmp_path):
     with pytest.raises(PeerError):
         requests_.pull_file(987_659_999, str(tmp_path / "x"), "", "md5", retry=1)
     assert os.listdir(tmp_path) == []
+
+
+def test_many_requests_in_a_row_to_an_archive_under_uwsgi_http_socket(stacks):
+    """uWSGI --http-socket (the archive interface's documented Linux deployment) closes each
+    connection after its answer without saying so; a request sent on the pooled connection
+    before the close arrives meets a dead connection. Cartd's client asks again."""
+    archive = stacks.archive_for("uwsgi-http")
+    data = os.urandom(1000)
+    ids = range(FILE_ID + 10, FILE_ID + 13)
+    for file_id in ids:
+        HttpArchive(archive.url, make_session(30, 1)).put(file_id, [data], len(data), 1)
+    client = ArchiveRequests(archive.url, transfer_size=1 << 20)
+    for _ in range(40):
+        for file_id in ids:
+            client.stage_file(file_id)
+            assert int(json.loads(client.status_file(file_id))["filesize"]) == len(data)

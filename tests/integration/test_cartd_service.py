@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import tarfile
 import time
 
@@ -137,3 +138,14 @@ def test_purge_deletes_carts_unused_for_the_time_given(cartd, archived):
     assert requests.get(f"{url}/{uid}", timeout=30).status_code == 404
     bad = subprocess.run([*command, "--time-ago", "soon"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "7 days ago" in bad.stderr
+
+
+def test_sigterm_stops_the_cart_server(tmp_path, archive):
+    """``docker stop`` sends SIGTERM to the server alone; it must stop, not wait for SIGKILL."""
+    from tests.support.cartd import cart_service
+
+    with cart_service(tmp_path, archive.url, "pacifica_cartd_sigterm") as service:
+        started = time.monotonic()
+        service.server.popen.send_signal(signal.SIGTERM)
+        assert service.server.popen.wait(15) == 0
+        assert time.monotonic() - started < 10

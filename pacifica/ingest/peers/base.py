@@ -76,12 +76,13 @@ class TimeoutSession(requests.Session):
         return super().request(method, url, **kwargs)
 
 
-def make_session(timeout: float, retries: int, pool_size: int = 16) -> requests.Session:
+def make_session(timeout: float, retries: int, pool_size: int = 16, read_retries: int = 0) -> requests.Session:
     """Build the session every HTTP peer uses: pooled keep-alive connections, a timeout, and
     bounded retries with backoff for connections that could not be made (never for a request
-    whose body may have been partly sent)."""
+    whose body may have been partly sent). ``read_retries`` also resends a request whose
+    connection dropped after it was sent: only for clients whose every request is idempotent."""
     session = TimeoutSession(timeout)
-    retry = Retry(total=retries, connect=retries, read=0, status=0, other=0,
+    retry = Retry(total=retries + read_retries, connect=retries, read=read_retries, status=0, other=0,
                   backoff_factor=0.2, allowed_methods=None, raise_on_status=False)
     adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=pool_size)
     session.mount("http://", adapter)
