@@ -207,8 +207,8 @@ def http_stack(request, stacks):
 def bound_database(kind: str, tmp_path: Path, proxy=None, prefix: str = "pacifica_ingest_unit"):
     """Bind ``proxy`` (ingest's ``orm.DB`` by default) to a new, empty database of ``kind`` for
     the duration of the block."""
+    from pacifica.core.database import make_database
     from pacifica.ingest import orm
-    from pacifica.ingest.database import make_database
 
     proxy = proxy or orm.DB
     url = services.database_url(kind, f"{prefix}_{kind}", tmp_path)

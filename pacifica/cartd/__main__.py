@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import peewee
 
+from ..core.database import make_database
 from ..core.errors import ConfigError
-from ..ingest.database import make_database
 from . import migrations, orm
 from .config import load_settings
 
@@ -23,9 +23,24 @@ def _server_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None, help="cart config file")
     parser.add_argument("--cpconfig", "--cp-config", dest="cpconfig", metavar="CONFIG", default=None,
                         help="cherrypy config file")
-    parser.add_argument("-p", "--port", dest="port", type=int, default=8081, help="port to listen on")
-    parser.add_argument("-a", "--address", dest="address", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("-p", "--port", dest="port", type=int, default=None,
+                        help="port to listen on (the cherrypy config file's, else 8081)")
+    parser.add_argument("-a", "--address", dest="address", default=None,
+                        help="address to listen on (the cherrypy config file's, else 127.0.0.1)")
     return parser
+
+
+def warn_of_the_published_package() -> None:
+    """Say so when the published pacifica-cartd is installed beside this one: both ship the
+    ``pacifica.cartd`` package, and the one installed last has overwritten the other's files."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("pacifica-cartd")
+    except metadata.PackageNotFoundError:
+        return
+    logger.warning("the published pacifica-cartd %s is installed in this environment too: it ships the same "
+                   "pacifica.cartd package as pacifica-ingest; install one of them per virtualenv", version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,35 +49,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import cherrypy
 
-    from ..ingest.memory import limit_heap_growth
+    from ..core.logs import configure_logging
+    from ..core.memory import limit_heap_growth
     from . import globals as cartd_globals
-    from .rest import make_app
-    from .runtime import configure
+    from .runtime import check_schema, configure
+    from .server import compose
 
     args = _server_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     limit_heap_growth()
+    warn_of_the_published_package()
     try:
         settings = configure(load_settings(args.config)).settings
-        orm.OrmSync.dbconn_blocking(settings.connect_attempts, settings.connect_wait)
-        if migrations.is_empty(orm.DB.obj):
-            migrations.SCHEMA.upgrade(orm.DB.obj)
-        version = migrations.SCHEMA.get_version(orm.DB.obj)
-        orm.DB.obj.close()
-        if not migrations.SCHEMA.is_safe(version):
-            raise ConfigError(f"database schema is version {version[0]}.{version[1]}, this code needs "
-                              f"{migrations.LATEST[0]}.x: run 'pacifica-cartd-cmd dbsync' first")
+        check_schema()
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-cartd: {' '.join(str(exc).split())}\n")
         return 2
     cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
     cherrypy.config.update({"engine.autoreload.on": False, "server.socket_timeout": 300,
-                            "server.thread_pool": 32, "log.screen": True})
+                            "server.thread_pool": 32, "log.screen": True,
+                            "server.socket_host": "127.0.0.1", "server.socket_port": 8081})
+    # As in 0.7.0: the file's address and port, unless -a / -p are given.
     if cpconfig:
         cherrypy.config.update(cpconfig)
-    cherrypy.config.update({"server.socket_host": args.address, "server.socket_port": args.port})
-    cherrypy.tree.mount(make_app(cpconfig), "")
+    if args.address is not None:
+        cherrypy.config.update({"server.socket_host": args.address})
+    if args.port is not None:
+        cherrypy.config.update({"server.socket_port": args.port})
+    cherrypy.tree.mount(compose(settings, cpconfig), "")
     # SIGTERM (docker stop, systemd) stops the server instead of being ignored until SIGKILL.
     if hasattr(cherrypy.engine, "signal_handler"):
         cherrypy.engine.signal_handler.subscribe()

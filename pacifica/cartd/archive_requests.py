@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from ..ingest.errors import IntegrityError, PeerRejected, PeerUnavailable
-from ..ingest.peers.base import call, make_session
+from ..core.errors import ConfigError, IntegrityError, PeerRejected, PeerUnavailable
+from ..core.http import call, make_session
 
 PEER = "archive"
 HEADER_FIELDS = {
@@ -178,18 +178,14 @@ class LocalArchiveRequests(ArchiveRequests):
         return receive(blocks(), archive_filename, cart_filepath, hashval, hashtype, progress)
 
 
-def archive_for(url: str, transfer_size: int) -> ArchiveRequests:
+def archive_for(url: str, transfer_size: int, embedded_path: str = "") -> ArchiveRequests:
     """The archive client for ``url``: ``http(s)://`` (the archive interface), ``file:///dir``, or
-    ``embedded:`` (the archive directory of this machine's ingest service, per its settings)."""
+    ``embedded:`` (the directory ``embedded_path``: the embedded archive of this machine's ingest
+    service, ``[archiveinterface] embedded_path``)."""
     if url.startswith("file://"):
         return LocalArchiveRequests(urlparse(url).path, transfer_size)
     if url.strip().rstrip("/") == "embedded:":
-        from ..ingest.config import load_settings as ingest_settings
-
-        ingest = ingest_settings()
-        if ingest.archive_url.startswith(("file://", "embedded:")):
-            root = ingest.data_path("archive") if ingest.archive_url.startswith("embedded:") \
-                else urlparse(ingest.archive_url).path
-            return LocalArchiveRequests(root, transfer_size)
-        url = ingest.archive_url
+        if not embedded_path:
+            raise ConfigError("[archiveinterface] url = embedded: needs embedded_path (the ingest archive)")
+        return LocalArchiveRequests(embedded_path, transfer_size)
     return ArchiveRequests(url, transfer_size=transfer_size)

@@ -14,8 +14,21 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.settings import Option, _bool, _non_negative_float, _non_negative_int, _positive_size, read_options
+from ..core.settings import (
+    Option,
+    _at_least,
+    _auto_bool,
+    _bool,
+    _non_negative_float,
+    _non_negative_int,
+    _positive_size,
+    read_options,
+)
 from . import globals as cartd_globals
+
+EMBEDDED = "embedded:"
+# The ingest service's default data directory (its embedded archive is "archive" in it).
+INGEST_DATA_DIR = "~/.pacifica-ingest/data"
 
 OPTIONS: tuple[Option, ...] = (
     Option("cartd", "data_dir", "CARTD_DATA_DIR", "~/.pacifica-cartd/data", "data_dir"),
@@ -24,9 +37,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("cartd", "lru_buffer_time", "LRU_BUFFER_TIME", "0", "lru_buffer_time", _non_negative_float),
     Option("cartd", "lru_purge", "LRU_PURGE", "on", "lru_purge", _bool),
     Option("cartd", "bundle_task", "BUNDLE_TASK", "off", "bundle_task", _bool),
-    Option("archiveinterface", "url", "ARCHIVE_INTERFACE_URL", "http://127.0.0.1:8080/", "archive_url"),
-    Option("celery", "broker_url", "BROKER_URL", "pyamqp://", "broker_url"),
-    Option("celery", "backend_url", "BACKEND_URL", "rpc://", "backend_url"),
+    # Whether pacifica-cartd (and the WSGI module) run a Celery worker beside the web server:
+    # true, false, or auto (only when broker_url is embedded).
+    Option("cartd", "embedded_worker", "CARTD_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
+    Option("cartd", "worker_concurrency", "CARTD_WORKER_CONCURRENCY", "2", "worker_concurrency",
+           _at_least(int, 1)),
+    # Embedded by default, as the ingest service: the files the embedded ingest archived, a queue
+    # on disk and an in-process worker. An http(s):// URL is the archive interface (0.7.0's
+    # default was http://127.0.0.1:8080/); file:///dir reads archived files from a directory.
+    Option("archiveinterface", "url", "ARCHIVE_INTERFACE_URL", EMBEDDED, "archive_url"),
+    # Where "url = embedded:" finds the archived files: the embedded archive of the ingest service
+    # on this machine. Empty: <INGEST_DATA_DIR or ~/.pacifica-ingest/data>/archive, the ingest
+    # service's own default.
+    Option("archiveinterface", "embedded_path", "CARTD_EMBEDDED_ARCHIVE", "", "embedded_archive"),
+    # "embedded:" queues carts as files in {data_dir}/queue (0.7.0's default was pyamqp://).
+    Option("celery", "broker_url", "BROKER_URL", EMBEDDED, "broker_url"),
+    # "embedded:" keeps no task results (a cart's state is in the database either way).
+    Option("celery", "backend_url", "BACKEND_URL", EMBEDDED, "backend_url"),
     # Not in the published service, which always used Celery's default queue: set it to share a
     # broker with the ingest service (whose workers take tasks from "celery") without mixing tasks.
     Option("celery", "queue", "CARTD_QUEUE", "celery", "queue"),
@@ -47,7 +74,10 @@ class Settings:
     lru_buffer_time: float
     lru_purge: bool
     bundle_task: bool
+    embedded_worker: bool | None
+    worker_concurrency: int
     archive_url: str
+    embedded_archive: str
     broker_url: str
     backend_url: str
     queue: str
@@ -55,6 +85,20 @@ class Settings:
     connect_attempts: int
     connect_wait: float
     config_file: str | None = None
+
+
+def _embedded(settings_value: str) -> bool:
+    return settings_value.strip().rstrip("/") == EMBEDDED
+
+
+def broker_embedded(settings: Settings) -> bool:
+    """True when carts are queued in the data directory rather than on a broker server."""
+    return _embedded(settings.broker_url)
+
+
+def run_embedded_worker(settings: Settings) -> bool:
+    """Whether the server starts a worker beside itself (auto: with the embedded broker)."""
+    return broker_embedded(settings) if settings.embedded_worker is None else settings.embedded_worker
 
 
 def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None,
@@ -68,7 +112,11 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     explicit = path is not None or bool(environ.get(cartd_globals.CONFIG_ENV))
     if path is None:
         path = cartd_globals.config_file(environ)
-    return Settings(**read_options(OPTIONS, path, explicit, environ, overrides))
+    values = read_options(OPTIONS, path, explicit, environ, overrides)
+    if not values["embedded_archive"]:
+        ingest_data = environ.get("INGEST_DATA_DIR") or INGEST_DATA_DIR
+        values["embedded_archive"] = os.path.join(os.path.abspath(os.path.expanduser(ingest_data)), "archive")
+    return Settings(**values)
 
 
 def get_config(settings: Settings | None = None) -> configparser.ConfigParser:

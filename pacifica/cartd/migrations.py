@@ -89,6 +89,10 @@ VERSIONS: tuple[Version, ...] = SCHEMA.versions
 LATEST: Version = SCHEMA.latest
 
 
+# Tables whose presence means the database is this service's (an empty one gets the schema).
+TABLES = (VERSION_TABLE, "cart", "file", "carttasks")
+
+
 def is_empty(database: peewee.Database) -> bool:
     """Tell whether ``database`` holds none of this service's tables."""
-    return not any(database.table_exists(table) for table in (VERSION_TABLE, "cart", "file", "carttasks"))
+    return not any(database.table_exists(table) for table in TABLES)

@@ -96,7 +96,7 @@ class OrmSync:
     @staticmethod
     def dbconn_blocking(attempts: int = 10, wait: float = 20) -> None:
         """Wait for the db connection."""
-        from ..ingest.database import connect_blocking
+        from ..core.database import connect_blocking
 
         connect_blocking(DB, attempts, wait)
 

@@ -18,8 +18,8 @@ import cherrypy
 from cherrypy.lib import httputil, static
 
 from ..core import web
+from ..core.database import release
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
-from ..ingest.database import release
 from . import progress
 from .orm import DB, Cart, CartTasks, File
 from .tarlayout import TarLayout
@@ -207,8 +207,10 @@ class CartRoot:
         bundle = data.get("bundle", runtime().settings.bundle_task)
         with Cart.atomic():
             # 'staging' at once, as the published service: its downloader stops waiting on any
-            # other status.
+            # other status. The file rows are made here, with the cart, so that a cart whose
+            # message was lost (a killed embedded worker) can be queued again from the database.
             cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle)
+            Cartutils.update_cart_files(cart, data["fileids"])
         result = stage_files.delay(data["fileids"], cart.id)
         CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
         cherrypy.response.status = 201

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import threading
 
-from ..ingest.database import bind
+from ..core.database import bind
 from .archive_requests import ArchiveRequests, archive_for
 from .config import Settings, load_settings
 from .orm import DB
@@ -37,7 +37,7 @@ def configure(settings: Settings | None = None) -> Runtime:
     os.makedirs(settings.volume_path, exist_ok=True)
     bind(DB, settings.peewee_url, settings.data_dir)
     configure_celery(settings)
-    _current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size))
+    _current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size, settings.embedded_archive))
     return _current
 
 
@@ -49,3 +49,16 @@ def runtime() -> Runtime:
                 configure()
     assert _current is not None
     return _current
+
+
+def check_schema() -> None:
+    """Make sure the database can be served (the server and the WSGI module alike), or raise a
+    one-line ``ConfigError``: an empty database gets the whole schema, any other must be at a
+    version this code can use."""
+    from ..core.database import connect_blocking
+    from ..core.schema import ensure_schema
+    from . import migrations
+
+    settings = runtime().settings
+    connect_blocking(DB.obj, settings.connect_attempts, settings.connect_wait)
+    ensure_schema(migrations.SCHEMA, DB.obj, migrations.TABLES, "pacifica-cartd-cmd")

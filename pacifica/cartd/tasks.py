@@ -16,9 +16,10 @@ from typing import Any
 
 from celery import Celery
 
-from ..ingest.errors import IngestError, PeerError
+from ..core import queue
+from ..core.errors import PeerError, ServiceError
 from . import progress
-from .config import Settings, load_settings
+from .config import EMBEDDED, Settings, broker_embedded, load_settings
 from .orm import DB, Cart, File
 from .utils import Cartutils
 
@@ -29,8 +30,17 @@ STAGE_TIMEOUT = 3600.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings derived from ``settings``."""
-    return {"broker_url": settings.broker_url, "result_backend": settings.backend_url,
+    """The Celery settings derived from ``settings``.
+
+    ``embedded:`` as the broker queues carts as files in ``{data_dir}/queue`` (``core.queue``);
+    as the result backend it keeps no results.
+    """
+    config: dict[str, Any] = {"broker_url": settings.broker_url}
+    if broker_embedded(settings):
+        config = {"broker_url": f"{queue.TRANSPORT}://localhost//",
+                  "broker_transport_options": queue.transport_options(os.path.join(settings.data_dir, "queue"))}
+    backend = None if settings.backend_url.strip().rstrip("/") == EMBEDDED else settings.backend_url
+    return {**config, "result_backend": backend, "task_ignore_result": backend is None,
             "task_default_queue": settings.queue,
             "task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
             "task_acks_late": True, "worker_prefetch_multiplier": 1, "broker_connection_retry_on_startup": True}
@@ -46,7 +56,7 @@ def configure_celery(settings: Settings) -> None:
     CART_APP.conf.update(celery_config(settings))
 
 
-class CartError(IngestError):
+class CartError(ServiceError):
     """A cart cannot be made (no space, a file never reached the disk)."""
 
 
@@ -104,7 +114,7 @@ def _cart_files(utils: Cartutils, cart: Cart, file_ids: list[dict[str, Any]]) ->
 
 
 def _failure(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
+    return str(exc) if isinstance(exc, ServiceError) else f"{exc.__class__.__name__}: {exc}"
 
 
 def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker: progress.Tracker) -> list[str]:
@@ -148,7 +158,7 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
                 os.utime(target, (mtime, mtime))
             File.update(status="staged", error="", hash_value=digest).where(File.id == cart_file.id).execute()
             tracker.counts["files_staged"] += 1
-        except (PeerError, IngestError, OSError) as exc:
+        except (PeerError, ServiceError, OSError) as exc:
             Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
             tracker.counts["bytes_staged"] = before
@@ -156,8 +166,9 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
     return failures
 
 
-def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
-    """Stage, pull and (if asked) bundle the files of cart ``cart_id``; record how it went.
+def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> str | None:
+    """Stage, pull and (if asked) bundle the files of cart ``cart_id``; record how it went, and
+    return the cart's error (None when it is ready or was deleted meanwhile).
 
     Files already staged by an earlier run are kept, so a retry or a redelivered task (its worker
     died) fetches only what is missing. Each file keeps its own status and error; the cart is in
@@ -168,7 +179,7 @@ def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
     rt = runtime()
     cart = Cart.get_by_id(cart_id)
     if cart.deleted_date is not None:
-        return
+        return None
     utils = Cartutils(rt.settings.volume_path, rt.settings.lru_buffer_time, rt.settings.lru_purge)
     check = _deletion_check(cart)
     tracker = progress.Tracker(utils.progress_path(cart), check=check)
@@ -187,10 +198,12 @@ def build_cart(file_ids: list[dict[str, Any]], cart_id: int) -> None:
     except CartDeleted:
         logger.info("cart %s (%s) was deleted while it was being made", cart.cart_uid, cart.id)
         utils.delete_cart_bundle(cart)
-    except (PeerError, IngestError, OSError) as exc:
+    except (PeerError, ServiceError, OSError) as exc:
         message = _failure(exc)
         _set_cart(cart, "error", message)
         logger.warning("cart %s (%s) failed: %s", cart.cart_uid, cart.id, message)
+        return message
+    return None
 
 
 @CART_APP.task(name="pacifica.cartd.tasks.stage_files")
@@ -200,4 +213,7 @@ def stage_files(file_ids: list[dict[str, Any]], cart_id: int) -> None:
 
     runtime()
     with DB.connection_context():
-        build_cart(file_ids, cart_id)
+        error = build_cart(file_ids, cart_id)
+    if error is not None:
+        # The cart row holds the error of each file; Celery (and its monitoring) sees the failure.
+        raise CartError(f"cart {cart_id}: {error}")

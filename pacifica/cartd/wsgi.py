@@ -1,13 +1,26 @@
-"""Run the Cart Server under a WSGI server: ``uwsgi --module pacifica.cartd.wsgi``."""
+"""Run the Cart Server under a WSGI server: ``uwsgi --http-socket :8081 --master --module pacifica.cartd.wsgi``.
+
+Importing this module loads the settings (``CARTD_CONFIG``), creates the schema in an empty
+database or refuses one this code cannot use, and exposes ``application``: the same composition
+as ``pacifica-cartd`` (``server.compose``), whose duties (recovery, the embedded worker) start in
+each server process after uWSGI forks it, or with the first request elsewhere.
+"""
 
 from __future__ import annotations
 
 import os
 
-from . import globals as cartd_globals
-from .rest import make_app
-from .runtime import configure
+import cherrypy
 
-configure()
+from ..core.logs import configure_logging
+from ..core.wsgiapp import with_duties
+from . import globals as cartd_globals
+from .runtime import check_schema, configure
+from .server import compose
+
+configure_logging()
+_settings = configure().settings
+check_schema()
+cherrypy.config.update({"engine.autoreload.on": False})
 _cp_config = cartd_globals.cherrypy_config()
-application = make_app(_cp_config if os.path.exists(_cp_config) else None)
+application = with_duties(compose(_settings, _cp_config if os.path.exists(_cp_config) else None))

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 
 import peewee
 
+from .errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 Version = tuple[int, int]
@@ -116,3 +118,27 @@ class VersionedSchema:
     def is_safe(self, version: Version) -> bool:
         """Whether this code can use a database at ``version`` (same major version)."""
         return version[0] == self.latest[0]
+
+
+def ensure_schema(schema: VersionedSchema, database: peewee.Database, tables: tuple[str, ...],
+                  command: str, needed: Version | None = None) -> Version:
+    """Make ``database`` ready to serve, or raise a one-line ``ConfigError``; return its version.
+
+    An empty database (none of ``tables``) gets the whole schema, so a first start needs no
+    ``dbsync``; a database holding anything must already be at a version this code can use (and
+    at least ``needed``). ``command`` names the admin tool that upgrades it. The connection is
+    closed afterwards (a server forks or spawns threads after this).
+    """
+    try:
+        if not any(database.table_exists(table) for table in tables):
+            schema.upgrade(database)
+            logger.info("created the schema (version %d.%d) in an empty database", *schema.latest)
+        version = schema.get_version(database)
+    finally:
+        database.close()
+    needed = needed or (schema.latest[0], 0)
+    if not schema.is_safe(version) or version < needed:
+        raise ConfigError(
+            f"database schema is version {version[0]}.{version[1]}, this code needs {needed[0]}.{needed[1]} "
+            f"or a later {needed[0]}.x: run '{command} dbsync' first")
+    return version

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import peewee
 
+from ..core.logs import configure_logging
 from . import globals as ingest_globals
 from . import migrations, orm, states
-from .bootstrap import announce, check_schema, configure, configure_logging, runtime
+from .bootstrap import announce, check_schema, configure, runtime
 from .config import load_settings
 from .errors import ConfigError, PeerError
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest server with CherryPy's built-in HTTP server."""
     import cherrypy
 
-    from .memory import limit_heap_growth
+    from ..core.memory import limit_heap_growth
     from .rest import SERVER_DEFAULTS
     from .server import compose
 

@@ -11,10 +11,9 @@ import logging
 import os
 import threading
 
+from ..core.database import bind
 from . import migrations
 from .config import Settings, load_settings
-from .database import bind
-from .errors import ConfigError
 from .orm import DB
 from .peers import Peers, build_peers
 from .spool import Spool
@@ -77,22 +76,13 @@ def check_schema() -> None:
     An empty database gets the whole schema (a first start needs no ``dbsync``); a database
     holding anything must already be at a version this code can use.
     """
-    from .database import connect_blocking
+    from ..core.database import connect_blocking
+    from ..core.schema import ensure_schema
 
     settings = runtime().settings
     connect_blocking(DB.obj, settings.connect_attempts, settings.connect_wait)
-    try:
-        if migrations.is_empty(DB.obj):
-            migrations.upgrade(DB.obj)
-            logger.info("created the schema (version %d.%d) in an empty database", *migrations.LATEST)
-        version = migrations.get_version(DB.obj)
-    finally:
-        DB.obj.close()
     needed = max(HISTORY_VERSION, EMBEDDED_TABLES_VERSION) if uses_embedded_tables(settings) else HISTORY_VERSION
-    if not migrations.is_safe(version) or version < needed:
-        raise ConfigError(
-            f"database schema is version {version[0]}.{version[1]}, this configuration needs "
-            f"{needed[0]}.{needed[1]} or a later {needed[0]}.x: run 'pacifica-ingest-cmd dbsync' first")
+    ensure_schema(migrations.SCHEMA, DB.obj, migrations.TABLES, "pacifica-ingest-cmd", needed)
 
 
 def uses_embedded_tables(settings: Settings) -> bool:
@@ -116,10 +106,3 @@ def announce(settings: Settings) -> None:
     if not settings.move_roots:
         logger.warning("[ingest] move_roots is not set: POST /move may move any file this service's "
                        "archive can read into the archive")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send log records to stderr with time, level and logger name (entry points only)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # CherryPy writes its own error and access logs (log.screen); don't print them twice.
-    logging.getLogger("cherrypy").propagate = False

@@ -2,7 +2,7 @@
 
 ::
 
-    IngestError                 any failure of a job; carries the stage it belongs to
+    IngestError                 any failure of a job (core's ServiceError)
     ├── BundleError             the body is not a readable tar        ('open tar')
     ├── MetadataError           metadata.txt or the move document is wrong ('load metadata')
     ├── IntegrityError          a file's bytes disagree with its metadata ('ingest files')
@@ -18,11 +18,16 @@ message is stored, never a traceback (that goes to the log).
 
 from __future__ import annotations
 
-from ..core.errors import ConfigError as _ConfigError
-
-
-class IngestError(Exception):
-    """A job failed; ``str(err)`` is the message stored in the job's ``exception``."""
+# The shared errors: a job fails with these as with its own (IngestError is their root).
+from ..core.errors import (  # noqa: F401 - re-exported: the ingest code names them from here
+    ConfigError,
+    ConnectionClosed,
+    IntegrityError,
+    PeerError,
+    PeerRejected,
+    PeerUnavailable,
+)
+from ..core.errors import ServiceError as IngestError
 
 
 class BundleError(IngestError):
@@ -31,36 +36,6 @@ class BundleError(IngestError):
 
 class MetadataError(IngestError):
     """The metadata document is malformed or disagrees with the bundle."""
-
-
-class IntegrityError(IngestError):
-    """A file's size or hash does not match what its metadata declares."""
-
-
-class PeerError(IngestError):
-    """A peer service call failed."""
-
-    def __init__(self, peer: str, url: str, detail: str) -> None:
-        super().__init__(f"{peer} service at {url}: {detail}")
-        self.peer = peer
-        self.url = url
-        self.detail = detail
-
-    def __reduce__(self):  # keep the exception picklable across Celery processes
-        return (type(self), (self.peer, self.url, self.detail))
-
-
-class PeerUnavailable(PeerError):
-    """The peer could not be reached or answered with a server error."""
-
-
-class ConnectionClosed(PeerUnavailable):
-    """The peer had closed the kept-alive connection a request went out on; the request can be
-    sent again at once on a new connection."""
-
-
-class PeerRejected(PeerError):
-    """The peer answered and refused the request."""
 
 
 class UploadError(IngestError):
@@ -72,7 +47,3 @@ class UploadError(IngestError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.status))
-
-
-# One class for both services, so either's configuration error is caught the same way.
-ConfigError = _ConfigError

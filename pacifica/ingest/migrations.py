@@ -175,6 +175,10 @@ def is_safe(version: Version) -> bool:
     return SCHEMA.is_safe(version)
 
 
+# Tables whose presence means the database is this service's (an empty one gets the schema).
+TABLES = (VERSION_TABLE, STATE_TABLE)
+
+
 def is_empty(database: peewee.Database) -> bool:
     """Tell whether ``database`` holds none of this service's tables."""
-    return not (database.table_exists(VERSION_TABLE) or database.table_exists(STATE_TABLE))
+    return not any(database.table_exists(table) for table in TABLES)

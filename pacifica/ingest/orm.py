@@ -112,8 +112,8 @@ class OrmSync:
     @staticmethod
     def dbconn_blocking() -> None:
         """Wait for the db connection, honouring ``connect_attempts`` and ``connect_wait``."""
+        from ..core.database import connect_blocking
         from .bootstrap import runtime
-        from .database import connect_blocking
 
         settings = runtime().settings
         connect_blocking(DB, settings.connect_attempts, settings.connect_wait)

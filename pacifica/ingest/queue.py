@@ -1,72 +1,16 @@
-"""The embedded broker: job messages as files in ``{data_dir}/queue``, no server to run.
-
-It is kombu's filesystem transport with one change: a message is written under a hidden
-temporary name and renamed into the queue, so a consumer never reads a half-written file.
-Like every virtual transport it loses the message a killed worker was holding; ``recovery``
-finds such jobs when the service starts again.
-"""
+"""Which ingest jobs still have a message in the embedded queue (``core.queue``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
-from time import monotonic
-from typing import Any
-
-from kombu.transport import TRANSPORT_ALIASES, filesystem
-
-TRANSPORT = "ingestfs"
-TRANSPORT_ALIASES.setdefault(TRANSPORT, "pacifica.ingest.queue:Transport")
-
-
-class Channel(filesystem.Channel):
-    """A filesystem channel whose messages appear in the queue atomically."""
-
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
-        temp = os.path.join(self.data_folder_out, f".tmp-{name}")
-        with open(temp, "wb") as handle:
-            handle.write(json.dumps(payload).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, os.path.join(self.data_folder_out, name))
-
-
-class Transport(filesystem.Transport):
-    """kombu transport ``ingestfs://``."""
-
-    Channel = Channel
-
-
-def transport_options(folder: str) -> dict[str, Any]:
-    """Return the broker transport options that put the queue in ``folder``."""
-    for sub in ("", "control"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-    return {"data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
-            "store_processed": False, "polling_interval": 0.1}
+from ..core.queue import queued_task_args
 
 
 def queued_job_ids(folder: str) -> set[int]:
-    """Return the job ids that have a message waiting in ``folder`` (unreadable messages are skipped)."""
-    import base64
-
+    """Return the job ids that have a message waiting in ``folder``."""
     job_ids = set()
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return job_ids
-    for name in names:
-        if not name.endswith(".msg") or name.startswith("."):
-            continue
+    for args in queued_task_args(folder):
         try:
-            with open(os.path.join(folder, name), "rb") as handle:
-                message = json.loads(handle.read())
-            body = message["body"]
-            if message.get("properties", {}).get("body_encoding") == "base64":
-                body = base64.b64decode(body)
-            args = json.loads(body)[0]
             job_ids.add(int(args[0]["job_id"]))
-        except (OSError, ValueError, KeyError, IndexError, TypeError):
+        except (IndexError, KeyError, TypeError, ValueError):
             continue
     return job_ids

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 
-from . import orm, queue, states
+from . import orm, states
+from .queue import queued_job_ids
 from .spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def recover(queue_folder: str, spool: Spool) -> list[int]:
     """
     from .tasks import job_chain
 
-    queued = queue.queued_job_ids(queue_folder)
+    queued = queued_job_ids(queue_folder)
     resumed = []
     for row in orm.IngestState.select().where(orm.IngestState.complete == False):  # noqa: E712
         job_id = int(row.job_id)

@@ -18,11 +18,11 @@ import cherrypy
 import peewee
 
 from ..core import web
+from ..core.database import discard as discard_connection
+from ..core.database import release as release_connection
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import orm, states
 from .bootstrap import runtime
-from .database import discard as discard_connection
-from .database import release as release_connection
 from .errors import PeerError, UploadError
 from .httpbody import request_body
 from .utils import create_state_response, event_response

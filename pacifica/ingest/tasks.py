@@ -20,7 +20,8 @@ from typing import Any
 from celery import Celery, Task, chain
 from celery.exceptions import Retry
 
-from . import orm, pipeline, queue, states
+from ..core import queue
+from . import orm, pipeline, states
 from .bootstrap import runtime
 from .config import EMBEDDED, Settings, load_settings
 from .errors import IngestError, PeerError, PeerUnavailable

@@ -8,10 +8,10 @@ import os
 import pytest
 import requests
 
+from pacifica.core.http import make_session
 from pacifica.ingest import migrations, pipeline
 from pacifica.ingest.errors import IngestError
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
-from pacifica.ingest.peers.base import make_session
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
 from pacifica.ingest.spool import Spool
 from tests.conftest import bound_database

@@ -13,10 +13,10 @@ import threading
 import pytest
 import requests
 
+from pacifica.core.http import make_session
 from pacifica.ingest import migrations
 from pacifica.ingest.errors import IntegrityError, PeerError, PeerRejected
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
-from pacifica.ingest.peers.base import make_session
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId, HttpUniqueId

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import tarfile
 
 import pytest
+import requests
 
 from pacifica.cartd import runtime as cart_runtime
 from pacifica.cartd.archive_requests import LocalArchiveRequests, archive_for
@@ -16,8 +18,10 @@ from pacifica.cartd.config import load_settings
 from pacifica.cartd.orm import DB, Cart, File, OrmSync
 from pacifica.cartd.tasks import build_cart
 from pacifica.cartd.utils import Cartutils
+from pacifica.core.database import make_database
 from pacifica.ingest.config import load_settings as ingest_settings
 from pacifica.ingest.peers.archive import LocalArchive
+from tests.support.procs import BIN, Proc, free_port, wait_for
 
 
 @pytest.fixture
@@ -43,7 +47,8 @@ def cart_runtime_on(tmp_path):
 
     def configure(archive_url: str):
         (tmp_path / "cart.ini").write_text("")
-        environ = {"CARTD_DATA_DIR": str(tmp_path / "cart"), "ARCHIVE_INTERFACE_URL": archive_url}
+        environ = {"CARTD_DATA_DIR": str(tmp_path / "cart"), "ARCHIVE_INTERFACE_URL": archive_url,
+                   "INGEST_DATA_DIR": os.environ["INGEST_DATA_DIR"]}
         settings = load_settings(str(tmp_path / "cart.ini"), environ=environ)
         current = cart_runtime.configure(settings)
         OrmSync.update_tables()
@@ -91,3 +96,59 @@ def test_a_file_archive_reports_a_bad_hash_and_a_missing_file_by_name(ingest_arc
     assert missing.status == "error" and "999" in missing.error
     with pytest.raises(Exception, match="no such file"):
         archive_for(f"file://{archive.root}", 1024).stage_file("../../etc/passwd")
+
+
+def _cart_request(files: dict[int, bytes]) -> dict:
+    return {"fileids": [{"id": str(file_id), "path": f"d/{file_id}.bin", "hashtype": "sha1",
+                         "hashsum": hashlib.sha1(data).hexdigest()} for file_id, data in files.items()]}
+
+
+def _served(url: str, uid: str) -> dict[str, bytes]:
+    def ready():
+        status = requests.head(f"{url}/{uid}", timeout=10).headers.get("X-Pacifica-Status")
+        return status if status in ("ready", "error") else None
+
+    assert wait_for(ready, 60, f"cart {uid}", interval=0.1) == "ready"
+    body = requests.get(f"{url}/{uid}", params={"filename": f"{uid}.tar"}, timeout=30).content
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar.getmembers()
+                if member.isfile() and "manifest" not in member.name}
+
+
+def test_cartd_with_no_configuration_serves_the_embedded_ingests_files_and_resumes_after_a_restart(
+        ingest_archive, tmp_path):
+    """No broker, no archive interface, no worker to start: ``pacifica-cartd`` alone queues carts in
+    its data directory, runs its own worker and reads the ingest service's embedded archive. A cart
+    whose message a killed worker took with it is queued again when the service starts."""
+    _archive, files = ingest_archive
+    (tmp_path / "empty.ini").write_text("")
+    env = {"CARTD_CONFIG": str(tmp_path / "empty.ini"), "CARTD_CPCONFIG": str(tmp_path / "none.ini"),
+           "CARTD_DATA_DIR": str(tmp_path / "cartd"), "INGEST_DATA_DIR": os.environ["INGEST_DATA_DIR"]}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def start(log: str) -> Proc:
+        server = Proc("cartd-embedded", [str(BIN / "pacifica-cartd"), "-p", str(port)], tmp_path / log,
+                      env=env).start()
+        server.wait_http(url + "/", 60)
+        return server
+
+    server = start("cartd.log")
+    try:
+        assert requests.post(f"{url}/first", json=_cart_request(files), timeout=30).status_code == 201
+        assert _served(url, "first") == {f"first/d/{file_id}.bin": data for file_id, data in files.items()}
+        assert "embedded worker started" in server.log()
+    finally:
+        server.stop(signal.SIGKILL)
+    # A cart accepted, then its message lost with a killed worker: only the database knows it.
+    database = make_database(f"sqliteext:///{tmp_path / 'cartd' / 'cartd.sqlite3'}")
+    with Cart.bind_ctx(database), File.bind_ctx(database):
+        lost = Cart.create(cart_uid="lost", status="staging")
+        Cartutils.update_cart_files(lost, _cart_request(files)["fileids"])
+    database.close()
+    server = start("cartd-2.log")
+    try:
+        assert _served(url, "lost") == {f"lost/d/{file_id}.bin": data for file_id, data in files.items()}
+        assert "resuming after a restart" in server.log()
+    finally:
+        server.stop()

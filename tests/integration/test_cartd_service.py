@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from pacifica.cartd.archive_requests import ArchiveRequests
+from pacifica.core.http import make_session
 from pacifica.ingest.peers.archive import HttpArchive
-from pacifica.ingest.peers.base import make_session
 from tests.support.cartd import cart_service
 from tests.support.procs import BIN, wait_for
 
@@ -27,6 +27,10 @@ FIRST_ID = 987_660_001
 def cartd(tmp_path_factory, archive):
     with cart_service(tmp_path_factory.mktemp("cartd"), archive.url, "pacifica_cartd_test") as service:
         yield service.url, service.root
+
+
+def _worker_log(root) -> str:
+    return (root / "worker.log").read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,7 @@ def test_a_cart_is_staged_bundled_served_and_deleted(cartd, archived, archive):
 
 
 def test_a_hash_mismatch_is_the_carts_error_naming_the_file(cartd, archived):
-    url, _root = cartd
+    url, root = cartd
     uid = f"bad-{time.time_ns()}"
     file_id = next(iter(archived))
     body = {"fileids": [{"id": str(file_id), "path": "x.bin", "hashtype": "md5", "hashsum": "0" * 32}]}
@@ -90,6 +94,11 @@ def test_a_hash_mismatch_is_the_carts_error_naming_the_file(cartd, archived):
     assert failed.headers["X-Pacifica-Status"] == "error"
     assert str(file_id) in failed.headers["X-Pacifica-Message"]
     assert requests.get(f"{url}/{uid}", timeout=30).status_code == 202
+    # The Celery task fails too, with the reason (as ingest's stages do), not SUCCESS.
+    failure = wait_for(lambda: [line for line in _worker_log(root).splitlines()
+                                if "stage_files" in line and "raised unexpected: CartError" in line
+                                and str(file_id) in line], 30, "the task's failure in the worker log")
+    assert failure
 
 
 @pytest.mark.parametrize(("body", "fragment"), [
@@ -145,7 +154,33 @@ def test_sigterm_stops_the_cart_server(tmp_path, archive):
     from tests.support.cartd import cart_service
 
     with cart_service(tmp_path, archive.url, "pacifica_cartd_sigterm") as service:
+        service.server.wait_log("Bus STARTED", 30)
         started = time.monotonic()
         service.server.popen.send_signal(signal.SIGTERM)
         assert service.server.popen.wait(15) == 0
         assert time.monotonic() - started < 10
+
+
+def test_the_cherrypy_config_files_address_and_port_are_used_unless_given(tmp_path, archive):
+    """As in 0.7.0: ``--cpconfig`` decides where the server listens; ``-a``/``-p`` override it."""
+    from tests.support.procs import Proc, free_port
+
+    port = free_port()
+    cpconfig = tmp_path / "cp.ini"
+    cpconfig.write_text(f"[global]\nserver.socket_host: '127.0.0.1'\nserver.socket_port: {port}\n"
+                        "[/]\nrequest.dispatch: cherrypy.dispatch.MethodDispatcher()\n")
+    config = tmp_path / "cart.ini"
+    config.write_text(f"[cartd]\ndata_dir = {tmp_path / 'data'}\n[archiveinterface]\nurl = {archive.url}/\n")
+    server = Proc("cartd-cpconfig", [str(BIN / "pacifica-cartd"), "-c", str(config), "--cpconfig", str(cpconfig)],
+                  tmp_path / "server.log").start()
+    try:
+        server.wait_http(f"http://127.0.0.1:{port}/", 60)
+    finally:
+        server.stop()
+    other = free_port()
+    server = Proc("cartd-cpconfig-p", [str(BIN / "pacifica-cartd"), "-c", str(config), "--cpconfig", str(cpconfig),
+                                       "-p", str(other)], tmp_path / "server-p.log").start()
+    try:
+        server.wait_http(f"http://127.0.0.1:{other}/", 60)
+    finally:
+        server.stop()

@@ -46,7 +46,7 @@ def test_a_database_of_0_7_0_is_taken_over_and_stays_usable_by_it(legacy_cartd, 
 
     from pacifica.cartd.orm import DB, Cart, File
     from pacifica.cartd.utils import Cartutils
-    from pacifica.ingest.database import make_database
+    from pacifica.core.database import make_database
 
     previous = DB.obj
     DB.initialize(make_database(url))

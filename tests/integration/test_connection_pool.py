@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 import requests
 
-from pacifica.ingest.database import POOL_DEFAULTS, discard, make_database, release
+from pacifica.core.database import POOL_DEFAULTS, discard, make_database, release
 from tests.conftest import make_stack
 from tests.support import services
 from tests.support.bundles import make_bundle

@@ -64,6 +64,7 @@ def test_readme_quick_start_on_a_fresh_machine(tmp_path):
 
         final = wait_for(completed, 60, "the example job to complete", interval=0.5)
         assert (final["state"], final["task"], final["task_percent"]) == ("OK", "ingest metadata", "100.0"), final
+        _download_the_example_as_a_cart(checkout, env, shell, tmp_path)
     finally:
         service.stop()
 
@@ -75,6 +76,27 @@ def test_readme_quick_start_on_a_fresh_machine(tmp_path):
     files = [item for item in metadata if item["destinationTable"] == "Files"]
     assert len(stored) == len(files) == len(members)
     assert sorted(stored.values()) == sorted(members.values()), "the archive does not hold the example's bytes"
+
+
+def _download_the_example_as_a_cart(checkout: Path, env: dict, shell: dict, tmp_path: Path) -> None:
+    """The README's cart lines: the embedded cartd serves the files the embedded ingest archived."""
+    start, request, fetch = readme_blocks("### Try it")[1].splitlines()
+    assert start.endswith(" &")
+    cartd = Proc("readme-cartd", ["bash", "-c", start[:-2]], tmp_path / "cartd.log", env=env,
+                 cwd=str(checkout)).start()
+    try:
+        cartd.wait_http("http://127.0.0.1:8081/", 60)
+        created = json.loads(subprocess.run(["bash", "-c", request], **shell, check=True).stdout)
+        assert created == {"message": "Cart Processing has begun"}
+        listing = subprocess.run(["bash", "-c", fetch], **shell, check=True).stdout.split()
+        with tarfile.open(checkout / "example.tar") as tar:
+            served = {info.name: tar.extractfile(info).read() for info in tar.getmembers() if info.isfile()}
+    finally:
+        cartd.stop()
+    example = {name.removeprefix("data/"): (checkout / "examples" / "bundle" / name).read_bytes()
+               for name in ("data/mywork/experiment/results.csv", "data/mywork/project/proposal.txt")}
+    assert {name.removeprefix("example/"): data for name, data in served.items() if "manifest" not in name} == \
+        example, listing
 
 
 def test_ci_runs_the_readme_test_command():

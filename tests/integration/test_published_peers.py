@@ -19,11 +19,11 @@ import threading
 import pytest
 import requests
 
+from pacifica.core.http import make_session
 from pacifica.ingest import migrations, pipeline
 from pacifica.ingest.bundle import FileEntry
 from pacifica.ingest.errors import IngestError, PeerUnavailable
 from pacifica.ingest.peers.archive import ArchiveGate, HttpArchive
-from pacifica.ingest.peers.base import make_session
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
 from pacifica.ingest.spool import Spool
 from tests.conftest import bound_database

@@ -50,7 +50,7 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
     legacy_check = run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbchk"], env=legacy_env, cwd=tmp_path)
     assert legacy_check.returncode == 0, "the published 0.4.1 no longer accepts the upgraded database"
 
-    from pacifica.ingest.database import make_database
+    from pacifica.core.database import make_database
     from pacifica.ingest.orm import DB, read_state, update_state
     from pacifica.ingest.utils import create_state_response
 

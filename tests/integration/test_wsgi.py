@@ -40,8 +40,8 @@ def test_wsgi_application(tmp_path):
 
 
 def test_wsgi_refuses_an_old_database(tmp_path):
+    from pacifica.core.database import make_database
     from pacifica.ingest import migrations
-    from pacifica.ingest.database import make_database
     from tests.support.procs import run
 
     old = make_database(f"sqliteext:///{tmp_path}/old.sqlite3")
@@ -63,3 +63,28 @@ def test_wsgi_creates_the_schema_of_an_empty_database(tmp_path):
     assert result.returncode == 0, result.stderr
     check = run([str(Path(sys.executable).parent / "pacifica-ingest-cmd"), "-c", str(config), "dbchk", "--equal"])
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_cartd_wsgi_creates_the_schema_of_an_empty_database_and_refuses_an_old_one(tmp_path):
+    """``pacifica.cartd.wsgi`` starts up as ``pacifica-cartd`` does (against an empty database, every
+    request used to answer 500)."""
+    from pacifica.cartd import migrations
+    from pacifica.core.database import make_database
+    from tests.support.procs import run
+
+    config = tmp_path / "cart.ini"
+    config.write_text(f"[cartd]\ndata_dir = {tmp_path}/cart\n")
+    env = {"CARTD_CONFIG": str(config), "CARTD_CPCONFIG": str(tmp_path / "none.ini")}
+    result = run([sys.executable, "-c", "import pacifica.cartd.wsgi"], env=env)
+    assert result.returncode == 0, result.stderr
+    check = run([str(Path(sys.executable).parent / "pacifica-cartd-cmd"), "-c", str(config), "dbchk", "--equal"],
+                env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    old = make_database(f"sqliteext:///{tmp_path}/old.sqlite3")
+    migrations.SCHEMA.upgrade(old, target=(1, 0))
+    old.close()
+    config.write_text(f"[cartd]\ndata_dir = {tmp_path}/cart\n[database]\npeewee_url = sqliteext:///{tmp_path}/old.sqlite3\n")
+    result = run([sys.executable, "-c", "import pacifica.cartd.wsgi"], env=env)
+    assert result.returncode != 0
+    assert "run 'pacifica-cartd-cmd dbsync' first" in result.stderr

@@ -160,7 +160,7 @@ class Stack:
 
     def state_after_stop(self, job_id: int) -> dict[str, Any]:
         """Read a job's state straight from the stack's database (its server is not running)."""
-        from pacifica.ingest.database import make_database
+        from pacifica.core.database import make_database
         from pacifica.ingest.orm import IngestState
         from pacifica.ingest.utils import create_state_response
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pacifica.cartd.__main__ import cmd
-from pacifica.cartd.config import get_config, load_settings
+from pacifica.cartd.config import get_config, load_settings, run_embedded_worker
 from pacifica.core.errors import ConfigError
 from pacifica.ingest.errors import ConfigError as IngestConfigError
 
@@ -15,8 +17,15 @@ def test_defaults_keep_everything_in_the_data_directory(tmp_path):
     assert settings.volume_path == f"{tmp_path}/volume"
     assert settings.peewee_url == f"sqliteext:///{tmp_path}/cartd.sqlite3"
     assert (settings.lru_buffer_time, settings.lru_purge, settings.bundle_task) == (0, True, False)
-    assert settings.archive_url == "http://127.0.0.1:8080/"
     assert settings.transfer_size == 4 * 1024 * 1024
+    # Embedded, as the ingest service: the ingest service's archive, a queue on disk, a worker.
+    assert (settings.archive_url, settings.broker_url, settings.backend_url) == ("embedded:",) * 3
+    assert settings.embedded_archive == os.path.expanduser("~/.pacifica-ingest/data/archive")
+    assert run_embedded_worker(settings)
+    moved = load_settings(environ={"CARTD_DATA_DIR": str(tmp_path), "INGEST_DATA_DIR": str(tmp_path / "in")})
+    assert moved.embedded_archive == f"{tmp_path}/in/archive"
+    rabbit = load_settings(environ={"CARTD_DATA_DIR": str(tmp_path), "BROKER_URL": "pyamqp://"})
+    assert not run_embedded_worker(rabbit)
 
 
 def test_file_then_environment(tmp_path):

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from ...core.http import make_session
 from ..config import EMBEDDED, Settings
 from ..errors import ConfigError
-from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort, make_session
+from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import requests
 
+from ...core.http import lean_call
 from ..errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
-from .base import lean_call
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
+from ...core.http import call, json_body
 from ..errors import PeerRejected
-from .base import call, json_body
 
 PEER = "metadata"
 

@@ -7,8 +7,8 @@ import logging
 import peewee
 import requests
 
+from ...core.http import call, json_body
 from ..errors import PeerRejected, PeerUnavailable
-from .base import call, json_body
 
 logger = logging.getLogger(__name__)
 

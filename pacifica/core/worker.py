@@ -1,7 +1,7 @@
-"""A Celery worker that the service runs beside the web server (the embedded setup).
+"""A Celery worker that a service runs beside its web server (the embedded setup).
 
-It is an ordinary ``celery -A pacifica.ingest.tasks worker`` child process with the same
-settings, started and stopped by the service's duties (``server.Duties``) and restarted if it dies.
+It is an ordinary ``celery -A <tasks module> worker`` child process with the same settings,
+started and stopped by the service's duties (``duties.Duties``) and restarted if it dies.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-
-from .config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,27 +35,26 @@ def python_executable() -> str:
     return sys.executable
 
 
-def worker_command(settings: Settings) -> list[str]:
-    """Return the command line of the embedded worker."""
-    return [python_executable(), "-m", "celery", "-A", "pacifica.ingest.tasks", "worker", "-l", "INFO",
-            "-c", str(max(1, settings.worker_concurrency)), "-n", f"embedded-{os.getpid()}@%h",
+def worker_command(tasks: str, concurrency: int, name: str = "embedded") -> list[str]:
+    """Return the command line of an embedded worker of the Celery app in module ``tasks``."""
+    return [python_executable(), "-m", "celery", "-A", tasks, "worker", "-l", "INFO",
+            "-c", str(max(1, concurrency)), "-n", f"{name}-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
 class EmbeddedWorker:
-    """Owner of the worker child process."""
+    """Owner of the worker child process: ``command`` run with this environment plus ``env``."""
 
-    def __init__(self, settings: Settings, stop_timeout: float = 60.0) -> None:
-        self.settings = settings
+    def __init__(self, command: list[str], env: dict[str, str] | None = None, stop_timeout: float = 60.0) -> None:
+        self.command = command
+        self.env = env or {}
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         """Start the worker process."""
-        env = dict(os.environ)
-        if self.settings.config_file:
-            env["INGEST_CONFIG"] = self.settings.config_file
-        self.process = subprocess.Popen(worker_command(self.settings), env=env, preexec_fn=_die_with_parent)
+        env = {**os.environ, **self.env}
+        self.process = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent)
         logger.info("embedded worker started (pid %s)", self.process.pid)
 
     def check(self) -> None:

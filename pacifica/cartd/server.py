@@ -1,0 +1,45 @@
+"""The one composition of a running cartd, shared by ``pacifica-cartd`` and the WSGI module.
+
+The REST application plus its duties (``core.duties``), run by the one process holding
+``<data_dir>/.duties.lock`` (beside the embedded queue, whose one consumer it guards): with the
+embedded broker, start-up recovery of unfinished carts;
+and the embedded Celery worker (by default with the embedded broker).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cherrypy
+
+from ..core.duties import Duties
+from .config import Settings, broker_embedded, run_embedded_worker
+from .orm import DB
+
+
+def _recover(settings: Settings) -> None:
+    from .recovery import recover
+
+    with DB.connection_context():
+        recover(settings.data_dir)
+
+
+def duties(settings: Settings, bus) -> Duties:
+    """Cartd's duties, for ``bus`` (the CherryPy engine)."""
+    worker = None
+    if run_embedded_worker(settings):
+        from ..core.worker import EmbeddedWorker, worker_command
+
+        env = {"CARTD_CONFIG": settings.config_file} if settings.config_file else {}
+        worker = EmbeddedWorker(worker_command("pacifica.cartd.tasks", settings.worker_concurrency, "cartd"), env)
+    on_lead = (lambda: _recover(settings)) if broker_embedded(settings) else None
+    return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker)
+
+
+def compose(settings: Settings, cp_config: str | None, bus=None) -> cherrypy.Application:
+    """Build the application and subscribe its duties to the engine; return the application."""
+    from .rest import make_app
+
+    app = make_app(cp_config)
+    duties(settings, bus or cherrypy.engine).subscribe()
+    return app

@@ -1,0 +1,172 @@
+"""The HTTP session every peer client uses, and the mapping of its failures onto errors.
+
+Every HTTP call goes through ``call()`` (or ``lean_call()``), which applies the session's
+timeout and maps failures onto ``PeerUnavailable`` (transient) and ``PeerRejected`` (permanent).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import PeerRejected, PeerUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class TimeoutSession(requests.Session):
+    """A ``requests.Session`` whose requests time out by default."""
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__()
+        self.default_timeout = timeout or None
+
+    def request(self, method, url, **kwargs):
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, **kwargs)
+
+
+def make_session(timeout: float, retries: int, pool_size: int = 16, read_retries: int = 0) -> requests.Session:
+    """Build the session every HTTP peer uses: pooled keep-alive connections, a timeout, and
+    bounded retries with backoff for connections that could not be made (never for a request
+    whose body may have been partly sent). ``read_retries`` also resends a request whose
+    connection dropped after it was sent: only for clients whose every request is idempotent."""
+    session = TimeoutSession(timeout)
+    retry = Retry(total=retries + read_retries, connect=retries, read=read_retries, status=0, other=0,
+                  backoff_factor=0.2, allowed_methods=None, raise_on_status=False)
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _detail(response: requests.Response) -> str:
+    """Return the most readable reason a peer gave for an error response."""
+    return describe_error(response.status_code, response.content)
+
+
+def describe_error(status: int, content: bytes) -> str:
+    """Return the most readable reason a peer gave for an error answer (status and body)."""
+    text = content.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        text = text.strip()
+        return f"HTTP {status}: {text[:500]}" if text else f"HTTP {status}"
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("status") or json.dumps(body)[:500]
+        # CherryPy services put the real reason of a 500 in the last line of their traceback.
+        trace = body.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            message = f"{message} ({trace.strip().splitlines()[-1][:300]})"
+        return f"HTTP {status}: {message}"
+    return f"HTTP {status}: {json.dumps(body)[:500]}"
+
+
+# Exceptions that a CherryPy service raises from the request it was given, not from its own
+# state: its 500 with one of these as the traceback's last line is a refusal of that request
+# (pacifica-metadata 0.13.0 answers "ValueError: Invalid metadata for file N" so), and sending
+# the same request again would only be refused again.
+REFUSAL_EXCEPTIONS = ("ValueError", "KeyError", "TypeError", "IndexError", "AttributeError",
+                      "IntegrityError", "DataError", "UniqueViolation", "DoesNotExist", "JSONDecodeError")
+
+
+def refusal_in_500(content: bytes) -> bool:
+    """Whether a 500 answer's body is a traceback ending in one of ``REFUSAL_EXCEPTIONS``."""
+    try:
+        body = json.loads(content.decode("utf-8", "replace"))
+    except ValueError:
+        return False
+    trace = body.get("traceback") if isinstance(body, dict) else None
+    if not isinstance(trace, str) or not trace.strip():
+        return False
+    last = trace.strip().splitlines()[-1]
+    name = last.split(":", 1)[0].rsplit(".", 1)[-1].strip()
+    return name in REFUSAL_EXCEPTIONS
+
+
+def call(session: requests.Session, peer: str, method: str, url: str, refusals_in_500: bool = False,
+         **kwargs: Any) -> requests.Response:
+    """Make one HTTP request to a peer and return its 2xx response, or raise a ``PeerError``.
+
+    With ``refusals_in_500``, a 500 whose traceback ends in a refusal (see ``refusal_in_500``)
+    raises ``PeerRejected``: such a peer says no that way."""
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.Timeout as exc:
+        raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
+    except requests.ConnectionError as exc:
+        raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
+    except requests.RequestException as exc:
+        raise PeerUnavailable(peer, url, f"request failed: {exc}") from None
+    if response.status_code >= 500 and not (refusals_in_500 and response.status_code == 500
+                                            and refusal_in_500(response.content)):
+        raise PeerUnavailable(peer, url, _detail(response))
+    if response.status_code >= 400:
+        raise PeerRejected(peer, url, _detail(response))
+    return response
+
+
+def lean_call(session: requests.Session, peer: str, method: str, url: str, body: Any = None,
+              headers: dict[str, str] | None = None, close: bool = False) -> urllib3.BaseHTTPResponse:
+    """``call`` for the hot path: the same pooled connections, retries and timeout as the
+    session, without requests' per-request work (cookies, hooks, netrc and proxy lookups in the
+    environment), which costs as much CPU as the archive interface spends on a small file.
+
+    With ``close``, the connection is closed after the answer instead of being kept for the
+    next request (for a server that closes it anyway without saying so)."""
+    adapter = session.get_adapter(url)
+    if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
+        return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
+    # With ``close``, a pool of its own for this one request, closed after the answer: a
+    # connection given back to the shared pool would be handed to the next request half-dead.
+    pool = urllib3.connection_from_url(url, maxsize=1) if close else adapter.poolmanager.connection_from_url(url)
+    timeout = getattr(session, "default_timeout", None)
+    try:
+        response = pool.urlopen(method, urllib3.util.parse_url(url).request_uri, body=body, headers=headers,
+                                retries=adapter.max_retries, redirect=False, assert_same_host=False,
+                                timeout=urllib3.Timeout(connect=timeout, read=timeout), preload_content=True)
+    except urllib3.exceptions.TimeoutError as exc:
+        raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
+    finally:
+        if close:
+            pool.close()
+    if response.status >= 500:
+        raise PeerUnavailable(peer, url, describe_error(response.status, response.data))
+    if response.status >= 400:
+        raise PeerRejected(peer, url, describe_error(response.status, response.data))
+    return response
+
+
+@functools.lru_cache(maxsize=64)
+def _environment_proxies(origin: str) -> bool:
+    """Whether the environment sends requests to ``origin`` (scheme://host:port) through a proxy."""
+    return bool(requests.utils.get_environ_proxies(origin + "/"))
+
+
+def _as_urllib3(response: requests.Response) -> urllib3.BaseHTTPResponse:
+    return urllib3.HTTPResponse(body=response.content, headers=dict(response.headers), status=response.status_code,
+                                preload_content=True)
+
+
+def json_body(peer: str, url: str, response: requests.Response) -> Any:
+    """Decode a peer's JSON answer, or raise ``PeerRejected`` saying it was not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise PeerRejected(peer, url, f"answer is not JSON: {response.text[:200]!r}") from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    return str(exc) or exc.__class__.__name__
