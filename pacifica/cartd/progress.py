@@ -54,6 +54,10 @@ class Tracker:
     def add_bytes(self, size: int) -> None:
         """Count ``size`` more bytes staged; written if ``interval`` has passed."""
         self.counts["bytes_staged"] += size
+        self.tick()
+
+    def tick(self) -> None:
+        """Write the counts (and run ``check``) if ``interval`` has passed since the last write."""
         if time.monotonic() - self._written >= self.interval:
             self.flush()
 

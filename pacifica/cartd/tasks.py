@@ -117,10 +117,20 @@ def _failure(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ServiceError) else f"{exc.__class__.__name__}: {exc}"
 
 
+def _on_disk(status: dict[str, Any]) -> bool:
+    return str(status.get("file_storage_media") or "disk").lower() == "disk"
+
+
 def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker: progress.Tracker) -> list[str]:
-    """Stage and pull every file not yet staged; return the failures (each names its file)."""
+    """Stage and pull every file not yet staged; return the failures (each names its file).
+
+    The first status of each file (HEAD) gives its size and where it is. Files on tape are all
+    asked for (POST) before any is pulled, so the library recalls them together, and each is
+    polled until it is on disk; a file already on disk is pulled at once, on that first status.
+    The deletion check and the progress file are written every ``tracker.interval``, not per file.
+    """
     check = tracker.check or (lambda: None)
-    pending, sizes, failures = [], {}, []
+    pending, sizes, statuses, failures = [], {}, {}, []
 
     def is_staged(cart_file: File) -> bool:
         return cart_file.status == "staged" and os.path.isfile(utils.file_path(cart, cart_file))
@@ -131,8 +141,8 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
             sizes[cart_file.id] = os.path.getsize(utils.file_path(cart, cart_file))
             continue
         try:
-            status = json.loads(rt.archive.status_file(cart_file.file_name))
-            sizes[cart_file.id] = int(status.get("filesize") or 0)
+            statuses[cart_file.id] = json.loads(rt.archive.status_file(cart_file.file_name))
+            sizes[cart_file.id] = int(statuses[cart_file.id].get("filesize") or 0)
             pending.append(cart_file)
         except PeerError as exc:
             Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
@@ -141,14 +151,19 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
                 bytes_staged=sum(sizes[file_id] for file_id in done))
     if not utils.make_room(cart, sum(sizes[cart_file.id] for cart_file in pending)):
         raise CartError("No Space Available")
-    for cart_file in pending:  # ask for everything first: the archive can recall from tape meanwhile
+    on_tape = [cart_file for cart_file in pending if not _on_disk(statuses[cart_file.id])]
+    for cart_file in on_tape:  # ask for everything first: the archive can recall from tape meanwhile
         rt.archive.stage_file(cart_file.file_name)
         Cartutils.set_file_status(cart_file, None, "staging")
+    recalled = {cart_file.id for cart_file in on_tape}
     for cart_file in pending:
-        check()
+        tracker.tick()
         before = tracker.counts["bytes_staged"]
         try:
-            status = _wait_on_disk(rt.archive, cart_file.file_name, check)
+            status = statuses[cart_file.id]
+            if cart_file.id in recalled:
+                tracker.flush()  # what is staged so far shows while this file comes back from tape
+                status = _wait_on_disk(rt.archive, cart_file.file_name, check)
             target = utils.file_path(cart, cart_file)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             digest = rt.archive.pull_file(cart_file.file_name, target, cart_file.hash_value,
@@ -162,7 +177,7 @@ def _stage_and_pull(rt, utils: Cartutils, cart: Cart, files: list[File], tracker
             Cartutils.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
             tracker.counts["bytes_staged"] = before
-        tracker.flush()
+    tracker.flush()
     return failures
 
 
