@@ -217,3 +217,22 @@ def archive_limit(port: int, count: int, first_id: int, connections: int, confir
     for thread in senders:
         thread.join()
     return share * connections / (time.perf_counter() - started)
+
+
+def shape_arguments(parser, out: Path) -> None:
+    """The options every benchmark takes: --quick, --runs, --shapes and --out."""
+    parser.add_argument("--quick", action="store_true", help="small shapes, finishes in a few minutes")
+    parser.add_argument("--runs", type=int, default=None, help="runs per shape and service (default 3, quick 2)")
+    parser.add_argument("--shapes", default=None, help="only the shapes whose label contains one of these "
+                                                        "(comma-separated), e.g. 'GiB,4 KiB'")
+    parser.add_argument("--out", default=str(out), help="where results go")
+
+
+def chosen_shapes(args, shapes: dict) -> tuple[int, list]:
+    """(runs, shapes) that the options of ``shape_arguments`` ask for, out of ``shapes`` (full, quick)."""
+    runs = args.runs or (2 if args.quick else 3)
+    chosen = shapes["quick" if args.quick else "full"]
+    if args.shapes:
+        wanted = [part.strip() for part in args.shapes.split(",")]
+        chosen = [shape for shape in chosen if any(part in shape[0] for part in wanted)]
+    return runs, chosen

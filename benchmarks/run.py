@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from measure import MiB, archive_floor, floors, metadata_floor, state_rate  # noqa: E402
+from measure import MiB, archive_floor, chosen_shapes, floors, metadata_floor, shape_arguments, state_rate  # noqa: E402
 from report import write_results  # noqa: E402
 from services import Service, legacy_venv, make_bundle  # noqa: E402
 
@@ -127,20 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM (timeout, kill) must still stop the services it started, in the finally below.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, finishes in a few minutes")
-    parser.add_argument("--runs", type=int, default=None, help="runs per shape and service (default 3, quick 2)")
+    shape_arguments(parser, ROOT / "benchmarks" / "results")
     parser.add_argument("--deployments", default=",".join(DEPLOYMENTS),
                         help=f"archive deployments, of {', '.join(DEPLOYMENTS)} (comma-separated)")
-    parser.add_argument("--shapes", default=None, help="only the shapes whose label contains one of these "
-                                                        "(comma-separated), e.g. 'GiB,4 KiB'")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where results go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    runs = args.runs or (2 if args.quick else 3)
-    shapes = SHAPES["quick" if args.quick else "full"]
-    if args.shapes:
-        wanted = [part.strip() for part in args.shapes.split(",")]
-        shapes = [shape for shape in shapes if any(part in shape[0] for part in wanted)]
+    runs, shapes = chosen_shapes(args, SHAPES)
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     results: dict = {"machine": machine(), "quick": args.quick, "runs": runs, "command": " ".join(sys.argv),
                      "deployments": {}, "get_state": {}}
