@@ -1,5 +1,6 @@
 """Pacifica Cartd: stages archived files, bundles them into a tar and serves the download.
 
-Work in progress: settings, the schema and its migrations, and ``pacifica-cartd-cmd dbsync``
-and ``dbchk`` are here; the REST resource, the Celery tasks and the server come next.
+``pacifica-cartd`` (or ``pacifica.cartd.wsgi``) serves the REST resource (``rest``); Celery
+workers (``celery -A pacifica.cartd.tasks worker``, or the server's own, embedded) make the
+carts (``tasks``); ``pacifica-cartd-cmd`` syncs and checks the schema and purges old carts.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import Any
 import peewee
 
 from ..core.settings import parse_size
+from . import progress
 from .orm import Cart, CartTasks, File
 from .published import PublishedChecks
 from .tarlayout import CartEntry, TarLayout
@@ -129,8 +129,7 @@ class Cartutils(PublishedChecks):
         """Remove a cart's files (its tar, its progress) and mark it deleted."""
         Cart.update(deleted_date=_now(), status="deleted").where(Cart.id == cart.id).execute()
         shutil.rmtree(self.cart_directory(cart), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.progress_path(cart))
+        progress.remove(self.progress_path(cart))
 
     @staticmethod
     def delete_cart_tasks(cart: Cart, revoke_func: Any) -> None:

@@ -33,10 +33,6 @@ def get_version(database: peewee.Database) -> Version:
     return SCHEMA.get_version(database)
 
 
-def _record_version(database: peewee.Database, version: Version) -> None:
-    SCHEMA.record_version(database, version)
-
-
 def _columns(database: peewee.Database, table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 

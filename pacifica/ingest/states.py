@@ -16,9 +16,6 @@ INGEST_FILES = "ingest files"
 MOVE_FILES = "move files"
 INGEST_METADATA = "ingest metadata"
 
-INGEST_STAGES = (UPLOADING, OPEN_TAR, LOAD_METADATA, POLICY_VALIDATION, INGEST_FILES, INGEST_METADATA)
-MOVE_STAGES = (UPLOADING, LOAD_METADATA, POLICY_VALIDATION, MOVE_FILES, INGEST_METADATA)
-
 
 def is_complete(state: str, task: str, task_percent: float) -> bool:
     """Tell whether a job is finished: it failed, or its last stage reached 100 %."""
