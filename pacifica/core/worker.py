@@ -45,7 +45,10 @@ def worker_command(tasks: str, concurrency: int, name: str = "embedded") -> list
 class EmbeddedWorker:
     """Owner of the worker child process: ``command`` run with this environment plus ``env``."""
 
-    def __init__(self, command: list[str], env: dict[str, str] | None = None, stop_timeout: float = 60.0) -> None:
+    # Well inside uWSGI's 60 s "mercy" for a stopping worker process, which would otherwise kill
+    # the server process first (a warm shutdown has been seen to hang with idle pool children).
+    # A stage cut short is safe: stages are idempotent and start-up recovery re-queues the job.
+    def __init__(self, command: list[str], env: dict[str, str] | None = None, stop_timeout: float = 20.0) -> None:
         self.command = command
         self.env = env or {}
         self.stop_timeout = stop_timeout
