@@ -47,10 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the cart server with CherryPy's built-in HTTP server."""
     import os
 
-    import cherrypy
-
     from ..core.logs import configure_logging
     from ..core.memory import limit_heap_growth
+    from ..core.web import serve
     from . import globals as cartd_globals
     from .runtime import check_schema, configure
     from .server import compose
@@ -67,22 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
-    cherrypy.config.update({"engine.autoreload.on": False, "server.socket_timeout": 300,
-                            "server.thread_pool": 32, "log.screen": True,
-                            "server.socket_host": "127.0.0.1", "server.socket_port": 8081})
     # As in 0.7.0: the file's address and port, unless -a / -p are given.
-    if cpconfig:
-        cherrypy.config.update(cpconfig)
-    if args.address is not None:
-        cherrypy.config.update({"server.socket_host": args.address})
-    if args.port is not None:
-        cherrypy.config.update({"server.socket_port": args.port})
-    cherrypy.tree.mount(compose(settings, cpconfig), "")
-    # SIGTERM (docker stop, systemd) stops the server instead of being ignored until SIGKILL.
-    if hasattr(cherrypy.engine, "signal_handler"):
-        cherrypy.engine.signal_handler.subscribe()
-    cherrypy.engine.start()
-    cherrypy.engine.block()
+    serve(lambda: compose(settings, cpconfig),
+          {"engine.autoreload.on": False, "server.socket_timeout": 300, "server.thread_pool": 32,
+           "log.screen": True, "server.socket_host": "127.0.0.1", "server.socket_port": 8081},
+          cpconfig, args.address, args.port)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import cherrypy
@@ -44,3 +45,25 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
             f"tools.{release_tool}.on": True,
         }
     }
+
+
+def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str | None,
+          address: str | None, port: int | None) -> None:
+    """Run an application on CherryPy's own server until the engine exits.
+
+    The settings come from ``defaults`` (address and port included), then the CherryPy config
+    file, then ``address``/``port`` when given (as the published services did). SIGTERM (docker
+    stop, systemd) and SIGHUP stop the server instead of being ignored until SIGKILL.
+    """
+    cherrypy.config.update(defaults)
+    if cp_config:
+        cherrypy.config.update(cp_config)
+    if address is not None:
+        cherrypy.config.update({"server.socket_host": address})
+    if port is not None:
+        cherrypy.config.update({"server.socket_port": port})
+    cherrypy.tree.mount(build_app(), "")
+    if hasattr(cherrypy.engine, "signal_handler"):
+        cherrypy.engine.signal_handler.subscribe()
+    cherrypy.engine.start()
+    cherrypy.engine.block()

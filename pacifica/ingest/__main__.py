@@ -36,9 +36,8 @@ def _server_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest server with CherryPy's built-in HTTP server."""
-    import cherrypy
-
     from ..core.memory import limit_heap_growth
+    from ..core.web import serve
     from .rest import SERVER_DEFAULTS
     from .server import compose
 
@@ -57,19 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
         return 2
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
-    cherrypy.config.update(SERVER_DEFAULTS)
-    cherrypy.config.update({"server.socket_host": "localhost", "server.socket_port": 8066})
-    if cpconfig:
-        cherrypy.config.update(cpconfig)
-    if args.address is not None:
-        cherrypy.config.update({"server.socket_host": args.address})
-    if args.port is not None:
-        cherrypy.config.update({"server.socket_port": args.port})
-    cherrypy.tree.mount(compose(settings, cpconfig), "")
-    if hasattr(cherrypy.engine, "signal_handler"):
-        cherrypy.engine.signal_handler.subscribe()
-    cherrypy.engine.start()
-    cherrypy.engine.block()
+    serve(lambda: compose(settings, cpconfig),
+          {**SERVER_DEFAULTS, "server.socket_host": "localhost", "server.socket_port": 8066},
+          cpconfig, args.address, args.port)
     return 0
 
 
