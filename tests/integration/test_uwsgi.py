@@ -78,7 +78,8 @@ def _signal_and_wait(stack, sig: int = signal.SIGTERM) -> None:
     started, embedded worker included, to end."""
     master = stack.server.popen
     master.send_signal(sig)
-    master.wait(60)
+    # Within uWSGI's own 60 s "mercy" for its workers, and a little more.
+    master.wait(90)
 
     def group_gone() -> bool:
         try:
