@@ -12,12 +12,23 @@ from collections.abc import Sequence
 
 import peewee
 
+from ..core.database import connect_blocking
 from ..core.logs import configure_logging
+from ..core.memory import limit_heap_growth
+from ..core.web import serve
 from . import globals as ingest_globals
-from . import migrations, orm, states
-from .bootstrap import announce, check_schema, configure, runtime
-from .config import load_settings
+from . import migrations, models, states
+from .bootstrap import announce, check_schema, configure
 from .errors import ConfigError, PeerError
+from .housekeeping import expire_failed_bundles, stalled_jobs
+from .peers.metadata import EmbeddedMetadata
+from .responses import event_response
+from .rest import SERVER_DEFAULTS
+from .runtime import Runtime
+from .server import compose
+from .settings import load_settings
+from .stages import make_context, run_job
+from .tus_rest import expire_uploads, store
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +47,13 @@ def _server_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest server with CherryPy's built-in HTTP server."""
-    from ..core.memory import limit_heap_growth
-    from ..core.web import serve
-    from .rest import SERVER_DEFAULTS
-    from .server import compose
-
     args = _server_parser().parse_args(argv)
     configure_logging()
     limit_heap_growth()
     try:
-        settings = configure(load_settings(args.config)).settings
-        check_schema()
+        rt = configure(load_settings(args.config))
+        settings = rt.settings
+        check_schema(settings)
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-ingest: {one_line(exc)}\n")
         return 2
@@ -56,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
         return 2
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
-    serve(lambda: compose(settings, cpconfig),
+    serve(lambda: compose(rt, cpconfig),
           {**SERVER_DEFAULTS, "server.socket_host": "localhost", "server.socket_port": 8066},
           cpconfig, args.address, args.port)
     return 0
@@ -137,10 +144,10 @@ def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
-def _cmd_job(args: argparse.Namespace) -> int:
+def _cmd_job(args: argparse.Namespace, rt: Runtime) -> int:
     try:
-        current = orm.read_state(args.job_id)
-    except orm.IngestState.DoesNotExist:
+        current = models.read_state(args.job_id)
+    except models.IngestState.DoesNotExist:
         if args.state is None or args.task is None:
             sys.stderr.write(f"job {args.job_id} does not exist (give --state and --task to create it)\n")
             return 1
@@ -153,7 +160,7 @@ def _cmd_job(args: argparse.Namespace) -> int:
     percent = args.task_percent if args.task_percent is not None else (current.task_percent if current else 0)
     exception = args.exception if args.exception is not None else (current.exception if current else "")
     note = audit_line(args.operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
-    orm.update_state(args.job_id, state, task, percent, exception, operator=args.operator, note=note)
+    models.update_state(args.job_id, state, task, percent, exception, operator=args.operator, note=note)
     logger.warning("job %s: %s", args.job_id, note)
     _out(f"job {args.job_id} updated")
     return 0
@@ -161,72 +168,62 @@ def _cmd_job(args: argparse.Namespace) -> int:
 
 def audit_line(operator: str, action: str) -> str:
     """Return the line that records an operator's action in a job."""
-    return f"[{orm.utcnow():%Y-%m-%d %H:%M:%S} UTC] {operator} {action}"
+    return f"[{models.utcnow():%Y-%m-%d %H:%M:%S} UTC] {operator} {action}"
 
 
-def _cmd_jobs(args: argparse.Namespace) -> int:
-    from .housekeeping import stalled_jobs
-
+def _cmd_jobs(args: argparse.Namespace, rt: Runtime) -> int:
     for row in stalled_jobs(args.stalled):
         _out(f"{row.job_id}\t{row.state}\t{row.task}\t{float(row.task_percent)}\t{row.updated:%Y-%m-%d %H:%M:%S}")
     return 0
 
 
-def _cmd_cleanup(args: argparse.Namespace) -> int:
-    from .housekeeping import expire_failed_bundles
-    from .tus_rest import expire_uploads, store
-
-    rt = runtime()
+def _cmd_cleanup(args: argparse.Namespace, rt: Runtime) -> int:
     removed = expire_failed_bundles(rt.spool, rt.settings.failed_retention)
     _out(f"removed the bundles of {len(removed)} failed jobs")
-    expired = expire_uploads(store())
+    expired = expire_uploads(store(rt))
     _out(f"removed {len(expired)} expired resumable uploads")
     return 0
 
 
-def _cmd_dbsync(args: argparse.Namespace) -> int:
-    reached = migrations.upgrade(orm.DB.obj)
-    version = migrations.get_version(orm.DB.obj)
+def _cmd_dbsync(args: argparse.Namespace, rt: Runtime) -> int:
+    reached = migrations.upgrade(models.DB.obj)
+    version = migrations.get_version(models.DB.obj)
     if reached:
         _out("upgraded to " + ", ".join(f"{major}.{minor}" for major, minor in reached))
     _out(f"schema version {version[0]}.{version[1]}")
     return 0
 
 
-def _cmd_dbchk(args: argparse.Namespace) -> int:
-    version = migrations.get_version(orm.DB.obj)
+def _cmd_dbchk(args: argparse.Namespace, rt: Runtime) -> int:
+    version = migrations.get_version(models.DB.obj)
     ok = version == migrations.LATEST if args.check_equal else migrations.is_safe(version)
     _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}."
          f"{migrations.LATEST[1]}: {'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
     return 0 if ok else -1
 
 
-def _cmd_retry(args: argparse.Namespace) -> int:
-    from .tasks import make_context, run_job
-
+def _cmd_retry(args: argparse.Namespace, rt: Runtime) -> int:
     if not os.path.isfile(args.file_path):
         sys.stderr.write(f"no such file: {args.file_path}\n")
         return 2
     job_id = args.job_id
     if job_id is None:
-        job_id = runtime().peers.uniqueid.reserve(1, "upload_job")
+        job_id = rt.peers.uniqueid.reserve(1, "upload_job")
         _out(f"new job id {job_id}")
-    orm.update_state(job_id, states.OK, states.UPLOADING, 100, operator=args.operator)
+    models.update_state(job_id, states.OK, states.UPLOADING, 100, operator=args.operator)
     completed = run_job(make_context(job_id, args.file_path, args.username, move=args.move))
-    record = orm.read_state(job_id)
+    record = models.read_state(job_id)
     outcome = "completed" if completed else "failed again"
     note = audit_line(args.operator, f"retried the job from {args.file_path} as {args.username}: {outcome}")
-    orm.update_state(job_id, record.state, record.task, record.task_percent, record.exception,
+    models.update_state(job_id, record.state, record.task, record.task_percent, record.exception,
                      complete=record.complete, operator=args.operator, note=note)
     logger.warning("job %s: %s", job_id, note)
     _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
     return 0 if completed else 1
 
 
-def _cmd_history(args: argparse.Namespace) -> int:
-    from .utils import event_response
-
-    events = [event_response(event) for event in orm.read_history(args.job_id)]
+def _cmd_history(args: argparse.Namespace, rt: Runtime) -> int:
+    events = [event_response(event) for event in models.read_history(args.job_id)]
     if not events:
         sys.stderr.write(f"job {args.job_id} has no history (no such job, or it predates schema 2.2)\n")
         return 1
@@ -240,15 +237,13 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_metadata(args: argparse.Namespace) -> int:
-    from .peers.metadata import EmbeddedMetadata
-
-    store = runtime().peers.metadata
-    if not isinstance(store, EmbeddedMetadata):
+def _cmd_metadata(args: argparse.Namespace, rt: Runtime) -> int:
+    kept = rt.peers.metadata
+    if not isinstance(kept, EmbeddedMetadata):
         sys.stderr.write("metadata is kept by the metadata service at "
-                         f"{runtime().settings.metadata_url}, not here; ask it\n")
+                         f"{rt.settings.metadata_url}, not here; ask it\n")
         return 2
-    document = store.get(args.job_id)
+    document = kept.get(args.job_id)
     if document is None:
         sys.stderr.write(f"no metadata stored for job {args.job_id}\n")
         return 1
@@ -261,15 +256,15 @@ def cmd(argv: Sequence[str] | None = None) -> int:
     args = _cmd_parser().parse_args(argv)
     configure_logging(logging.WARNING)
     try:
-        configure(load_settings(args.config))
-        orm.OrmSync.dbconn_blocking()
-        return args.func(args)
+        rt = configure(load_settings(args.config))
+        connect_blocking(models.DB, rt.settings.connect_attempts, rt.settings.connect_wait)
+        return args.func(args, rt)
     except (ConfigError, PeerError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-ingest-cmd: {one_line(exc)}\n")
         return 2
     finally:
-        if orm.DB.obj is not None and not orm.DB.obj.is_closed():
-            orm.DB.obj.close()
+        if models.DB.obj is not None and not models.DB.obj.is_closed():
+            models.DB.obj.close()
 
 
 if __name__ == "__main__":

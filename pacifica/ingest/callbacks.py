@@ -15,7 +15,9 @@ from urllib.parse import urlparse
 
 import requests
 
-from . import orm
+from . import models
+from .celery_app import INGEST_APP, IngestTask
+from .responses import create_state_response
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,9 @@ def check_url(url: str) -> str | None:
 
 def register(job_id: int, url: str) -> None:
     """Remember that ``job_id`` reports its end to ``url``."""
-    with orm.DB.atomic():
-        orm.IngestCallback.delete().where(orm.IngestCallback.job_id == int(job_id)).execute()
-        orm.IngestCallback.insert(job_id=int(job_id), url=url, status=WAITING).execute()
+    with models.DB.atomic():
+        models.IngestCallback.delete().where(models.IngestCallback.job_id == int(job_id)).execute()
+        models.IngestCallback.insert(job_id=int(job_id), url=url, status=WAITING).execute()
 
 
 def schedule(job_id: int) -> None:
@@ -52,23 +54,21 @@ def schedule(job_id: int) -> None:
     whatever happens to its callback).
     """
     try:
-        waiting = (orm.IngestCallback.select(orm.IngestCallback.job_id)
-                   .where((orm.IngestCallback.job_id == int(job_id)) & (orm.IngestCallback.status == WAITING))
+        waiting = (models.IngestCallback.select(models.IngestCallback.job_id)
+                   .where((models.IngestCallback.job_id == int(job_id)) & (models.IngestCallback.status == WAITING))
                    .exists())
         if waiting:
-            from .tasks import deliver_callback
-
             deliver_callback.apply_async((int(job_id),))
     except Exception:
         logger.exception("job %s: could not queue its completion callback", job_id)
 
 
-def claim(job_id: int) -> orm.IngestCallback | None:
+def claim(job_id: int) -> models.IngestCallback | None:
     """Take the job's callback for one delivery attempt; None if another has it or it is done."""
-    claimed = (orm.IngestCallback.update(status=SENDING, attempts=orm.IngestCallback.attempts + 1)
-               .where((orm.IngestCallback.job_id == int(job_id)) & (orm.IngestCallback.status == WAITING))
+    claimed = (models.IngestCallback.update(status=SENDING, attempts=models.IngestCallback.attempts + 1)
+               .where((models.IngestCallback.job_id == int(job_id)) & (models.IngestCallback.status == WAITING))
                .execute())
-    return orm.IngestCallback.get_by_id(int(job_id)) if claimed else None
+    return models.IngestCallback.get_by_id(int(job_id)) if claimed else None
 
 
 def attempt(job_id: int, session: requests.Session, timeout: float, base_delay: float) -> float | None:
@@ -77,12 +77,10 @@ def attempt(job_id: int, session: requests.Session, timeout: float, base_delay: 
 
     The body is the job's state as ``GET /get_state`` answers it.
     """
-    from .utils import create_state_response
-
     callback = claim(job_id)
     if callback is None:
         return None
-    state = create_state_response(orm.read_state(job_id))
+    state = create_state_response(models.read_state(job_id))
     try:
         response = session.post(callback.url, json=state, timeout=timeout)
         if 200 <= response.status_code < 300:
@@ -114,8 +112,16 @@ def delay(attempts: int, base: float) -> float:
 
 
 def _finish(job_id: int, status: str, error: str) -> None:
-    fields = {orm.IngestCallback.status: status, orm.IngestCallback.last_error: error}
+    fields = {models.IngestCallback.status: status, models.IngestCallback.last_error: error}
     if status == DELIVERED:
-        fields[orm.IngestCallback.delivered] = orm.utcnow()
-    orm.IngestCallback.update(fields).where(orm.IngestCallback.job_id == int(job_id)).execute()
+        fields[models.IngestCallback.delivered] = models.utcnow()
+    models.IngestCallback.update(fields).where(models.IngestCallback.job_id == int(job_id)).execute()
 
+
+@INGEST_APP.task(name="pacifica.ingest.deliver_callback", base=IngestTask, bind=True, max_retries=None)
+def deliver_callback(self: IngestTask, job_id: int) -> None:
+    """POST a finished job's state to its callback URL; try again later if the receiver failed."""
+    settings = self.runtime.settings
+    wait = attempt(job_id, session(), settings.http_timeout or 60, settings.retry_delay)
+    if wait is not None:
+        raise self.retry(countdown=wait)

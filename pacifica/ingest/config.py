@@ -1,156 +1,21 @@
-"""Settings: built-in defaults, then the INI file, then environment variables.
+"""The published ``config`` module: ``get_config()`` and the names it always offered.
 
-``load_settings()`` reads everything once and returns a typed, immutable ``Settings``;
-the composition root (``bootstrap``) hands it to whoever needs it. ``get_config()`` keeps
-the published ``ConfigParser`` face for code that still asks for it.
+The settings themselves live in ``settings``; this face renders them as the ``ConfigParser``
+that code written for the published service still asks for.
 """
 
 from __future__ import annotations
 
 import configparser
-import dataclasses
-import os
-from collections.abc import Mapping
-from typing import Any
 
-from ..core.settings import (  # noqa: F401 - parse_size and Option are part of this module's face
-    Option,
-    _at_least,
-    _auto_bool,
-    _bool,
-    _directories,
-    _networks,
-    _non_negative_float,
-    _non_negative_int,
-    _non_negative_size,
-    _positive_size,
-    parse_size,
-    read_options,
-)
-from . import globals as ingest_globals
+from ..core.settings import Option, parse_size
+from .bootstrap import runtime
+from .settings import DEFAULT_DATA_DIR, EMBEDDED, OPTIONS, Settings, load_settings, settings_as_config
 
-EMBEDDED = "embedded:"
-DEFAULT_DATA_DIR = "~/.pacifica-ingest/data"
-
-OPTIONS: tuple[Option, ...] = (
-    Option("ingest", "data_dir", "INGEST_DATA_DIR", DEFAULT_DATA_DIR, "data_dir"),
-    Option("ingest", "volume_path", "VOLUME_PATH", "{data_dir}/volume", "volume_path"),
-    Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
-    Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
-    Option("ingest", "trusted_proxies", "INGEST_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
-    Option("ingest", "move_roots", "INGEST_MOVE_ROOTS", "", "move_roots", _directories),
-    Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
-    Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
-    Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
-    Option("ingest", "http_retries", "INGEST_HTTP_RETRIES", "3", "http_retries", _non_negative_int),
-    Option("ingest", "stage_retries", "INGEST_STAGE_RETRIES", "4", "stage_retries", _non_negative_int),
-    Option("ingest", "retry_delay", "INGEST_RETRY_DELAY", "2", "retry_delay", _non_negative_float),
-    Option("ingest", "failed_retention", "INGEST_FAILED_RETENTION", "168", "failed_retention", _non_negative_float),
-    Option("ingest", "upload_expiry", "INGEST_UPLOAD_EXPIRY", "24", "upload_expiry", _non_negative_float),
-    Option("ingest", "embedded_worker", "INGEST_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
-    Option("ingest", "worker_concurrency", "INGEST_WORKER_CONCURRENCY", "2", "worker_concurrency",
-           _non_negative_int),
-    Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "1", "archive_concurrency",
-           _at_least(int, 1)),
-    Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
-    Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),
-    Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", EMBEDDED, "archive_url"),
-    Option("archiveinterface", "confirm_puts", "ARCHIVEINTERFACE_CONFIRM_PUTS", "auto", "confirm_puts",
-           _auto_bool),
-    Option("metadata", "ingest_url", "METADATA_INGEST_URL", EMBEDDED, "metadata_url"),
-    Option("celery", "broker_url", "BROKER_URL", EMBEDDED, "broker_url"),
-    Option("celery", "backend_url", "BACKEND_URL", EMBEDDED, "backend_url"),
-    Option("database", "peewee_url", "PEEWEE_URL", "sqliteext:///{data_dir}/ingest.sqlite3", "peewee_url"),
-    Option("database", "connect_attempts", "DATABASE_CONNECT_ATTEMPTS", "10", "connect_attempts",
-           _non_negative_int),
-    Option("database", "connect_wait", "DATABASE_CONNECT_WAIT", "20", "connect_wait", _non_negative_float),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Every setting of the service, typed. Build it with ``load_settings``."""
-
-    data_dir: str
-    volume_path: str
-    auth_header: str
-    default_user: str
-    trusted_proxies: tuple[str, ...]
-    move_roots: tuple[str, ...]
-    transfer_size: int
-    max_upload_size: int
-    http_timeout: float
-    http_retries: int
-    stage_retries: int
-    retry_delay: float
-    failed_retention: float
-    upload_expiry: float
-    embedded_worker: bool | None
-    worker_concurrency: int
-    archive_concurrency: int
-    uniqueid_url: str
-    policy_url: str
-    archive_url: str
-    confirm_puts: bool | None
-    metadata_url: str
-    broker_url: str
-    backend_url: str
-    peewee_url: str
-    connect_attempts: int
-    connect_wait: float
-    config_file: str | None = None
-
-    def replace(self, **changes: Any) -> Settings:
-        """Return a copy with some fields changed (values already typed)."""
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def broker_embedded(self) -> bool:
-        """True when jobs are queued in the data directory rather than on a broker server."""
-        return self.broker_url == EMBEDDED
-
-    @property
-    def run_embedded_worker(self) -> bool:
-        """Whether ``pacifica-ingest`` starts a worker beside the web server (auto: with the embedded broker)."""
-        return self.broker_embedded if self.embedded_worker is None else self.embedded_worker
-
-    def data_path(self, *parts: str) -> str:
-        """Return a path inside the data directory."""
-        return os.path.join(self.data_dir, *parts)
-
-
-def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, str] | None = None) -> Settings:
-    """Read the settings: defaults, then the INI file, then the environment, then ``overrides``.
-
-    ``path`` is the INI file (``-c``); when omitted, ``INGEST_CONFIG`` or the per-user default is
-    used if it exists. A path given explicitly must exist. ``overrides`` maps field names to
-    raw strings (used by tests). Any value may contain ``{data_dir}``, replaced by the data
-    directory (itself ``~``-expanded and made absolute).
-    """
-    environ = os.environ if environ is None else environ
-    explicit = path is not None or bool(environ.get(ingest_globals.CONFIG_ENV))
-    if path is None:
-        path = ingest_globals.config_file(environ)
-    values = read_options(OPTIONS, path, explicit, environ, overrides)
-    return Settings(**values)
-
-
-def settings_as_config(settings: Settings) -> configparser.ConfigParser:
-    """Render ``settings`` as the ``ConfigParser`` the published ``get_config()`` returned."""
-    parser = configparser.ConfigParser(interpolation=None)
-    for option in OPTIONS:
-        if not parser.has_section(option.section):
-            parser.add_section(option.section)
-        value = getattr(settings, option.field)
-        if option.field == "transfer_size":
-            value = f"{value} B"
-        parser.set(option.section, option.key, str(value))
-    return parser
+__all__ = ["DEFAULT_DATA_DIR", "EMBEDDED", "OPTIONS", "Option", "Settings", "get_config", "load_settings",
+           "parse_size", "settings_as_config"]
 
 
 def get_config() -> configparser.ConfigParser:
     """Return the ConfigParser object with defaults set (the active settings, as INI values)."""
-    from .bootstrap import runtime  # late: bootstrap imports this module
-
     return settings_as_config(runtime().settings)

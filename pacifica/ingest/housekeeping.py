@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 
-from . import orm, states
+from . import models, states
 from .spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -15,10 +15,10 @@ def expire_failed_bundles(spool: Spool, hours: float) -> list[int]:
     """Remove the volume files of jobs that failed more than ``hours`` ago (0: keep them all)."""
     if hours <= 0:
         return []
-    cutoff = orm.utcnow() - datetime.timedelta(hours=hours)
+    cutoff = models.utcnow() - datetime.timedelta(hours=hours)
     expired = []
-    query = orm.IngestState.select(orm.IngestState.job_id).where(
-        (orm.IngestState.state == states.FAILED) & (orm.IngestState.updated < cutoff))
+    query = models.IngestState.select(models.IngestState.job_id).where(
+        (models.IngestState.state == states.FAILED) & (models.IngestState.updated < cutoff))
     for row in query:
         job_id = int(row.job_id)
         if any(spool.exists(job_id)):
@@ -29,9 +29,9 @@ def expire_failed_bundles(spool: Spool, hours: float) -> list[int]:
     return expired
 
 
-def stalled_jobs(minutes: float) -> list[orm.IngestState]:
+def stalled_jobs(minutes: float) -> list[models.IngestState]:
     """Return unfinished jobs whose state has not changed for ``minutes``, oldest first."""
-    cutoff = orm.utcnow() - datetime.timedelta(minutes=minutes)
-    return list(orm.IngestState.select()
-                .where((orm.IngestState.complete == False) & (orm.IngestState.updated <= cutoff))  # noqa: E712
-                .order_by(orm.IngestState.updated))
+    cutoff = models.utcnow() - datetime.timedelta(minutes=minutes)
+    return list(models.IngestState.select()
+                .where((models.IngestState.complete == False) & (models.IngestState.updated <= cutoff))  # noqa: E712
+                .order_by(models.IngestState.updated))

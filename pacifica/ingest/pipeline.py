@@ -1,7 +1,7 @@
 """The stages of a job as plain functions; the peers and the spool are passed in.
 
-``tasks`` wraps each stage in a Celery task and ``stage()`` below records its progress:
-0 % when it starts, 100 % when it ends, FAILED with a readable message when it raises.
+``stages`` runs each in a Celery task and ``stage_state`` records its progress: 0 % when it
+starts, 100 % when it ends, FAILED with a readable message when it raises.
 What 'load metadata' derives (the document with file ids, each file's member and offset) is
 written to the job's sidecar on the volume, so later stages, a redelivered task or an
 admin ``retry`` reuse the same file ids.
@@ -9,55 +9,25 @@ admin ``retry`` reuse the same file ids.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
-from . import bundle, orm, states, tarhash
+from . import bundle, tarhash
 from .errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
-from .tarutils import MemberReader, open_bundle, read_metadata
+from .tarreader import MemberReader, open_bundle, read_metadata
 
 logger = logging.getLogger(__name__)
 
 Sidecar = dict[str, Any]
-
-
-@contextlib.contextmanager
-def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
-    """Record ``task`` of ``job_id`` as started, then finished or FAILED with the error's message.
-
-    With ``will_retry``, a transient peer failure leaves the job OK with a note that the stage
-    will be tried again (the caller schedules the retry) instead of failing it.
-    """
-    orm.update_state(job_id, states.OK, task, 0)
-    try:
-        yield
-    except PeerUnavailable as exc:
-        if not will_retry:
-            logger.warning("job %s failed in %r: %s", job_id, task, exc)
-            orm.update_state(job_id, states.FAILED, task, 0, str(exc))
-            raise
-        logger.warning("job %s: %r will be retried: %s", job_id, task, exc)
-        orm.update_state(job_id, states.OK, task, 0, f"will retry: {exc}")
-        raise
-    except IngestError as exc:
-        logger.warning("job %s failed in %r: %s", job_id, task, exc)
-        orm.update_state(job_id, states.FAILED, task, 0, str(exc))
-        raise
-    except Exception as exc:
-        logger.exception("job %s: unexpected error in %r", job_id, task)
-        orm.update_state(job_id, states.FAILED, task, 0, f"internal error: {exc.__class__.__name__}: {exc}")
-        raise
-    orm.update_state(job_id, states.OK, task, 100)
 
 
 def check_tar(path: str) -> None:

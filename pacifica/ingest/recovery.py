@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 
-from . import orm, states
+from . import models, states
 from .queue import queued_job_ids
 from .spool import Spool
+from .stages import job_chain
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +25,9 @@ def recover(queue_folder: str, spool: Spool) -> list[int]:
 
     Call it only while no worker consumes the queue (at start-up, before the embedded worker).
     """
-    from .tasks import job_chain
-
     queued = queued_job_ids(queue_folder)
     resumed = []
-    for row in orm.IngestState.select().where(orm.IngestState.complete == False):  # noqa: E712
+    for row in models.IngestState.select().where(models.IngestState.complete == False):  # noqa: E712
         job_id = int(row.job_id)
         if job_id in queued:
             continue
@@ -38,7 +37,7 @@ def recover(queue_folder: str, spool: Spool) -> list[int]:
                 continue  # a resumable upload: its client carries on from the offset
             if row.task == states.UPLOADING:
                 spool.discard_partial(job_id)
-                orm.update_state(job_id, states.FAILED, states.UPLOADING, 0,
+                models.update_state(job_id, states.FAILED, states.UPLOADING, 0,
                                  "the service stopped before the whole bundle arrived; send it again")
                 logger.warning("job %s: upload was cut off by a restart; marked FAILED", job_id)
             continue

@@ -13,58 +13,52 @@ import os
 import cherrypy
 
 from ..core.duties import Chore, Duties
-from . import orm
-from .config import Settings
+from ..core.worker import EmbeddedWorker, worker_command
+from . import models
+from .housekeeping import expire_failed_bundles
+from .recovery import recover
+from .rest import make_app
+from .runtime import Runtime
+from .tus_rest import expire_uploads, store
 
 FAILED_EXPIRY_SECONDS = 3600.0
 
 
-def _recover(settings: Settings) -> None:
-    from .bootstrap import runtime
-    from .recovery import recover
-
-    with orm.DB.connection_context():
-        recover(settings.data_path("queue"), runtime().spool)
+def _recover(rt: Runtime) -> None:
+    with models.DB.connection_context():
+        recover(rt.settings.data_path("queue"), rt.spool)
 
 
-def _expire_failed(settings: Settings) -> None:
-    from .bootstrap import runtime
-    from .housekeeping import expire_failed_bundles
-
-    with orm.DB.connection_context():
-        expire_failed_bundles(runtime().spool, settings.failed_retention)
+def _expire_failed(rt: Runtime) -> None:
+    with models.DB.connection_context():
+        expire_failed_bundles(rt.spool, rt.settings.failed_retention)
 
 
-def _expire_uploads() -> None:
-    from .tus_rest import expire_uploads, store
-
-    with orm.DB.connection_context():
-        expire_uploads(store())
+def _expire_uploads(rt: Runtime) -> None:
+    with models.DB.connection_context():
+        expire_uploads(store(rt))
 
 
-def duties(settings: Settings, bus) -> Duties:
+def duties(rt: Runtime, bus) -> Duties:
     """The ingest service's duties, for ``bus`` (the CherryPy engine)."""
+    settings = rt.settings
     worker = None
     if settings.run_embedded_worker:
-        from ..core.worker import EmbeddedWorker, worker_command
-
         env = {"INGEST_CONFIG": settings.config_file} if settings.config_file else {}
         worker = EmbeddedWorker(worker_command("pacifica.ingest.tasks", settings.worker_concurrency), env)
     chores = []
     if settings.failed_retention > 0:
-        chores.append(Chore("expire failed bundles", FAILED_EXPIRY_SECONDS, lambda: _expire_failed(settings)))
+        chores.append(Chore("expire failed bundles", FAILED_EXPIRY_SECONDS, lambda: _expire_failed(rt)))
     if settings.upload_expiry > 0:
         # Idle uploads are checked a few times per expiry period, at most hourly.
         every = min(3600.0, max(1.0, settings.upload_expiry * 3600 / 4))
-        chores.append(Chore("expire idle uploads", every, _expire_uploads))
-    on_lead = (lambda: _recover(settings)) if settings.broker_embedded else None
+        chores.append(Chore("expire idle uploads", every, lambda: _expire_uploads(rt)))
+    on_lead = (lambda: _recover(rt)) if settings.broker_embedded else None
     return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker, chores)
 
 
-def compose(settings: Settings, cp_config: str | None, bus=None) -> cherrypy.Application:
-    """Build the application and subscribe its duties to the engine; return the application."""
-    from .rest import make_app
-
-    app = make_app(cp_config)
-    duties(settings, bus or cherrypy.engine).subscribe()
+def compose(rt: Runtime, cp_config: str | None, bus=None) -> cherrypy.Application:
+    """Build the application serving ``rt`` and subscribe its duties to the engine; return the application."""
+    app = make_app(rt, cp_config)
+    duties(rt, bus or cherrypy.engine).subscribe()
     return app

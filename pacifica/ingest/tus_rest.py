@@ -16,20 +16,30 @@ from typing import Any
 
 import cherrypy
 
-from . import orm, states
-from .bootstrap import runtime
+from . import models, states
 from .httpbody import request_body
-from .rest import _callback_url, _enqueue, _fail, _new_job, _refuse_body, database_errors, get_authed_user, parse_job_id
+from .runtime import Runtime
+from .stages import make_context
 from .tus import CHECKSUM_ALGORITHMS, EXTENSIONS, VERSION, TusError, TusStore, parse_checksum, parse_metadata
+from .webjobs import (
+    callback_url,
+    current_runtime,
+    database_errors,
+    enqueue,
+    fail,
+    get_authed_user,
+    new_job,
+    parse_job_id,
+    refuse_body,
+)
 
 logger = logging.getLogger(__name__)
 
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 
 
-def store() -> TusStore:
-    """The uploads of this process's volume."""
-    rt = runtime()
+def store(rt: Runtime) -> TusStore:
+    """The resumable uploads on the volume of ``rt``."""
     return TusStore(rt.spool, rt.settings.upload_expiry)
 
 
@@ -44,21 +54,21 @@ def _require_version() -> None:
     given = cherrypy.request.headers.get("Tus-Resumable")
     if given != VERSION:
         cherrypy.response.headers["Tus-Version"] = VERSION
-        raise _refuse_body(412, f"Tus-Resumable must be {VERSION}, got {given!r}")
+        raise refuse_body(412, f"Tus-Resumable must be {VERSION}, got {given!r}")
 
 
 def _integer_header(name: str, required: bool = True) -> int | None:
     value = cherrypy.request.headers.get(name)
     if value is None:
         if required:
-            raise _refuse_body(400, f"the {name} header is required")
+            raise refuse_body(400, f"the {name} header is required")
         return None
     try:
         number = int(value)
         if number < 0:
             raise ValueError(value)
     except ValueError:
-        raise _refuse_body(400, f"{name} must be a non-negative integer, got {value[:40]!r}") from None
+        raise refuse_body(400, f"{name} must be a non-negative integer, got {value[:40]!r}") from None
     return number
 
 
@@ -77,7 +87,7 @@ def _expires_header(uploads: TusStore, job_id: int) -> None:
 def report_received(job_id: int, received: int, length: int) -> None:
     """Record how much of an upload has arrived (UPLOADING, percent of bytes)."""
     percent = min(99.9, round(100.0 * received / length, 1)) if length else 0
-    orm.update_state(job_id, states.OK, states.UPLOADING, percent, progress=(received, length, 0, 0), event=False)
+    models.update_state(job_id, states.OK, states.UPLOADING, percent, progress=(received, length, 0, 0), event=False)
 
 
 class RestUploads:
@@ -94,8 +104,8 @@ class RestUploads:
         headers["Tus-Version"] = VERSION
         headers["Tus-Extension"] = EXTENSIONS
         headers["Tus-Checksum-Algorithm"] = ",".join(CHECKSUM_ALGORITHMS)
-        if runtime().settings.max_upload_size:
-            headers["Tus-Max-Size"] = str(runtime().settings.max_upload_size)
+        if current_runtime().settings.max_upload_size:
+            headers["Tus-Max-Size"] = str(current_runtime().settings.max_upload_size)
         cherrypy.response.status = 204
         return b""
 
@@ -106,31 +116,31 @@ class RestUploads:
         """Create an upload: its job, UPLOADING at 0 %."""
         _require_version()
         if args:
-            raise _refuse_body(405, "create uploads with POST /uploads/")
-        rt = runtime()
+            raise refuse_body(405, "create uploads with POST /uploads/")
+        rt = current_runtime()
         if cherrypy.request.headers.get("Upload-Defer-Length"):
-            raise _refuse_body(400, "Upload-Defer-Length is not supported: give Upload-Length")
+            raise refuse_body(400, "Upload-Defer-Length is not supported: give Upload-Length")
         length = _integer_header("Upload-Length")
         if length == 0:
-            raise _refuse_body(400, "Upload-Length is 0: a bundle is a tar of at least one block")
+            raise refuse_body(400, "Upload-Length is 0: a bundle is a tar of at least one block")
         if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
-            raise _refuse_body(413, f"the upload of {length} bytes is larger than the "
+            raise refuse_body(413, f"the upload of {length} bytes is larger than the "
                                f"{rt.settings.max_upload_size} byte limit")
         free = rt.spool.free_space()
         if length > free:
-            raise _refuse_body(507, f"the volume has {free} bytes free, the upload needs {length}")
+            raise refuse_body(507, f"the volume has {free} bytes free, the upload needs {length}")
         try:
             metadata = parse_metadata(cherrypy.request.headers.get("Upload-Metadata"))
         except TusError as exc:
             raise _http_error(exc) from None
-        callback = _callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
+        callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                                if metadata.get("callback_url") else {})}, refuse_body=True)
-        job_id = _new_job(callback)
-        uploads = store()
+        job_id = new_job(callback)
+        uploads = store(rt)
         try:
             uploads.create(job_id, length, authed_user, metadata)
         except OSError as exc:
-            _fail(job_id, f"the upload could not be started: {exc}")
+            fail(job_id, f"the upload could not be started: {exc}")
             raise cherrypy.HTTPError(507, f"the upload could not be started: {exc}") from None
         with database_errors(job_id):
             report_received(job_id, 0, length)
@@ -145,7 +155,7 @@ class RestUploads:
     def HEAD(upload_id: Any = None, *_args: Any, **_kwargs: Any) -> bytes:
         """Tell how many bytes of the upload have arrived."""
         _require_version()
-        uploads = store()
+        uploads = store(current_runtime())
         upload = uploads.get(parse_job_id(upload_id))
         if upload is None:
             raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
@@ -160,14 +170,14 @@ class RestUploads:
         """Append a chunk at ``Upload-Offset``; the last byte starts the job's stages."""
         _require_version()
         if cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
-            raise _refuse_body(415, f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
+            raise refuse_body(415, f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
         offset = _integer_header("Upload-Offset")
         declared = _integer_header("Content-Length", required=False)
-        rt = runtime()
-        uploads = store()
+        rt = current_runtime()
+        uploads = store(rt)
         upload = uploads.get(parse_job_id(upload_id))
         if upload is None:
-            raise _refuse_body(404, f"upload {upload_id} does not exist (finished, ended or expired)")
+            raise refuse_body(404, f"upload {upload_id} does not exist (finished, ended or expired)")
         try:
             checksum = parse_checksum(cherrypy.request.headers.get("Upload-Checksum"))
             received = uploads.append(upload, offset, request_body(cherrypy.request.rfile), declared, checksum,
@@ -192,13 +202,13 @@ class RestUploads:
     def DELETE(upload_id: Any = None, *_args: Any, **_kwargs: Any) -> bytes:
         """End an unfinished upload: its bytes are removed and its job fails."""
         _require_version()
-        uploads = store()
+        uploads = store(current_runtime())
         upload = uploads.get(parse_job_id(upload_id))
         if upload is None:
             raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
         uploads.discard(upload.job_id)
         with database_errors(upload.job_id):
-            orm.update_state(upload.job_id, states.FAILED, states.UPLOADING, 0,
+            models.update_state(upload.job_id, states.FAILED, states.UPLOADING, 0,
                              "the upload was ended by the client (tus termination)")
         cherrypy.response.status = 204
         return b""
@@ -206,14 +216,12 @@ class RestUploads:
 
 def _complete(uploads: TusStore, upload) -> None:
     """Hand a whole upload to the pipeline, as ``/upload`` does with a body."""
-    from .tasks import make_context
-
     path = uploads.finish(upload)
     logger.info("job %s: resumable upload complete (%d bytes)", upload.job_id, upload.length)
     with database_errors(upload.job_id):
-        orm.update_state(upload.job_id, states.OK, states.UPLOADING, 100,
+        models.update_state(upload.job_id, states.OK, states.UPLOADING, 100,
                          progress=(upload.length, upload.length, 0, 0))
-    _enqueue(make_context(upload.job_id, path, upload.user))
+    enqueue(make_context(upload.job_id, path, upload.user))
 
 
 def expire_uploads(uploads: TusStore) -> list[int]:
@@ -221,7 +229,7 @@ def expire_uploads(uploads: TusStore) -> list[int]:
     expired = uploads.expired()
     for job_id in expired:
         uploads.discard(job_id)
-        orm.update_state(job_id, states.FAILED, states.UPLOADING, 0,
+        models.update_state(job_id, states.FAILED, states.UPLOADING, 0,
                          f"the resumable upload expired: nothing arrived for {uploads.expiry / 3600:g} hours")
         logger.warning("job %s: resumable upload expired; its bytes were removed", job_id)
     return expired

@@ -1,54 +1,14 @@
-"""Small helpers kept under their published names."""
+"""The published ``utils`` module: small helpers under their published names."""
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
-
-from .config import parse_size
+from ..core.settings import parse_size
+from .bootstrap import runtime
+from .responses import create_state_response
 
 __all__ = ["create_state_response", "get_unique_id", "parse_size"]
 
 
-def _timestamp(value: Any) -> str:
-    if isinstance(value, datetime.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value or "")
-
-
-def create_state_response(record) -> dict[str, Any]:
-    """Create the state response body from a record."""
-    return {
-        "job_id": int(record.job_id),
-        "state": record.state,
-        "task": record.task,
-        "task_percent": str(float(record.task_percent or 0)),
-        "complete": bool(record.complete),
-        "updated": _timestamp(record.updated),
-        "created": _timestamp(record.created),
-        "exception": str(record.exception or ""),
-        # Not in the published answer: how far the current transfer is.
-        "bytes_done": int(getattr(record, "bytes_done", 0) or 0),
-        "bytes_total": int(getattr(record, "bytes_total", 0) or 0),
-        "files_done": int(getattr(record, "files_done", 0) or 0),
-        "files_total": int(getattr(record, "files_total", 0) or 0),
-    }
-
-
-def event_response(event) -> dict[str, Any]:
-    """One entry of a job's history as JSON."""
-    return {
-        "time": _timestamp(event.time),
-        "state": event.state,
-        "task": event.task,
-        "task_percent": str(float(event.task_percent or 0)),
-        "message": str(event.message or ""),
-        "operator": event.operator,
-    }
-
-
 def get_unique_id(id_range: int, mode: str) -> int:
     """Return the first of ``id_range`` new ids of ``mode`` from the uniqueid service."""
-    from .bootstrap import runtime
-
     return runtime().peers.uniqueid.reserve(int(id_range), mode)

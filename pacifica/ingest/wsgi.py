@@ -22,8 +22,8 @@ from .rest import SERVER_DEFAULTS
 from .server import compose
 
 configure_logging()
-_settings = configure().settings
-check_schema()
+_runtime = configure()
+check_schema(_runtime.settings)
 cherrypy.config.update({key: value for key, value in SERVER_DEFAULTS.items() if key.startswith("engine.")})
 _cp_config = ingest_globals.cherrypy_config()
-application = with_duties(compose(_settings, _cp_config if os.path.exists(_cp_config) else None))
+application = with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None))

@@ -80,7 +80,7 @@ import pacifica.ingest.__main__, pacifica.ingest.pipeline, pacifica.ingest.boots
 from pacifica.ingest import orm, tasks, bootstrap
 assert orm.DB.obj is None, "the database was set up at import"
 assert not tasks.INGEST_APP.configured, "the Celery app read its configuration at import"
-assert bootstrap._current is None, "the runtime was built at import"
+assert not tasks.INGEST_APP.has_runtime(), "the runtime was built at import"
 print("clean")
 """
 

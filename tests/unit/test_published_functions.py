@@ -21,7 +21,7 @@ def embedded(tmp_path):
     yield runtime
     DB.close()
     DB.initialize(previous)
-    bootstrap._current = None
+    tasks.INGEST_APP.use(None)
 
 
 def test_upload_through_the_published_functions(embedded, tmp_path):

@@ -16,9 +16,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ...core.http import make_session
-from ..config import EMBEDDED, Settings
 from ..errors import ConfigError
+from ..settings import EMBEDDED, Settings
+from .archive import ArchiveGate, HttpArchive, LocalArchive
 from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
+from .metadata import EmbeddedMetadata, HttpMetadata
+from .policy import EmbeddedPolicy, HttpPolicy
+from .uniqueid import EmbeddedUniqueId, HttpUniqueId
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +59,6 @@ def validate_urls(settings: Settings) -> None:
 
 def build_peers(settings: Settings) -> Peers:
     """Build the four peers from ``settings``; the HTTP ones share one session."""
-    from .archive import ArchiveGate, HttpArchive, LocalArchive
-    from .metadata import EmbeddedMetadata, HttpMetadata
-    from .policy import EmbeddedPolicy, HttpPolicy
-    from .uniqueid import EmbeddedUniqueId, HttpUniqueId
-
     validate_urls(settings)
     session = make_session(settings.http_timeout, settings.http_retries)
 

@@ -9,7 +9,9 @@ from typing import Any
 import requests
 
 from ...core.http import call, json_body
+from ..bundle import FILES_TABLE, TRANSACTION_ID
 from ..errors import PeerRejected
+from ..models import DB, IngestMetadata
 
 PEER = "metadata"
 
@@ -40,9 +42,6 @@ class EmbeddedMetadata:
 
     def ingest(self, metadata: list[dict[str, Any]]) -> None:
         """Store ``metadata`` under its ``Transactions._id``; raise ``PeerRejected`` if it is malformed."""
-        from ..bundle import FILES_TABLE, TRANSACTION_ID
-        from ..orm import DB, IngestMetadata
-
         problems = []
         job_ids = [item.get("value") for item in metadata if item.get("destinationTable") == TRANSACTION_ID]
         if len(job_ids) != 1 or not isinstance(job_ids[0], int):
@@ -63,7 +62,5 @@ class EmbeddedMetadata:
 
     def get(self, job_id: int) -> list[dict[str, Any]] | None:
         """Return the document stored for ``job_id``, or None."""
-        from ..orm import IngestMetadata
-
         row = IngestMetadata.get_or_none(IngestMetadata.job_id == int(job_id))
         return json.loads(row.document) if row is not None else None

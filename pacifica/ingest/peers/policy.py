@@ -7,6 +7,7 @@ from typing import Any
 import requests
 
 from ...core.http import call, json_body
+from ..bundle import structure_problems
 from ..errors import PeerRejected
 
 PEER = "policy"
@@ -39,8 +40,6 @@ class EmbeddedPolicy:
 
     def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
         """Raise ``PeerRejected`` listing every structural problem of ``metadata``."""
-        from ..bundle import structure_problems
-
         problems = structure_problems(metadata)
         if problems:
             raise PeerRejected(PEER, self.url, "refused: " + "; ".join(problems))

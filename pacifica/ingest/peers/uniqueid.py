@@ -9,6 +9,7 @@ import requests
 
 from ...core.http import call, json_body
 from ..errors import PeerRejected, PeerUnavailable
+from ..models import DB, IngestState, IngestUniqueId
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ class HttpUniqueId:
 
     def reserve(self, count: int, mode: str) -> int:
         """Reserve ``count`` ids of ``mode`` and return the first."""
-        from ..orm import DB, IngestUniqueId
 
         if count < 1:
             raise PeerRejected(PEER, self.url, f"range must be at least 1, got {count}")
@@ -93,7 +93,6 @@ class EmbeddedUniqueId:
 
     def reserve(self, count: int, mode: str) -> int:
         """Reserve ``count`` ids of ``mode`` and return the first."""
-        from ..orm import DB, IngestState, IngestUniqueId
 
         if count < 1:
             raise PeerRejected(PEER, self.url, f"range must be at least 1, got {count}")

@@ -1,0 +1,18 @@
+"""What a process of the service works with, built by the composition root (``bootstrap``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .peers import Peers
+from .settings import Settings
+from .spool import Spool
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything a process of the service works with, built from one ``Settings``."""
+
+    settings: Settings
+    peers: Peers
+    spool: Spool

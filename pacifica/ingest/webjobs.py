@@ -1,0 +1,221 @@
+"""What the web resources share: the runtime of the request's application, who the user is,
+job ids, the database and broker turned into JSON errors, and creating and queueing a job.
+
+Every answer is JSON, errors included; a traceback never reaches a client (it goes to the log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import cherrypy
+import peewee
+from kombu.exceptions import OperationalError as BrokerError
+
+from ..core.database import discard as discard_connection
+from . import callbacks, models, states
+from .errors import PeerError
+from .responses import create_state_response
+from .runtime import Runtime
+from .stages import JobMessage, job_chain
+
+logger = logging.getLogger(__name__)
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the application serving this request (set by ``rest.make_app``)."""
+    return cherrypy.request.app.runtime
+
+
+def get_remote_user() -> str:
+    """Get the remote user from cherrypy request headers.
+
+    The auth header counts only from a configured trusted proxy (from anyone when none is
+    configured, as the published service did); without it the ``default_user`` is used, and
+    when that is empty the request is refused with 401.
+    """
+    settings = current_runtime().settings
+    user = cherrypy.request.headers.get(settings.auth_header)
+    if user and settings.trusted_proxies and not _from_trusted_proxy(settings.trusted_proxies):
+        logger.warning("ignoring %s from %s: not a trusted proxy", settings.auth_header, cherrypy.request.remote.ip)
+        user = None
+    if user:
+        return user
+    if settings.default_user:
+        return settings.default_user
+    raise refuse_body(401, f"authentication required: no {settings.auth_header} header from a trusted proxy")
+
+
+def _from_trusted_proxy(networks: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(cherrypy.request.remote.ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def get_authed_user(func):
+    """Decorator to pull out authed user."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, authed_user=get_remote_user(), **kwargs)
+
+    return wrapper
+
+
+def parse_job_id(job_id: Any) -> int:
+    """Return ``job_id`` as a non-negative integer or answer 400."""
+    if job_id is None or job_id == "":
+        raise cherrypy.HTTPError(400, "job_id is required")
+    try:
+        value = int(job_id)
+    except (TypeError, ValueError):
+        raise cherrypy.HTTPError(400, f"job_id must be an integer, got {str(job_id)[:64]!r}") from None
+    if value < 0:
+        raise cherrypy.HTTPError(400, "job_id must not be negative")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """A boolean query parameter: absent, ``false``/``0``/``no`` or ``true``/``1``/``yes``."""
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise cherrypy.HTTPError(400, f"{name} must be true or false, got {str(value)[:40]!r}")
+
+
+@contextlib.contextmanager
+def database_errors(job_id: int | None = None) -> Iterator[None]:
+    """Turn a database failure into a 503 JSON answer, dropping the broken connection so that
+    the next request connects again."""
+    try:
+        yield
+    except peewee.PeeweeException as exc:
+        logger.error("job %s: database unavailable: %s", job_id, exc)
+        with contextlib.suppress(peewee.PeeweeException):
+            discard_connection(models.DB.obj)
+        raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
+
+
+def refuse_body(status: int, message: str) -> cherrypy.HTTPError:
+    """An error for a request whose body we will not read, answered at once.
+
+    cheroot reads and discards an unread body before answering (except for 413), which for a
+    multi-gigabyte upload means the refusal arrives only after the whole body. Marking the body
+    as consumed skips that, and ``Connection: close`` tells the client not to reuse the socket.
+    """
+    cherrypy.response.headers["Connection"] = "close"
+    if hasattr(cherrypy.request.rfile, "remaining"):
+        cherrypy.request.rfile.remaining = 0
+    return cherrypy.HTTPError(status, message)
+
+
+def admit_upload(max_size: int, spool) -> int | None:
+    """Check a body's declared size before reading it; return it (None when not declared).
+
+    400 for a malformed or zero Content-Length, 413 above ``max_size`` (0: no limit), 507 when
+    the volume has not that much room. Nothing is created for a refused body.
+    """
+    header = cherrypy.request.headers.get("Content-Length")
+    if header is None:
+        return None
+    try:
+        length = int(header)
+        if length < 0:
+            raise ValueError(header)
+    except ValueError:
+        raise refuse_body(400, f"Content-Length must be a non-negative integer, got {header[:40]!r}") from None
+    if length == 0:
+        raise refuse_body(400, "the request body is empty: send the bundle (a tar) as the body")
+    if max_size and length > max_size:
+        raise refuse_body(413, f"the body of {length} bytes is larger than the {max_size} byte limit")
+    free = spool.free_space()
+    if length > free:
+        raise refuse_body(507, f"the volume has {free} bytes free, the body needs {length}")
+    return length
+
+
+def callback_url(params: dict[str, Any], refuse_body: bool = False) -> str | None:
+    """The completion callback URL of a request (header or query parameter); 400 if it is unusable."""
+    url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
+    if not url:
+        return None
+    problem = callbacks.check_url(str(url))
+    if problem:
+        raise refuse_body(400, problem) if refuse_body else cherrypy.HTTPError(400, problem)
+    return str(url)
+
+
+# How many job ids are asked for before giving up when each one is already in use.
+JOB_ID_ATTEMPTS = 10
+
+
+def new_job(callback: str | None = None) -> int:
+    """Reserve a job id and record it as UPLOADING (with its completion callback, if any);
+    503 if a peer or the database is down."""
+    job_id = None
+    for _attempt in range(JOB_ID_ATTEMPTS):
+        with database_errors():
+            try:
+                job_id = current_runtime().peers.uniqueid.reserve(1, "upload_job")
+            except PeerError as exc:
+                logger.error("cannot reserve a job id: %s", exc)
+                raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+            if models.claim_job(job_id):
+                break
+            logger.warning("the uniqueid service handed out job id %s, which an existing job has; "
+                           "asking for another", job_id)
+    else:
+        raise cherrypy.HTTPError(503, f"the uniqueid service handed out only job ids already in use "
+                                      f"({JOB_ID_ATTEMPTS} tries, the last {job_id})")
+    with database_errors(job_id):
+        if callback:
+            callbacks.register(job_id, callback)
+    return job_id
+
+
+def fail(job_id: int, message: str) -> None:
+    try:
+        models.update_state(job_id, states.FAILED, states.UPLOADING, 0, message)
+    except peewee.PeeweeException:
+        logger.exception("job %s: could not record FAILED: %s", job_id, message)
+        with contextlib.suppress(peewee.PeeweeException):
+            discard_connection(models.DB.obj)
+
+
+def enqueue(ctx: JobMessage) -> dict[str, Any]:
+    """Start a job's chain; on a broker failure mark the job FAILED and answer 503."""
+    job_id = ctx["job_id"]
+    # The answer is the job as accepted: a fast worker may move it on before we could read it back.
+    with database_errors(job_id):
+        accepted = create_state_response(models.read_state(job_id))
+    try:
+        current_runtime().spool.write_job(job_id, ctx)
+        job_chain(ctx).apply_async()
+    except (BrokerError, OSError) as exc:
+        logger.error("job %s: cannot queue: %s", job_id, exc)
+        fail(job_id, f"could not queue the job: the message broker is unavailable ({exc})")
+        raise cherrypy.HTTPError(503, "the message broker is unavailable; the job was not queued") from None
+    return accepted
+
+
+def json_body(limit: int, what: str) -> Any:
+    """The request body decoded as JSON; 413 above ``limit`` bytes, 400 if it is not JSON."""
+    raw = cherrypy.request.rfile.read(limit + 1)
+    if len(raw) > limit:
+        raise refuse_body(413, f"{what} larger than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
