@@ -5,15 +5,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 import peewee
 
-from ..core.database import make_database
+from ..core.database import connect_blocking, make_database
 from ..core.errors import ConfigError
-from . import migrations, orm
+from ..core.logs import configure_logging
+from ..core.memory import limit_heap_growth
+from ..core.web import serve
+from . import globals as cartd_globals
+from . import migrations, models
+from .bootstrap import check_schema, configure
+from .carts import CartStore
+from .celery_app import CART_APP
 from .config import load_settings
+from .server import compose
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +43,6 @@ def _server_parser() -> argparse.ArgumentParser:
 def warn_of_the_published_package() -> None:
     """Say so when the published pacifica-cartd is installed beside this one: both ship the
     ``pacifica.cartd`` package, and the one installed last has overwritten the other's files."""
-    from importlib import metadata
-
     try:
         version = metadata.version("pacifica-cartd")
     except metadata.PackageNotFoundError:
@@ -45,29 +53,20 @@ def warn_of_the_published_package() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the cart server with CherryPy's built-in HTTP server."""
-    import os
-
-    from ..core.logs import configure_logging
-    from ..core.memory import limit_heap_growth
-    from ..core.web import serve
-    from . import globals as cartd_globals
-    from .runtime import check_schema, configure
-    from .server import compose
-
     args = _server_parser().parse_args(argv)
     configure_logging()
     limit_heap_growth()
     warn_of_the_published_package()
     try:
-        settings = configure(load_settings(args.config)).settings
-        check_schema()
+        rt = configure(load_settings(args.config))
+        check_schema(rt.settings)
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-cartd: {' '.join(str(exc).split())}\n")
         return 2
     cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
     # As in 0.7.0: the file's address and port, unless -a / -p are given.
-    serve(lambda: compose(settings, cpconfig),
+    serve(lambda: compose(rt, cpconfig),
           {"engine.autoreload.on": False, "server.socket_timeout": 300, "server.thread_pool": 32,
            "log.screen": True, "server.socket_host": "127.0.0.1", "server.socket_port": 8081},
           cpconfig, args.address, args.port)
@@ -106,14 +105,10 @@ def time_ago(text: str) -> datetime.timedelta:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    from .runtime import configure
-    from .tasks import CART_APP
-    from .utils import Cartutils
-
-    configure(load_settings(args.config))
+    settings = configure(load_settings(args.config)).settings
     cutoff = datetime.datetime.now() - args.time_ago
-    utils = Cartutils()
-    stale = orm.Cart.select().where(orm.Cart.deleted_date.is_null(True) & (orm.Cart.updated_date < cutoff))
+    utils = CartStore(settings.volume_path, settings.lru_buffer_time, settings.lru_purge)
+    stale = models.Cart.select().where(models.Cart.deleted_date.is_null(True) & (models.Cart.updated_date < cutoff))
     for cart in list(stale):
         utils.delete_cart_tasks(cart, CART_APP.control.revoke if cart.status != "ready" else None)
         utils.delete_cart_bundle(cart)
@@ -126,8 +121,8 @@ def _out(line: str) -> None:
 
 
 def _cmd_dbsync(_args: argparse.Namespace) -> int:
-    reached = migrations.SCHEMA.upgrade(orm.DB.obj)
-    version = migrations.SCHEMA.get_version(orm.DB.obj)
+    reached = migrations.SCHEMA.upgrade(models.DB.obj)
+    version = migrations.SCHEMA.get_version(models.DB.obj)
     if reached:
         _out("upgraded to " + ", ".join(f"{major}.{minor}" for major, minor in reached))
     _out(f"schema version {version[0]}.{version[1]}")
@@ -135,7 +130,7 @@ def _cmd_dbsync(_args: argparse.Namespace) -> int:
 
 
 def _cmd_dbchk(args: argparse.Namespace) -> int:
-    version = migrations.SCHEMA.get_version(orm.DB.obj)
+    version = migrations.SCHEMA.get_version(models.DB.obj)
     ok = version == migrations.LATEST if args.check_equal else migrations.SCHEMA.is_safe(version)
     _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}.{migrations.LATEST[1]}: "
          f"{'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
@@ -144,23 +139,21 @@ def _cmd_dbchk(args: argparse.Namespace) -> int:
 
 def cmd(argv: Sequence[str] | None = None) -> int:
     """Run one admin subcommand; return its exit status."""
-    import os
-
     args = _cmd_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         settings = load_settings(args.config)
         if settings.data_dir in settings.peewee_url:
             os.makedirs(settings.data_dir, exist_ok=True)
-        orm.DB.initialize(make_database(settings.peewee_url))
-        orm.OrmSync.dbconn_blocking(settings.connect_attempts, settings.connect_wait)
+        models.DB.initialize(make_database(settings.peewee_url))
+        connect_blocking(models.DB, settings.connect_attempts, settings.connect_wait)
         return args.func(args)
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-cartd-cmd: {' '.join(str(exc).split())}\n")
         return 2
     finally:
-        if orm.DB.obj is not None and not orm.DB.obj.is_closed():
-            orm.DB.obj.close()
+        if models.DB.obj is not None and not models.DB.obj.is_closed():
+            models.DB.obj.close()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import requests
 
 from ..core.errors import ConfigError, IntegrityError, PeerRejected, PeerUnavailable
 from ..core.http import call, make_session
+from .config import load_settings
 
 PEER = "archive"
 HEADER_FIELDS = {
@@ -42,8 +43,6 @@ class ArchiveRequests:
                  transfer_size: int | None = None) -> None:
         """Constructor for setting the AI URL (by default that of the cart settings)."""
         if url is None or transfer_size is None:
-            from .config import load_settings
-
             settings = load_settings()
             url = settings.archive_url if url is None else url
             transfer_size = settings.transfer_size if transfer_size is None else transfer_size
@@ -68,10 +67,14 @@ class ArchiveRequests:
         status["file"] = file_name
         return status
 
+    def status(self, file_name: Any) -> dict[str, Any]:
+        """The archive's status of a file (a HEAD): size, times, where it is stored."""
+        response = call(self.session, PEER, "HEAD", self._file_url(file_name))
+        return self._status_dict(response.headers, file_name)
+
     def status_file(self, file_name: Any) -> str:
         """Get a status from the archive interface via Head and returns response (as JSON)."""
-        response = call(self.session, PEER, "HEAD", self._file_url(file_name))
-        return json.dumps(self._status_dict(response.headers, file_name))
+        return json.dumps(self.status(file_name))
 
     def pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
                   retry: int | None = None, progress: Callable[[int], None] | None = None) -> str:
@@ -158,13 +161,13 @@ class LocalArchiveRequests(ArchiveRequests):
         """Check the file is there (a local archive keeps everything on disk)."""
         self._path(file_name)
 
-    def status_file(self, file_name: Any) -> str:
+    def status(self, file_name: Any) -> dict[str, Any]:
         """The file's size and times, as the archive interface would give them."""
         stat = os.stat(self._path(file_name))
-        return json.dumps({"message": "File was found", "filesize": str(stat.st_size),
-                           "ctime": str(stat.st_ctime), "mtime": formatdate(stat.st_mtime, usegmt=True),
-                           "bytes_per_level": f"({stat.st_size}, 0, 0, 0, 0)", "file_storage_media": "disk",
-                           "file": file_name})
+        return {"message": "File was found", "filesize": str(stat.st_size),
+                "ctime": str(stat.st_ctime), "mtime": formatdate(stat.st_mtime, usegmt=True),
+                "bytes_per_level": f"({stat.st_size}, 0, 0, 0, 0)", "file_storage_media": "disk",
+                "file": file_name}
 
     def _pull_file(self, archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
                    progress: Callable[[int], None] | None) -> str:

@@ -1,6 +1,6 @@
 """The published ``Cartutils`` helpers that check an archive status answer and prepare a file's
 place, for code written against the published cartd. This service's worker does the same work
-in ``tasks``; these keep the documented names, arguments and return values.
+in ``staging`` and never calls these; they keep the documented names, arguments and return values.
 """
 
 from __future__ import annotations
@@ -10,25 +10,25 @@ import datetime
 import json
 import math
 import os
-import shutil
 from typing import Any
 
-from .orm import Cart, File
+from .carts import touch
+from .models import Cart, File
 
 
-def _touch(cart: Cart) -> None:
-    Cart.update(updated_date=datetime.datetime.now()).where(Cart.id == cart.id).execute()
+class CartInterfaceError(Exception):
+    """Basic exception class for this module (``rest``, where the published service raised it)."""
 
 
 def _file_error(cart_file: File, cart: Cart, message: str) -> None:
     File.update(status="error", error=message).where(File.id == cart_file.id).execute()
     cart_file.status, cart_file.error = "error", message
-    _touch(cart)
+    touch(cart)
 
 
 class PublishedChecks:
-    """Mixed into ``Cartutils``: ``check_*``, ``create_download_path``, ``set_file_status``,
-    ``update_cart_files``, ``prepare_bundle``, ``tar_files`` and ``create_symlink``."""
+    """Mixed into ``Cartutils`` (with ``carts.CartStore``): ``check_*``, ``create_download_path``,
+    ``prepare_bundle`` and ``create_symlink``."""
 
     volume_path: str
 
@@ -99,31 +99,6 @@ class PublishedChecks:
         Cart.update(status="error", error="No Space Available").where(Cart.id == mycart.id).execute()
         return False
 
-    @staticmethod
-    def set_file_status(cart_file: File, cart: Cart | None, status: str, error: Any = "") -> None:
-        """Set the status and (when given) error of one file of a cart; the cart counts as used."""
-        fields: dict[str, Any] = {"status": str(status)}
-        if error:
-            fields["error"] = str(error)
-        elif status != "error":
-            fields["error"] = ""
-        File.update(**fields).where(File.id == cart_file.id).execute()
-        if cart is not None:
-            _touch(cart)
-
-    @classmethod
-    def update_cart_files(cls, cart: Cart, file_ids: list[dict[str, Any]]) -> Exception | None:
-        """Record the files of a cart request (paths relative to the cart); the error, if one lacks a key."""
-        try:
-            with Cart.atomic():
-                for item in file_ids:
-                    File.create(cart=cart, file_name=str(item["id"]), bundle_path=str(item["path"]).lstrip("/"),
-                                hash_type=item["hashtype"], hash_value=item["hashsum"], status="waiting")
-        except (KeyError, TypeError) as exc:
-            return exc
-        _touch(cart)
-        return None
-
     def prepare_bundle(self, cartid: int) -> bool:
         """Whether every file of the cart is staged; a file in error puts the cart in error."""
         files = list(File.select().where(File.cart == cartid))
@@ -133,19 +108,6 @@ class PublishedChecks:
                         updated_date=datetime.datetime.now()).where(Cart.id == cartid).execute()
             return False
         return all(cart_file.status == "staged" for cart_file in files)
-
-    def tar_files(self, cartid: int) -> str:
-        """Make the cart ready: with ``bundle``, write its tar and drop the staged copies. Return the path."""
-        cart = Cart.get_by_id(cartid)
-        path = self.file_root(cart)  # type: ignore[attr-defined]
-        if cart.bundle:
-            files = File.select().where(File.cart == cart.id)
-            self.layout(cart, cart.cart_uid, files=files).write(self.bundle_file(cart))  # type: ignore[attr-defined]
-            shutil.rmtree(path, ignore_errors=True)
-            path = self.bundle_file(cart)  # type: ignore[attr-defined]
-        Cart.update(status="ready", error="", bundle_path=path,
-                    updated_date=datetime.datetime.now()).where(Cart.id == cart.id).execute()
-        return path
 
     def create_symlink(self, cartid: int) -> str:
         """Link ``<volume>/cartuids/<uid>`` to the cart's files (or tar); return the link."""

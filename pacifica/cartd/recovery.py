@@ -12,7 +12,8 @@ import logging
 import os
 
 from ..core.queue import queued_task_args
-from .orm import Cart, CartTasks
+from .models import Cart, CartTasks
+from .staging import stage_files
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def recover(data_dir: str) -> list[int]:
 
     Call it only while no worker consumes the queue (at start-up, before the embedded worker).
     """
-    from .tasks import stage_files
-
     queued = queued_cart_ids(os.path.join(data_dir, "queue"))
     resumed = []
     carts = Cart.select().where(Cart.status.in_(UNFINISHED) & Cart.deleted_date.is_null())

@@ -21,17 +21,27 @@ from ..core import web
 from ..core.database import release
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
-from .orm import DB, Cart, CartTasks, File
+from .carts import CartStore
+from .celery_app import CART_APP
+from .models import DB, Cart, CartTasks, File
+from .published import CartInterfaceError  # noqa: F401 - a published name of this module
+from .runtime import Runtime
+from .staging import stage_files
 from .tarlayout import TarLayout
-from .utils import Cartutils
 
 logger = logging.getLogger(__name__)
 
 BODY_LIMIT = 64 * 1024 * 1024
 
 
-class CartInterfaceError(Exception):
-    """Basic exception class for this module."""
+def _runtime() -> Runtime:
+    """The runtime of the application serving this request (set by ``make_app``)."""
+    return cherrypy.request.app.runtime
+
+
+def _store() -> CartStore:
+    settings = _runtime().settings
+    return CartStore(settings.volume_path, settings.lru_buffer_time, settings.lru_purge)
 
 
 def bytes_type(unicode_obj: str) -> bytes:
@@ -147,38 +157,33 @@ class CartRoot:
         """Download the tar file created by the cart (202 while it is not ready)."""
         if uid is None:
             return bytes_type(json.dumps({"message": "Pacifica Cartd Interface Up and Running"}))
-        path = Cartutils.available_cart(uid)
+        path = CartStore.available_cart(uid)
         if path is None or (path and not os.path.exists(path)):
             raise cherrypy.HTTPError(404, "The cart does not exist or has already been deleted")
         if path is False:
             cherrypy.response.status = 202
             return bytes_type(json.dumps({"message": "The cart is not ready for download."}))
-        from .runtime import runtime
-
-        cart = Cartutils.current(uid)
+        cart = CartStore.current(uid)
         name = _download_name(kwargs.get("filename"), cart)
         headers = cherrypy.response.headers
         if os.path.isfile(path):  # made with "bundle": the tar is on disk (Range and length by CherryPy)
             return static.serve_file(path, "application/octet-stream", "attachment", name)
         headers["Content-Type"] = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        settings = runtime().settings
-        layout = Cartutils(settings.volume_path, settings.lru_buffer_time).layout(cart, name.removesuffix(".tar"))
-        return _serve_layout(layout, settings.transfer_size)
+        layout = _store().layout(cart, name.removesuffix(".tar"))
+        return _serve_layout(layout, _runtime().settings.transfer_size)
 
     @staticmethod
     def HEAD(uid: Any = None, **_kwargs: Any) -> bytes:
         """Get the status of a cart: ``X-Pacifica-Status`` and ``X-Pacifica-Message``."""
-        from .runtime import runtime
-
-        cart = Cartutils.current(uid)  # one query: what cart_status would answer, and the cart's id
+        cart = CartStore.current(uid)  # one query: what cart_status would answer, and the cart's id
         headers = cherrypy.response.headers
         if cart is None:
             message = f"No cart with uid {uid} found"
             headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = "error", message
             raise cherrypy.HTTPError(404, message)
         headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = cart.status, cart.error
-        counts = progress.read(Cartutils(runtime().settings.volume_path, 0).progress_path(cart))
+        counts = progress.read(_store().progress_path(cart))
         for field, value in (counts or {}).items():
             headers[progress.HEADERS[field]] = str(value)
         cherrypy.response.status = 204
@@ -187,9 +192,6 @@ class CartRoot:
     @staticmethod
     def POST(uid: Any = None, **_kwargs: Any) -> bytes:
         """Create the cart ``uid``: stage its files, then bundle them."""
-        from .runtime import runtime
-        from .tasks import stage_files
-
         if not uid or str(uid) in (".", "..") or any(char in str(uid) for char in "/\\\0"):
             raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>, a name without / or \\")
         if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
@@ -204,13 +206,13 @@ class CartRoot:
         problems = file_problems(data)
         if problems:
             raise cherrypy.HTTPError(400, "; ".join(problems))
-        bundle = data.get("bundle", runtime().settings.bundle_task)
+        bundle = data.get("bundle", _runtime().settings.bundle_task)
         with Cart.atomic():
             # 'staging' at once, as the published service: its downloader stops waiting on any
             # other status. The file rows are made here, with the cart, so that a cart whose
             # message was lost (a killed embedded worker) can be queued again from the database.
             cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle)
-            Cartutils.update_cart_files(cart, data["fileids"])
+            CartStore.update_cart_files(cart, data["fileids"])
         result = stage_files.delay(data["fileids"], cart.id)
         CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
         cherrypy.response.status = 201
@@ -219,9 +221,7 @@ class CartRoot:
     @staticmethod
     def DELETE(uid: Any = None, **_kwargs: Any) -> bytes:
         """Delete a cart that has been created."""
-        from .tasks import CART_APP
-
-        message = Cartutils().remove_cart(uid, CART_APP.control.revoke)
+        message = _store().remove_cart(uid, CART_APP.control.revoke)
         if message is False:
             raise cherrypy.HTTPError(404, "Not Found")
         return bytes_type(json.dumps({"message": str(message)}))
@@ -229,9 +229,7 @@ class CartRoot:
 
 def _retry(uid: str) -> bytes:
     """Fetch again the files of cart ``uid`` that failed, keeping those already staged."""
-    from .tasks import stage_files
-
-    cart = Cartutils.current(uid)
+    cart = CartStore.current(uid)
     if cart is None:
         raise cherrypy.HTTPError(404, f"No cart with uid {uid} found")
     if cart.status != "error":
@@ -253,9 +251,11 @@ def app_config() -> dict[str, dict[str, Any]]:
     return web.app_config("cartd_release_connection")
 
 
-def make_app(cp_config: str | None = None) -> cherrypy.Application:
-    """Build the CherryPy application."""
+def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Application:
+    """Build the CherryPy application serving ``runtime`` (its handlers reach it through their
+    application)."""
     app = cherrypy.Application(CartRoot(), "", config=app_config())
+    app.runtime = runtime
     if cp_config:
         app.merge(cp_config)
     return app

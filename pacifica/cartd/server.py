@@ -13,13 +13,15 @@ import os
 import cherrypy
 
 from ..core.duties import Duties
+from ..core.worker import EmbeddedWorker, worker_command
 from .config import Settings, broker_embedded, run_embedded_worker
-from .orm import DB
+from .models import DB
+from .recovery import recover
+from .rest import make_app
+from .runtime import Runtime
 
 
 def _recover(settings: Settings) -> None:
-    from .recovery import recover
-
     with DB.connection_context():
         recover(settings.data_dir)
 
@@ -28,18 +30,14 @@ def duties(settings: Settings, bus) -> Duties:
     """Cartd's duties, for ``bus`` (the CherryPy engine)."""
     worker = None
     if run_embedded_worker(settings):
-        from ..core.worker import EmbeddedWorker, worker_command
-
         env = {"CARTD_CONFIG": settings.config_file} if settings.config_file else {}
         worker = EmbeddedWorker(worker_command("pacifica.cartd.tasks", settings.worker_concurrency, "cartd"), env)
     on_lead = (lambda: _recover(settings)) if broker_embedded(settings) else None
     return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker)
 
 
-def compose(settings: Settings, cp_config: str | None, bus=None) -> cherrypy.Application:
-    """Build the application and subscribe its duties to the engine; return the application."""
-    from .rest import make_app
-
-    app = make_app(cp_config)
-    duties(settings, bus or cherrypy.engine).subscribe()
+def compose(rt: Runtime, cp_config: str | None, bus=None) -> cherrypy.Application:
+    """Build the application serving ``rt`` and subscribe its duties to the engine; return the application."""
+    app = make_app(rt, cp_config)
+    duties(rt.settings, bus or cherrypy.engine).subscribe()
     return app

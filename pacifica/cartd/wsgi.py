@@ -15,12 +15,12 @@ import cherrypy
 from ..core.logs import configure_logging
 from ..core.wsgiapp import with_duties
 from . import globals as cartd_globals
-from .runtime import check_schema, configure
+from .bootstrap import check_schema, configure
 from .server import compose
 
 configure_logging()
-_settings = configure().settings
-check_schema()
+_runtime = configure()
+check_schema(_runtime.settings)
 cherrypy.config.update({"engine.autoreload.on": False})
 _cp_config = cartd_globals.cherrypy_config()
-application = with_duties(compose(_settings, _cp_config if os.path.exists(_cp_config) else None))
+application = with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None))

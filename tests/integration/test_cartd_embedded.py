@@ -12,8 +12,9 @@ import tarfile
 import pytest
 import requests
 
-from pacifica.cartd import runtime as cart_runtime
+from pacifica.cartd import bootstrap as cart_bootstrap
 from pacifica.cartd.archive_requests import LocalArchiveRequests, archive_for
+from pacifica.cartd.celery_app import CART_APP
 from pacifica.cartd.config import load_settings
 from pacifica.cartd.orm import DB, Cart, File, OrmSync
 from pacifica.cartd.tasks import build_cart
@@ -43,20 +44,20 @@ def ingest_archive(tmp_path, monkeypatch):
 
 @pytest.fixture
 def cart_runtime_on(tmp_path):
-    previous = (cart_runtime._current, DB.obj)
+    previous = (CART_APP.runtime() if CART_APP.has_runtime() else None, DB.obj)
 
     def configure(archive_url: str):
         (tmp_path / "cart.ini").write_text("")
         environ = {"CARTD_DATA_DIR": str(tmp_path / "cart"), "ARCHIVE_INTERFACE_URL": archive_url,
                    "INGEST_DATA_DIR": os.environ["INGEST_DATA_DIR"]}
         settings = load_settings(str(tmp_path / "cart.ini"), environ=environ)
-        current = cart_runtime.configure(settings)
+        current = cart_bootstrap.configure(settings)
         OrmSync.update_tables()
         return current
 
     yield configure
     DB.obj.close()
-    cart_runtime._current = previous[0]
+    CART_APP.use(previous[0])
     DB.initialize(previous[1])
 
 

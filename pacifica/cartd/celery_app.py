@@ -1,0 +1,60 @@
+"""The cartd Celery app, its settings, and the base the cart task runs on.
+
+The app reads its broker and backend from the settings when it is first used, not at import.
+``celery -A pacifica.cartd.tasks`` is the worker's entry point; ``tasks`` imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Task
+
+from ..core import queue
+from ..core.celeryapp import ServiceCelery
+from .config import EMBEDDED, Settings, broker_embedded, load_settings
+from .models import DB
+from .runtime import Runtime
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings derived from ``settings``.
+
+    ``embedded:`` as the broker queues carts as files in ``{data_dir}/queue`` (``core.queue``);
+    as the result backend it keeps no results.
+    """
+    config: dict[str, Any] = {"broker_url": settings.broker_url}
+    if broker_embedded(settings):
+        config = {"broker_url": f"{queue.TRANSPORT}://localhost//",
+                  "broker_transport_options": queue.transport_options(os.path.join(settings.data_dir, "queue"))}
+    backend = None if settings.backend_url.strip().rstrip("/") == EMBEDDED else settings.backend_url
+    return {**config, "result_backend": backend, "task_ignore_result": backend is None,
+            "task_default_queue": settings.queue,
+            "task_serializer": "json", "result_serializer": "json", "accept_content": ["json"],
+            "task_acks_late": True, "worker_prefetch_multiplier": 1, "broker_connection_retry_on_startup": True}
+
+
+CART_APP = ServiceCelery("cartd")
+CART_APP.add_defaults(lambda: celery_config(load_settings()))
+app = CART_APP
+
+
+def configure_celery(settings: Settings) -> None:
+    """Point the Celery app at the broker and backend of ``settings``."""
+    CART_APP.conf.update(celery_config(settings))
+
+
+class CartTask(Task):
+    """Base of the cart tasks: the one place a task gets its runtime (``self.runtime``), and one
+    database connection held for the task's run."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of this process (built on the first task of a worker)."""
+        return self.app.runtime()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.runtime  # noqa: B018 - build the runtime (and bind the database) before connecting
+        with DB.connection_context():
+            return super().__call__(*args, **kwargs)
