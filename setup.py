@@ -20,7 +20,7 @@ setup(
         "pymysql>=1.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5",
+        "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.17", "import-linter>=2.1",
                  "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3", "tuspy>=1.0",
                  "pacifica-downloader>=0.4", "pyuwsgi>=2.0.28"],
         "uwsgi": ["pyuwsgi>=2.0.28"],

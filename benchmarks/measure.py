@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import requests
+
 MiB = 1024 * 1024
 
 
@@ -171,8 +173,6 @@ def archive_floor(port: int, count: int, size: int, first_id: int, connections: 
 def metadata_floor(metadata_url: str, uniqueid_url: str, count: int) -> float:
     """Seconds the metadata service takes to record a transaction of ``count`` files, sent by a
     lean client (fresh ids from uniqueid): the floor of 'ingest metadata'."""
-    import requests
-
     job = requests.get(uniqueid_url + "/getid", params={"range": 1, "mode": "upload_job"}, timeout=60).json()
     first = requests.get(uniqueid_url + "/getid", params={"range": count, "mode": "file"}, timeout=60).json()
     document = [{"destinationTable": "Transactions._id", "value": job["startIndex"]},

@@ -16,17 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "pacifica"
 
 
-def module_name(path: Path) -> str:
-    """Return the dotted module name of a file under the repository root."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    """Return the dotted module name of a file under ``root``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def modules() -> dict[str, Path]:
-    """Every module of the package, by dotted name."""
-    return {module_name(path): path for path in sorted((ROOT / PACKAGE).rglob("*.py"))}
+def modules(root: Path = ROOT, package: str = PACKAGE) -> dict[str, Path]:
+    """Every module of ``package`` (a directory under ``root``), by dotted name."""
+    return {module_name(path, root): path for path in sorted((root / package).rglob("*.py"))}
 
 
 def _absolute(name: str, current: str, is_package: bool, level: int, target: str | None) -> str:
@@ -99,8 +99,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def main() -> int:
-    found = modules()
+def main(argv: list[str] | None = None) -> int:
+    """Print the counts, the deferred imports and the cycles of the package in the directory
+    ``argv[0]`` (default: this repository); return 1 if there is a cycle."""
+    argv = sys.argv[1:] if argv is None else argv
+    root = Path(argv[0]).resolve() if argv else ROOT
+    found = modules(root)
     known = set(found)
     graph: dict[str, set[str]] = {name: set() for name in found}
     deferred = []
@@ -110,7 +114,7 @@ def main() -> int:
             graph[name].add(target)
             total += 1
             if nested:
-                deferred.append(f"{path.relative_to(ROOT)}:{line} -> {target}")
+                deferred.append(f"{path.relative_to(root)}:{line} -> {target}")
     groups = cycles(graph)
     print(f"{len(found)} modules, {total} project imports, {len(deferred)} below the top level, "
           f"{len(groups)} cycles")

@@ -16,10 +16,6 @@ from .carts import touch
 from .models import Cart, File
 
 
-class CartInterfaceError(Exception):
-    """Basic exception class for this module (``rest``, where the published service raised it)."""
-
-
 def _file_error(cart_file: File, cart: Cart, message: str) -> None:
     File.update(status="error", error=message).where(File.id == cart_file.id).execute()
     cart_file.status, cart_file.error = "error", message

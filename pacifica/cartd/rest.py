@@ -24,7 +24,6 @@ from . import progress
 from .carts import CartStore
 from .celery_app import CART_APP
 from .models import DB, Cart, CartTasks, File
-from .published import CartInterfaceError  # noqa: F401 - a published name of this module
 from .runtime import Runtime
 from .staging import stage_files
 from .tarlayout import TarLayout
@@ -32,6 +31,10 @@ from .tarlayout import TarLayout
 logger = logging.getLogger(__name__)
 
 BODY_LIMIT = 64 * 1024 * 1024
+
+
+class CartInterfaceError(Exception):
+    """Basic exception class for this module (a published name; this service raises none)."""
 
 
 def _runtime() -> Runtime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -46,7 +47,7 @@ def make_database(url: str) -> peewee.Database:
         params["pragmas"] = SQLITE_PRAGMAS
     elif scheme.startswith("mysql"):
         # Report rows matched, not rows changed, so "UPDATE ... else INSERT" works on MySQL too.
-        from pymysql.constants import CLIENT
+        from pymysql.constants import CLIENT  # noqa: PLC0415 - optional: installed only for MySQL
 
         params["client_flag"] = CLIENT.FOUND_ROWS
     try:
@@ -98,8 +99,6 @@ def _recently_checked(pool_class: type) -> type:
 def bind(proxy: peewee.DatabaseProxy, url: str, data_dir: str = "") -> None:
     """Point ``proxy`` at the database named by ``url`` (closing what it held), making
     ``data_dir`` first when the URL keeps its file there."""
-    import os
-
     if data_dir and data_dir in url:
         os.makedirs(data_dir, exist_ok=True)
     if proxy.obj is not None and not proxy.obj.is_closed():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,8 +57,6 @@ _non_negative_float = _at_least(float, 0)
 
 def _networks(value: str) -> tuple[str, ...]:
     """Comma-separated addresses or networks (``10.0.0.5``, ``10.1.0.0/16``); validated, kept as text."""
-    import ipaddress
-
     items = tuple(item.strip() for item in value.split(",") if item.strip())
     for item in items:
         ipaddress.ip_network(item, strict=False)

@@ -43,8 +43,8 @@ def with_duties(app: Callable) -> Callable:
         return app(environ, start_response)
 
     try:
-        import uwsgi
-        from uwsgidecorators import postfork
+        import uwsgi  # noqa: PLC0415 - optional: the module exists only inside uWSGI
+        from uwsgidecorators import postfork  # noqa: PLC0415 - optional, as above
     except ImportError:  # not under uWSGI: the first request starts the duties
         pass
     else:

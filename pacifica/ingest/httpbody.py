@@ -18,6 +18,9 @@ import termios
 import time
 from typing import Any
 
+from cheroot.makefile import StreamReader
+from cheroot.server import KnownLengthRFile
+
 # How long an uploader may send nothing before the upload is given up (CherryPy's socket timeout).
 STALL_SECONDS = 300.0
 
@@ -32,9 +35,6 @@ class SocketBody:
     @staticmethod
     def supports(rfile: Any) -> bool:
         """Whether ``rfile`` is cheroot's fixed-length body over its buffered socket reader."""
-        from cheroot.makefile import StreamReader
-        from cheroot.server import KnownLengthRFile
-
         stream = getattr(rfile, "rfile", None)
         return (isinstance(rfile, KnownLengthRFile) and isinstance(stream, StreamReader)
                 and hasattr(stream, "_read_buf") and hasattr(stream, "_read_pos"))
