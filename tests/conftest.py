@@ -223,14 +223,29 @@ def bound_database(kind: str, tmp_path: Path, proxy=None, prefix: str = "pacific
         proxy.initialize(previous)
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def _engines() -> list[str]:
+    """The database engines the database fixtures run on: ``PACIFICA_TEST_DATABASES``, a comma
+    list of sqlite, postgres and mysql (default all three; CI names all three). A unit run can
+    use SQLite alone: ``PACIFICA_TEST_DATABASES=sqlite``."""
+    known = ("sqlite", "postgres", "mysql")
+    names = [name.strip() for name in os.environ.get("PACIFICA_TEST_DATABASES", ",".join(known)).split(",")]
+    unknown = [name for name in names if name not in known]
+    if unknown or not any(names):
+        raise pytest.UsageError(f"PACIFICA_TEST_DATABASES names {unknown or names}: use a comma list of {known}")
+    return names
+
+
+ENGINES = _engines()
+
+
+@pytest.fixture(params=ENGINES)
 def database(request, tmp_path):
     """An empty database of each kind, bound to ``orm.DB`` for the test (closed afterwards)."""
     with bound_database(request.param, tmp_path) as db:
         yield db
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(params=ENGINES)
 def cart_database(request, tmp_path):
     """An empty database of each kind, bound to cartd's ``orm.DB`` for the test."""
     from pacifica.cartd.orm import DB

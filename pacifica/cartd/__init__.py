@@ -2,5 +2,5 @@
 
 ``pacifica-cartd`` (or ``pacifica.cartd.wsgi``) serves the REST resource (``rest``); Celery
 workers (``celery -A pacifica.cartd.tasks worker``, or the server's own, embedded) make the
-carts (``tasks``); ``pacifica-cartd-cmd`` syncs and checks the schema and purges old carts.
+carts (``staging``); ``pacifica-cartd-cmd`` syncs and checks the schema and purges old carts.
 """

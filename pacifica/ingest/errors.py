@@ -3,17 +3,17 @@
 ::
 
     IngestError                 any failure of a job (core's ServiceError)
-    ├── BundleError             the body is not a readable tar        ('open tar')
-    ├── MetadataError           metadata.txt or the move document is wrong ('load metadata')
-    ├── IntegrityError          a file's bytes disagree with its metadata ('ingest files')
-    ├── UploadError             a body was refused or cut off (UPLOADING); carries the HTTP status
+    ├── BundleError             the body is not a readable tar
+    ├── MetadataError           metadata.txt or the move document is wrong
+    ├── IntegrityError          a file's bytes disagree with its metadata
+    ├── UploadError             a body was refused or cut off; carries the HTTP status
     └── PeerError               a peer service failed; names the peer and URL
         ├── PeerUnavailable     transient: refused, timed out, 5xx (worth retrying)
         │   └── ConnectionClosed    the peer had closed the connection: send again at once
         └── PeerRejected        permanent: the peer said no (4xx, or a non-success answer)
 
-The pipeline turns any of these into a FAILED state row naming the stage; only the
-message is stored, never a traceback (that goes to the log).
+An error carries no stage: ``stage_state`` records FAILED in the stage that raised it (the web
+resources, in UPLOADING). Only the message is stored, never a traceback (that goes to the log).
 """
 
 from __future__ import annotations

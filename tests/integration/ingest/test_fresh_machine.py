@@ -17,7 +17,7 @@ from pathlib import Path
 from tests.support.archive import archive_listing
 from tests.support.procs import Proc, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def readme_blocks(section: str) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.published import published_client_venv, run_published
 
-UPLOADER_JSON = Path(__file__).resolve().parents[1] / "support" / "files" / "uploader.json"
+UPLOADER_JSON = Path(__file__).resolve().parents[2] / "support" / "files" / "uploader.json"
 SEED_LOGON = "dmlb2001"  # user 10 of the metadata service's seed data
 
 

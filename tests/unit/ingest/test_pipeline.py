@@ -1,0 +1,136 @@
+"""The pipeline's stages as plain functions over in-memory fakes of its four ports.
+
+No database, no broker, no peer: this is what the ports (``peers.base``) buy. Each fake keeps
+what it was given, so the tests see what the stages asked of each peer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from pacifica.ingest import pipeline
+from pacifica.ingest.errors import IngestError, PeerRejected
+from pacifica.ingest.spool import Spool
+from tests.support.bundles import make_bundle
+
+
+class FakeUniqueId:
+    def __init__(self) -> None:
+        self.next = {"file": 100}
+        self.asked: list[tuple[int, str]] = []
+
+    def reserve(self, count: int, mode: str) -> int:
+        self.asked.append((count, mode))
+        first = self.next.get(mode, 1)
+        self.next[mode] = first + count
+        return first
+
+
+class FakePolicy:
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.asked: list[tuple[list[dict[str, Any]], str]] = []
+
+    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
+        self.asked.append((metadata, user))
+        if self.refuse:
+            raise PeerRejected("policy", "memory:", self.refuse)
+
+
+class FakeArchive:
+    def __init__(self) -> None:
+        self.files: dict[int, bytes] = {}
+        self.durable: set[int] = set()
+        self.deleted: list[int] = []
+
+    def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
+        data = b"".join(body)
+        assert len(data) == size
+        self.files[file_id] = data
+
+    def make_durable(self, file_ids: Iterable[int]) -> None:
+        self.durable.update(file_ids)
+
+    def patch(self, file_id: int, source: str) -> None:
+        with open(source, "rb") as handle:
+            self.files[file_id] = handle.read()
+
+    def delete(self, file_id: int) -> None:
+        self.deleted.append(file_id)
+        self.files.pop(file_id, None)
+
+    def stored_size(self, file_id: int) -> int | None:
+        return len(self.files[file_id]) if file_id in self.files else None
+
+
+class FakeMetadata:
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.documents: list[list[dict[str, Any]]] = []
+
+    def ingest(self, metadata: list[dict[str, Any]]) -> None:
+        if self.refuse:
+            raise PeerRejected("metadata", "memory:", self.refuse)
+        self.documents.append(metadata)
+
+
+FILES = {"data/run1/a.txt": b"alpha\n" * 1000, "data/run1/deep/b.bin": bytes(range(256)) * 300}
+
+
+def _run(tmp_path, files=FILES, corrupt=None, policy=None, metadata=None, archive=None):
+    """Run every upload stage of job 7 as the stage table orders them; return the fakes."""
+    path = str(tmp_path / "bundle.tar")
+    make_bundle(path, files, corrupt_hash=corrupt)
+    spool = Spool(str(tmp_path / "volume"), 4096)
+    fakes = {"uniqueid": FakeUniqueId(), "policy": policy or FakePolicy(), "archive": archive or FakeArchive(),
+             "metadata": metadata or FakeMetadata()}
+    pipeline.check_tar(path)
+    sidecar = pipeline.load_bundle_metadata(7, path, spool, fakes["uniqueid"])
+    pipeline.check_policy(sidecar, "dmlb2001", fakes["policy"])
+    pipeline.ingest_files(7, path, sidecar, fakes["archive"], 4096, ledger_path=spool.ledger_path(7))
+    pipeline.ingest_metadata(7, sidecar, fakes["metadata"], fakes["archive"], move=False,
+                             ledger_path=spool.ledger_path(7))
+    return fakes
+
+
+def test_a_bundle_goes_through_every_stage(tmp_path):
+    fakes = _run(tmp_path)
+    assert fakes["uniqueid"].asked == [(2, "file")]
+    assert sorted(fakes["archive"].files) == [100, 101] and fakes["archive"].durable == {100, 101}
+    assert sorted(fakes["archive"].files.values()) == sorted(FILES.values())
+    (document,) = fakes["metadata"].documents
+    files = {item["_id"]: item for item in document if item.get("destinationTable") == "Files"}
+    assert sorted(files) == [100, 101]
+    for file_id, item in files.items():
+        assert item["hashsum"] == hashlib.sha1(fakes["archive"].files[file_id]).hexdigest()
+    assert {"destinationTable": "Transactions._id", "value": 7} in document
+    assert fakes["policy"].asked[0][1] == "dmlb2001"
+
+
+def test_a_refusing_policy_stops_the_job_before_any_byte_is_archived(tmp_path):
+    policy = FakePolicy(refuse="dmlb2001 may not ingest into project 1234a")
+    with pytest.raises(PeerRejected, match="may not ingest"):
+        _run(tmp_path, policy=policy)
+
+
+def test_a_file_whose_bytes_disagree_with_its_hash_is_rolled_back(tmp_path):
+    archive = FakeArchive()
+    path = str(tmp_path / "bundle.tar")
+    make_bundle(path, FILES, corrupt_hash="data/run1/deep/b.bin")
+    spool = Spool(str(tmp_path / "volume"), 4096)
+    sidecar = pipeline.load_bundle_metadata(8, path, spool, FakeUniqueId())
+    with pytest.raises(IngestError, match=r"b\.bin: sha1 of the bytes is .*deleted the 2 files"):
+        pipeline.ingest_files(8, path, sidecar, archive, 4096, ledger_path=spool.ledger_path(8))
+    assert archive.files == {}, "a file of the failed job stayed in the archive"
+
+
+def test_metadata_refused_deletes_every_archived_file(tmp_path):
+    metadata = FakeMetadata(refuse="Transactions.project 1234a does not exist")
+    archive = FakeArchive()
+    with pytest.raises(IngestError, match="1234a does not exist; deleted the 2 files this job wrote"):
+        _run(tmp_path, metadata=metadata, archive=archive)
+    assert archive.files == {} and sorted(archive.deleted) == [100, 101]
