@@ -9,13 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Task
-
 from ..core import queue
-from ..core.celeryapp import ServiceCelery
+from ..core.celeryapp import ServiceCelery, ServiceTask
 from .config import EMBEDDED, Settings, broker_embedded, load_settings
 from .models import DB
-from .runtime import Runtime
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -45,16 +42,8 @@ def configure_celery(settings: Settings) -> None:
     CART_APP.conf.update(celery_config(settings))
 
 
-class CartTask(Task):
-    """Base of the cart tasks: the one place a task gets its runtime (``self.runtime``), and one
-    database connection held for the task's run."""
+class CartTask(ServiceTask):
+    """Base of the cart tasks: its runtime is the cartd ``Runtime``, its database ``models.DB``."""
 
-    @property
-    def runtime(self) -> Runtime:
-        """The runtime of this process (built on the first task of a worker)."""
-        return self.app.runtime()
+    database = DB
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.runtime  # noqa: B018 - build the runtime (and bind the database) before connecting
-        with DB.connection_context():
-            return super().__call__(*args, **kwargs)

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+import peewee
+from celery import Celery, Task
 
 
 class ServiceCelery(Celery):
@@ -45,3 +46,20 @@ class ServiceCelery(Celery):
                         raise RuntimeError(f"the {self.main} service was not configured in this process")
                     self.use(self._runtime_factory())
         return self._service_runtime
+
+
+class ServiceTask(Task):
+    """Base of a service's tasks: the one place a task gets its runtime (``self.runtime``), and
+    one connection to the service's ``database`` held for the task's run."""
+
+    database: peewee.DatabaseProxy
+
+    @property
+    def runtime(self) -> Any:
+        """The runtime of this process (built on the first task of a worker)."""
+        return self.app.runtime()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.runtime  # noqa: B018 - build the runtime (and bind the database) before connecting
+        with self.database.connection_context():
+            return super().__call__(*args, **kwargs)

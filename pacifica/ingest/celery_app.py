@@ -14,10 +14,9 @@ from celery import Task
 from celery.exceptions import Retry
 
 from ..core import queue
-from ..core.celeryapp import ServiceCelery
+from ..core.celeryapp import ServiceCelery, ServiceTask
 from . import models, stage_state
 from .errors import PeerUnavailable
-from .runtime import Runtime
 from .settings import EMBEDDED, Settings, load_settings
 
 
@@ -74,19 +73,11 @@ def configure_celery(settings: Settings) -> None:
     INGEST_APP.conf.update(celery_config(settings))
 
 
-class IngestTask(Task):
-    """Base of every ingest task: the one place a task gets its runtime (``self.runtime``), and
-    one database connection held for the task's run."""
+class IngestTask(ServiceTask):
+    """Base of every ingest task: its runtime is the ingest ``Runtime``, its database ``models.DB``."""
 
-    @property
-    def runtime(self) -> Runtime:
-        """The runtime of this process (built on the first task of a worker)."""
-        return self.app.runtime()
+    database = models.DB
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.runtime  # noqa: B018 - build the runtime (and bind the database) before connecting
-        with models.DB.connection_context():
-            return super().__call__(*args, **kwargs)
 
 
 class StageTask(IngestTask):
