@@ -36,9 +36,17 @@ def python_executable() -> str:
 
 
 def worker_command(tasks: str, concurrency: int, name: str = "embedded") -> list[str]:
-    """Return the command line of an embedded worker of the Celery app in module ``tasks``."""
+    """Return the command line of an embedded worker of the Celery app in module ``tasks``.
+
+    Its pool is threads, not prefork: a prefork pool could hang for ever at exit. billiard
+    replaces an exited pool process from its supervisor thread, and Celery has every pool
+    process killed (SIGKILL) when the thread that forked it ends; a replacement forked while the
+    pool was closing died with the pool's queue lock held, and the exit handler waited on that
+    lock. The stages wait on the network and disk (hashing releases the GIL), so threads lose
+    nothing, and one process is all there is to stop.
+    """
     return [python_executable(), "-m", "celery", "-A", tasks, "worker", "-l", "INFO",
-            "-c", str(max(1, concurrency)), "-n", f"{name}-{os.getpid()}@%h",
+            "-P", "threads", "-c", str(max(1, concurrency)), "-n", f"{name}-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
@@ -46,8 +54,8 @@ class EmbeddedWorker:
     """Owner of the worker child process: ``command`` run with this environment plus ``env``."""
 
     # Well inside uWSGI's 60 s "mercy" for a stopping worker process, which would otherwise kill
-    # the server process first (a warm shutdown has been seen to hang with idle pool children).
-    # A stage cut short is safe: stages are idempotent and start-up recovery re-queues the job.
+    # the server process first. A stage cut short is safe: stages are idempotent and start-up
+    # recovery re-queues the job.
     def __init__(self, command: list[str], env: dict[str, str] | None = None, stop_timeout: float = 20.0) -> None:
         self.command = command
         self.env = env or {}
