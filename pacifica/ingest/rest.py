@@ -95,7 +95,7 @@ class RestUpload:
     def POST(*_args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
         """Spool the bundle and start its ingest."""
         rt = current_runtime()
-        callback = callback_url(kwargs, refuse_body=True)
+        callback = callback_url(kwargs, body_unread=True)
         length = admit_upload(rt.settings.max_upload_size, rt.spool)
         job_id = new_job(callback)
         try:
@@ -120,7 +120,7 @@ class RestMove:
     @get_authed_user
     def POST(*_args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
         """Store the move document and start its move."""
-        callback = callback_url(kwargs, refuse_body=True)
+        callback = callback_url(kwargs, body_unread=True)
         document = json_body(MOVE_DOCUMENT_LIMIT, "move document")
         rt = current_runtime()
         job_id = new_job(callback)

@@ -134,7 +134,7 @@ class RestUploads:
         except TusError as exc:
             raise _http_error(exc) from None
         callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
-                                               if metadata.get("callback_url") else {})}, refuse_body=True)
+                                               if metadata.get("callback_url") else {})}, body_unread=True)
         job_id = new_job(callback)
         uploads = store(rt)
         try:

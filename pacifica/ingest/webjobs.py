@@ -146,14 +146,14 @@ def admit_upload(max_size: int, spool) -> int | None:
     return length
 
 
-def callback_url(params: dict[str, Any], refuse_body: bool = False) -> str | None:
+def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | None:
     """The completion callback URL of a request (header or query parameter); 400 if it is unusable."""
     url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
     if not url:
         return None
     problem = callbacks.check_url(str(url))
     if problem:
-        raise refuse_body(400, problem) if refuse_body else cherrypy.HTTPError(400, problem)
+        raise refuse_body(400, problem) if body_unread else cherrypy.HTTPError(400, problem)
     return str(url)
 
 
