@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -280,3 +281,11 @@ def pytest_sessionfinish(session, exitstatus):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"FAILED: {len(_skipped)} tests were skipped; this suite allows none", red=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many cases schemathesis sent to each service (the README quotes it)."""
+    fuzz = sys.modules.get("tests.support.fuzz")
+    if fuzz is not None and fuzz.CASES:
+        counts = ", ".join(f"{count} to {service}" for service, count in sorted(fuzz.CASES.items()))
+        terminalreporter.write_line(f"schemathesis: {sum(fuzz.CASES.values())} cases ({counts}), every answer checked")

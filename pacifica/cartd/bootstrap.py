@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..core.database import bind, connect_blocking
+from ..core.metrics import use_directory
 from ..core.schema import ensure_schema
 from . import migrations
 from .archive_requests import archive_for
@@ -25,6 +26,7 @@ def configure(settings: Settings | None = None) -> Runtime:
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
     bind(DB, settings.peewee_url, settings.data_dir)
+    use_directory(os.path.join(settings.data_dir, "metrics"))
     configure_celery(settings)
     current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size, settings.embedded_archive))
     CART_APP.use(current)

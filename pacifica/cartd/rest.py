@@ -19,11 +19,15 @@ from cherrypy.lib import httputil, static
 
 from ..core import web
 from ..core.database import release
+from ..core.openapi import OpenApiResource
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
 from .carts import CartStore
 from .celery_app import CART_APP
+from .metrics import SERVED_BYTES
 from .models import DB, Cart, CartTasks, File
+from .openapi import openapi
+from .ops import Health, Metrics, Ready
 from .runtime import Runtime
 from .staging import stage_files
 from .tarlayout import TarLayout
@@ -134,7 +138,9 @@ def _closing_blocks(blocks):
     """Send ``blocks``; a file that changed under the download ends the connection, never a short tar
     that looks whole."""
     try:
-        yield from blocks
+        for block in blocks:
+            SERVED_BYTES.inc(len(block))
+            yield block
     except OSError as exc:
         logger.error("cart download broken off: %s", exc)
         raise
@@ -170,7 +176,9 @@ class CartRoot:
         name = _download_name(kwargs.get("filename"), cart)
         headers = cherrypy.response.headers
         if os.path.isfile(path):  # made with "bundle": the tar is on disk (Range and length by CherryPy)
-            return static.serve_file(path, "application/octet-stream", "attachment", name)
+            body = static.serve_file(path, "application/octet-stream", "attachment", name)
+            SERVED_BYTES.inc(int(headers.get("Content-Length") or 0))
+            return body
         headers["Content-Type"] = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
         layout = _store().layout(cart, name.removesuffix(".tar"))
@@ -257,7 +265,10 @@ def app_config() -> dict[str, dict[str, Any]]:
 def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Application:
     """Build the CherryPy application serving ``runtime`` (its handlers reach it through their
     application)."""
-    app = cherrypy.Application(CartRoot(), "", config=app_config())
+    root = CartRoot()
+    root.metrics, root.health, root.ready = Metrics(), Health(), Ready()
+    root.openapi_json = OpenApiResource(openapi)
+    app = cherrypy.Application(root, "", config=app_config())
     app.runtime = runtime
     if cp_config:
         app.merge(cp_config)

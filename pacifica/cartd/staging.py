@@ -16,6 +16,7 @@ from ..core.errors import PeerError, ServiceError
 from . import progress
 from .carts import CartStore
 from .celery_app import CART_APP, CartTask
+from .metrics import STAGED_BYTES, STAGED_FILES
 from .models import Cart, File
 from .runtime import Runtime
 
@@ -142,6 +143,8 @@ def _stage_and_pull(rt, utils: CartStore, cart: Cart, files: list[File], tracker
                 os.utime(target, (mtime, mtime))
             File.update(status="staged", error="", hash_value=digest).where(File.id == cart_file.id).execute()
             tracker.counts["files_staged"] += 1
+            STAGED_BYTES.inc(tracker.counts["bytes_staged"] - before)
+            STAGED_FILES.inc()
         except (PeerError, ServiceError, OSError) as exc:
             CartStore.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))

@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .errors import PeerRejected, PeerUnavailable
+from .metrics import peer_request
 
 logger = logging.getLogger(__name__)
 
@@ -98,20 +99,21 @@ def call(session: requests.Session, peer: str, method: str, url: str, refusals_i
 
     With ``refusals_in_500``, a 500 whose traceback ends in a refusal (see ``refusal_in_500``)
     raises ``PeerRejected``: such a peer says no that way."""
-    try:
-        response = session.request(method, url, **kwargs)
-    except requests.Timeout as exc:
-        raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
-    except requests.ConnectionError as exc:
-        raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
-    except requests.RequestException as exc:
-        raise PeerUnavailable(peer, url, f"request failed: {exc}") from None
-    if response.status_code >= 500 and not (refusals_in_500 and response.status_code == 500
-                                            and refusal_in_500(response.content)):
-        raise PeerUnavailable(peer, url, _detail(response))
-    if response.status_code >= 400:
-        raise PeerRejected(peer, url, _detail(response))
-    return response
+    with peer_request(peer):
+        try:
+            response = session.request(method, url, **kwargs)
+        except requests.Timeout as exc:
+            raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
+        except requests.ConnectionError as exc:
+            raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
+        except requests.RequestException as exc:
+            raise PeerUnavailable(peer, url, f"request failed: {exc}") from None
+        if response.status_code >= 500 and not (refusals_in_500 and response.status_code == 500
+                                                and refusal_in_500(response.content)):
+            raise PeerUnavailable(peer, url, _detail(response))
+        if response.status_code >= 400:
+            raise PeerRejected(peer, url, _detail(response))
+        return response
 
 
 def lean_call(session: requests.Session, peer: str, method: str, url: str, body: Any = None,
@@ -125,6 +127,12 @@ def lean_call(session: requests.Session, peer: str, method: str, url: str, body:
     adapter = session.get_adapter(url)
     if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
         return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
+    with peer_request(peer):
+        return _lean_call(session, adapter, peer, method, url, body, headers, close)
+
+
+def _lean_call(session: requests.Session, adapter: HTTPAdapter, peer: str, method: str, url: str, body: Any,
+               headers: dict[str, str] | None, close: bool) -> urllib3.BaseHTTPResponse:
     # With ``close``, a pool of its own for this one request, closed after the answer: a
     # connection given back to the shared pool would be handed to the next request half-dead.
     pool = urllib3.connection_from_url(url, maxsize=1) if close else adapter.poolmanager.connection_from_url(url)

@@ -13,6 +13,7 @@ import logging
 import os
 
 from ..core.database import bind, connect_blocking
+from ..core.metrics import use_directory
 from ..core.schema import ensure_schema
 from . import migrations
 from .callbacks import schedule
@@ -32,6 +33,7 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
     bind(DB, settings.peewee_url, settings.data_dir)
+    use_directory(settings.data_path("metrics"))
     configure_celery(settings)
     current = Runtime(settings=settings, peers=peers or build_peers(settings),
                       spool=Spool(settings.volume_path, settings.transfer_size))

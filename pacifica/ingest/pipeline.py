@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from . import bundle, tarhash
 from .errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
+from .metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
 from .tarreader import MemberReader, open_bundle, read_metadata
@@ -49,7 +50,7 @@ def _reuse(spool: Spool, job_id: int, identity: dict[str, Any]) -> Sidecar | Non
 
 
 def _record(job_id: int, document: list[dict[str, Any]], entries: list[bundle.FileEntry],
-            identity: dict[str, Any], spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
+            identity: dict[str, Any], spool: Spool, uniqueid: UniqueIdPort, kind: str) -> Sidecar:
     start = uniqueid.reserve(len(entries), "file") if entries else 0
     document = bundle.assign_ids(document, entries, start)
     sidecar = {
@@ -59,6 +60,7 @@ def _record(job_id: int, document: list[dict[str, Any]], entries: list[bundle.Fi
         "files": [entry.as_dict() for entry in entries],
     }
     spool.write_sidecar(job_id, sidecar)
+    RECEIVED_FILES.labels(kind).inc(len(entries))
     return sidecar
 
 
@@ -74,7 +76,7 @@ def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueI
     document = bundle.parse_document(raw)
     entries = bundle.file_entries(document)
     bundle.match_members(entries, members)
-    return _record(job_id, document, entries, identity, spool, uniqueid)
+    return _record(job_id, document, entries, identity, spool, uniqueid, "upload")
 
 
 def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort,
@@ -94,7 +96,7 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
         outside = [entry.source for entry in entries if not _under(entry.source, roots)]
         if outside:
             raise MetadataError(f"sources outside the allowed move roots ({', '.join(roots)}): {', '.join(outside)}")
-    return _record(job_id, document, entries, identity, spool, uniqueid)
+    return _record(job_id, document, entries, identity, spool, uniqueid, "move")
 
 
 def _under(source: str, roots: tuple[str, ...]) -> bool:
@@ -340,6 +342,8 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
                           f"job {job_id}: sending {entry.path} as file {entry.file_id}")
                 ledger.verify(entry.file_id)
                 meter.file_done()
+                ARCHIVED_BYTES.labels("upload").inc(entry.size or 0)
+                ARCHIVED_FILES.labels("upload").inc()
 
             _run_all(attempt, pending, concurrency, meter.flush)
             archive.make_durable([entry.file_id for entry in pending])
@@ -427,6 +431,8 @@ def move_files(sidecar: Sidecar, archive: ArchivePort) -> None:
     """'move files': ask the archive to move each file from its ``source`` path into place."""
     for entry in _files(sidecar):
         archive.patch(entry.file_id, entry.source)
+        ARCHIVED_BYTES.labels("move").inc(entry.size or 0)
+        ARCHIVED_FILES.labels("move").inc()
 
 
 def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archive: ArchivePort,

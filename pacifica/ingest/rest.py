@@ -16,10 +16,14 @@ import peewee
 
 from ..core import web
 from ..core.database import release as release_connection
+from ..core.openapi import OpenApiResource
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import models, validate
 from .errors import PeerError, UploadError
 from .httpbody import request_body
+from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
+from .openapi import openapi
+from .ops import Health, Metrics, Ready
 from .responses import create_state_response, event_response
 from .runtime import Runtime
 from .stages import make_context
@@ -106,6 +110,8 @@ class RestUpload:
             fail(job_id, str(exc))
             raise refuse_body(exc.status, str(exc)) from None
         logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
+        RECEIVED_BYTES.labels("upload").inc(size)
+        RECEIVED_BUNDLES.labels("upload").inc()
         return enqueue(make_context(job_id, rt.spool.bundle_path(job_id), authed_user))
 
 
@@ -125,6 +131,7 @@ class RestMove:
         rt = current_runtime()
         job_id = new_job(callback)
         path = rt.spool.write_move(job_id, document)
+        RECEIVED_BUNDLES.labels("move").inc()
         return enqueue(make_context(job_id, path, authed_user, move=True))
 
 
@@ -189,6 +196,8 @@ def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Applica
     config file. Handlers reach the runtime through their application (``current_runtime``)."""
     root = Root()
     root.uploads = RestUploads()
+    root.metrics, root.health, root.ready = Metrics(), Health(), Ready()
+    root.openapi_json = OpenApiResource(openapi)
     app = cherrypy.Application(root, "", config=app_config())
     app.runtime = runtime
     if cp_config:

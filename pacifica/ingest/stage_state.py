@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 from . import models, states
 from .errors import IngestError, PeerUnavailable
+from .metrics import STAGE_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,11 @@ def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
     will be tried again (the caller schedules the retry) instead of failing it.
     """
     models.update_state(job_id, states.OK, task, 0)
+    started = time.monotonic()
+    outcome = "failed"
     try:
         yield
+        outcome = "ok"
     except PeerUnavailable as exc:
         if not will_retry:
             logger.warning("job %s failed in %r: %s", job_id, task, exc)
@@ -38,6 +42,7 @@ def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
             raise
         logger.warning("job %s: %r will be retried: %s", job_id, task, exc)
         models.update_state(job_id, states.OK, task, 0, f"will retry: {exc}")
+        outcome = "retry"
         raise
     except IngestError as exc:
         logger.warning("job %s failed in %r: %s", job_id, task, exc)
@@ -47,6 +52,8 @@ def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
         logger.exception("job %s: unexpected error in %r", job_id, task)
         models.update_state(job_id, states.FAILED, task, 0, f"internal error: {exc.__class__.__name__}: {exc}")
         raise
+    finally:
+        STAGE_SECONDS.labels(task, outcome).observe(time.monotonic() - started)
     models.update_state(job_id, states.OK, task, 100)
 
 

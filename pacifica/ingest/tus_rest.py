@@ -18,6 +18,7 @@ import cherrypy
 
 from . import models, states
 from .httpbody import request_body
+from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from .runtime import Runtime
 from .stages import make_context
 from .tus import CHECKSUM_ALGORITHMS, EXTENSIONS, VERSION, TusError, TusStore, parse_checksum, parse_metadata
@@ -187,6 +188,7 @@ class RestUploads:
             if exc.status == 507:
                 logger.warning("job %s: %s", upload.job_id, exc)
             raise _http_error(exc) from None
+        RECEIVED_BYTES.labels("tus").inc(max(0, received - offset))
         headers = cherrypy.response.headers
         headers["Upload-Offset"] = str(received)
         _expires_header(uploads, upload.job_id)
@@ -196,6 +198,7 @@ class RestUploads:
                 report_received(upload.job_id, received, upload.length)
             return b""
         _complete(uploads, upload)
+        RECEIVED_BUNDLES.labels("tus").inc()
         return b""
 
     @staticmethod

@@ -1,0 +1,88 @@
+"""What operators and their monitoring read: ``GET /metrics``, ``GET /health``, ``GET /ready``.
+
+These names shadow carts of the same uid (``GET /metrics`` is never the cart "metrics").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import cherrypy
+
+from ..core import health
+from ..core.metrics import DatabaseCollector, exposition
+from .celery_app import celery_config
+from .config import EMBEDDED, broker_embedded
+from .metrics import state_metrics
+from .models import DB
+from .runtime import Runtime
+
+
+def _runtime() -> Runtime:
+    return cherrypy.request.app.runtime
+
+
+class Metrics:
+    """``GET /metrics``: the Prometheus text format."""
+
+    exposed = True
+
+    @staticmethod
+    def GET(**_ignored: Any) -> bytes:
+        """Every metric of cartd, across its processes on this machine."""
+        volume = _runtime().settings.volume_path
+        body, content_type = exposition([DatabaseCollector(lambda: state_metrics(volume))])
+        cherrypy.response.headers["Content-Type"] = content_type
+        return body
+
+
+class Health:
+    """``GET /health``: liveness. It answers without touching the database or the archive."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET(**_ignored: Any) -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok"}
+
+
+def readiness_checks() -> dict[str, health.Check]:
+    """What ``GET /ready`` checks: the database, the broker, the volume, the archive."""
+    settings = _runtime().settings
+    embedded = broker_embedded(settings)
+    options = celery_config(settings).get("broker_transport_options") if embedded else None
+    checks = {
+        "database": health.database(DB),
+        "broker": health.broker(settings.broker_url, options),
+        "volume": health.writable(settings.volume_path),
+    }
+    url = settings.archive_url.strip()
+    if url.startswith(("http://", "https://")):
+        checks["archiveinterface"] = health.reachable(url)
+    else:
+        root = settings.embedded_archive if url.rstrip("/") == EMBEDDED.rstrip("/") else url[len("file://"):]
+        checks["archiveinterface"] = lambda: None if os.path.isdir(root) else _missing(root)
+    return checks
+
+
+def _missing(path: str) -> None:
+    raise FileNotFoundError(f"the archive directory {path} does not exist")
+
+
+class Ready:
+    """``GET /ready``: readiness. 200 when everything cartd needs answers, else 503; each check
+    with its status and latency."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET(**_ignored: Any) -> dict[str, Any]:
+        """Check the database, the broker, the volume and the archive."""
+        ready, body = health.run_checks(readiness_checks())
+        if not ready:
+            cherrypy.response.status = 503
+        return body

@@ -1,0 +1,79 @@
+"""What operators and their monitoring read: ``GET /metrics``, ``GET /health``, ``GET /ready``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cherrypy
+
+from ..core import health
+from ..core.metrics import DatabaseCollector, exposition
+from . import models
+from .celery_app import celery_config
+from .metrics import state_metrics
+from .settings import EMBEDDED
+from .tus import TusStore
+from .webjobs import current_runtime
+
+
+class Metrics:
+    """``GET /metrics``: the Prometheus text format."""
+
+    exposed = True
+
+    @staticmethod
+    def GET(**_ignored: Any) -> bytes:
+        """Every metric of the service, across its processes on this machine."""
+        rt = current_runtime()
+        uploads = TusStore(rt.spool, rt.settings.upload_expiry)
+        collector = DatabaseCollector(lambda: state_metrics(rt.settings.volume_path, uploads.unfinished))
+        body, content_type = exposition([collector])
+        cherrypy.response.headers["Content-Type"] = content_type
+        return body
+
+
+class Health:
+    """``GET /health``: liveness. It answers without touching the database or a peer."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET(**_ignored: Any) -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok"}
+
+
+def readiness_checks() -> dict[str, health.Check]:
+    """What ``GET /ready`` checks: the database, the broker, the volume, each HTTP peer."""
+    rt = current_runtime()
+    settings = rt.settings
+    options = celery_config(settings).get("broker_transport_options")
+    checks = {
+        "database": health.database(models.DB),
+        "broker": health.broker(settings.broker_url, options if settings.broker_embedded else None),
+        "volume": health.writable(settings.volume_path),
+    }
+    for peer, url in (("uniqueid", settings.uniqueid_url), ("policy", settings.policy_url),
+                      ("archiveinterface", settings.archive_url), ("metadata", settings.metadata_url)):
+        if url.startswith(("http://", "https://")):
+            checks[peer] = health.reachable(url)
+        elif peer == "archiveinterface":
+            checks[peer] = health.writable(settings.data_path("archive") if url == EMBEDDED else url[len("file://"):])
+    return checks
+
+
+class Ready:
+    """``GET /ready``: readiness. 200 when everything the service needs answers, else 503; each
+    check with its status and latency."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    def GET(**_ignored: Any) -> dict[str, Any]:
+        """Check the database, the broker, the volume and each configured peer."""
+        ready, body = health.run_checks(readiness_checks())
+        if not ready:
+            cherrypy.response.status = 503
+        return body
