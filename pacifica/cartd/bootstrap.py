@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..core.database import bind, connect_blocking
+from ..core.logs import use_format
 from ..core.metrics import use_directory
 from ..core.schema import ensure_schema
 from . import migrations
@@ -25,6 +26,7 @@ def configure(settings: Settings | None = None) -> Runtime:
     """Build the runtime from ``settings`` (default: ``load_settings()``) and give it to the app."""
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
+    use_format(settings.log_format)
     bind(DB, settings.peewee_url, settings.data_dir)
     use_directory(os.path.join(settings.data_dir, "metrics"))
     configure_celery(settings)

@@ -6,11 +6,15 @@ The app reads its broker and backend from the settings when it is first used, no
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
+from celery.signals import after_setup_logger
+
 from ..core import queue
 from ..core.celeryapp import ServiceCelery, ServiceTask
+from ..core.logs import formatter
 from .config import EMBEDDED, Settings, broker_embedded, load_settings
 from .models import DB
 
@@ -33,6 +37,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 CART_APP = ServiceCelery("cartd")
+
+
+@after_setup_logger.connect
+def _log_format(logger: logging.Logger, **_kwargs: Any) -> None:
+    """A worker logs as the settings say (``log_format = json``: JSON lines), Celery's own records too."""
+    if load_settings().log_format == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(formatter("json"))
+
 CART_APP.add_defaults(lambda: celery_config(load_settings()))
 app = CART_APP
 

@@ -19,6 +19,7 @@ from ..core.settings import (
     _at_least,
     _auto_bool,
     _bool,
+    _log_format,
     _non_negative_float,
     _non_negative_int,
     _positive_size,
@@ -42,6 +43,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cartd", "embedded_worker", "CARTD_EMBEDDED_WORKER", "auto", "embedded_worker", _auto_bool),
     Option("cartd", "worker_concurrency", "CARTD_WORKER_CONCURRENCY", "2", "worker_concurrency",
            _at_least(int, 1)),
+    # "text" (lines for people) or "json" (a JSON object a line, with cart_id, peer and duration).
+    Option("cartd", "log_format", "CARTD_LOG_FORMAT", "text", "log_format", _log_format),
     # Embedded by default, as the ingest service: the files the embedded ingest archived, a queue
     # on disk and an in-process worker. An http(s):// URL is the archive interface (0.7.0's
     # default was http://127.0.0.1:8080/); file:///dir reads archived files from a directory.
@@ -76,6 +79,7 @@ class Settings:
     bundle_task: bool
     embedded_worker: bool | None
     worker_concurrency: int
+    log_format: str
     archive_url: str
     embedded_archive: str
     broker_url: str

@@ -15,9 +15,14 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .models import Cart
 
-STAGED_BYTES = Counter("pacifica_cartd_staged_bytes", "Bytes pulled from the archive into carts, hashes checked.")
-STAGED_FILES = Counter("pacifica_cartd_staged_files", "Files pulled from the archive into carts, hashes checked.")
-SERVED_BYTES = Counter("pacifica_cartd_served_bytes", "Bytes of cart downloads sent to clients.")
+# Every metric has labels: a labelled metric makes its values when first used, after the
+# composition root switched the library to its multiprocess mode (see core.metrics).
+STAGED_BYTES = Counter("pacifica_cartd_staged_bytes", "Bytes pulled from the archive into carts, hashes checked, "
+                       "by where the archive had them (disk, or tape: recalled first).", ["media"])
+STAGED_FILES = Counter("pacifica_cartd_staged_files", "Files pulled from the archive into carts, hashes checked, "
+                       "by where the archive had them.", ["media"])
+SERVED_BYTES = Counter("pacifica_cartd_served_bytes", "Bytes of cart downloads sent to clients, by how the tar "
+                       "was served (bundled: written when the cart was made; streamed: made while sent).", ["tar"])
 
 
 def state_metrics(volume_path: str) -> Iterator:

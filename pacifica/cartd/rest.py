@@ -139,7 +139,7 @@ def _closing_blocks(blocks):
     that looks whole."""
     try:
         for block in blocks:
-            SERVED_BYTES.inc(len(block))
+            SERVED_BYTES.labels("streamed").inc(len(block))
             yield block
     except OSError as exc:
         logger.error("cart download broken off: %s", exc)
@@ -177,7 +177,7 @@ class CartRoot:
         headers = cherrypy.response.headers
         if os.path.isfile(path):  # made with "bundle": the tar is on disk (Range and length by CherryPy)
             body = static.serve_file(path, "application/octet-stream", "attachment", name)
-            SERVED_BYTES.inc(int(headers.get("Content-Length") or 0))
+            SERVED_BYTES.labels("bundled").inc(int(headers.get("Content-Length") or 0))
             return body
         headers["Content-Type"] = "application/octet-stream"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -143,8 +143,9 @@ def _stage_and_pull(rt, utils: CartStore, cart: Cart, files: list[File], tracker
                 os.utime(target, (mtime, mtime))
             File.update(status="staged", error="", hash_value=digest).where(File.id == cart_file.id).execute()
             tracker.counts["files_staged"] += 1
-            STAGED_BYTES.inc(tracker.counts["bytes_staged"] - before)
-            STAGED_FILES.inc()
+            media = "tape" if cart_file.id in recalled else "disk"
+            STAGED_BYTES.labels(media).inc(tracker.counts["bytes_staged"] - before)
+            STAGED_FILES.labels(media).inc()
         except (PeerError, ServiceError, OSError) as exc:
             CartStore.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
@@ -162,6 +163,7 @@ def build_cart(rt: Runtime, file_ids: list[dict[str, Any]], cart_id: int) -> str
     error if any file failed, with a message naming them.
     """
     cart = Cart.get_by_id(cart_id)
+    started = time.monotonic()
     if cart.deleted_date is not None:
         return None
     utils = CartStore(rt.settings.volume_path, rt.settings.lru_buffer_time, rt.settings.lru_purge)
@@ -178,14 +180,18 @@ def build_cart(rt: Runtime, file_ids: list[dict[str, Any]], cart_id: int) -> str
             _set_cart(cart, "bundling")
         check()
         utils.tar_files(cart.id)
-        logger.info("cart %s (%s) ready: %d files", cart.cart_uid, cart.id, len(files))
+        duration = round(time.monotonic() - started, 6)
+        logger.info("cart %s (%s) ready: %d files in %.3f s", cart.cart_uid, cart.id, len(files), duration,
+                    extra={"cart_id": cart.id, "duration": duration})
     except CartDeleted:
-        logger.info("cart %s (%s) was deleted while it was being made", cart.cart_uid, cart.id)
+        logger.info("cart %s (%s) was deleted while it was being made", cart.cart_uid, cart.id,
+                    extra={"cart_id": cart.id})
         utils.delete_cart_bundle(cart)
     except (PeerError, ServiceError, OSError) as exc:
         message = _failure(exc)
         _set_cart(cart, "error", message)
-        logger.warning("cart %s (%s) failed: %s", cart.cart_uid, cart.id, message)
+        logger.warning("cart %s (%s) failed: %s", cart.cart_uid, cart.id, message,
+                       extra={"cart_id": cart.id, "duration": round(time.monotonic() - started, 6)})
         return message
     return None
 

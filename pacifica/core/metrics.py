@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
+# Every metric here has labels: a labelled metric makes its values when first used, after
+# ``use_directory`` (an unlabelled one would make its value at import, in this process only).
 PEER_REQUESTS = Counter("pacifica_peer_requests", "Requests to the peer services, by peer and outcome "
                         "(ok, rejected: the peer said no, unavailable: down, timed out or 5xx).",
                         ["peer", "outcome"])
@@ -66,8 +68,11 @@ def peer_request(peer: str) -> Iterator[None]:
         outcome = "error"
         raise
     finally:
-        PEER_LATENCY.labels(peer).observe(time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        PEER_LATENCY.labels(peer).observe(duration)
         PEER_REQUESTS.labels(peer, outcome).inc()
+        logger.log(logging.DEBUG if outcome == "ok" else logging.WARNING, "%s request %s after %.3f s", peer,
+                   outcome, duration, extra={"peer": peer, "duration": round(duration, 6)})
 
 
 class DatabaseCollector(Collector):

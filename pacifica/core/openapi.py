@@ -38,6 +38,7 @@ def json_response(description: str, schema: dict[str, Any] | str) -> dict[str, A
 def errors(*codes: int) -> dict[str, Any]:
     """The JSON error responses ``codes``."""
     reasons = {400: "The request is malformed; the message says how.", 401: "Authentication is required.",
+               403: "Forbidden: the user may not do this.",
                404: "No such resource.", 405: "The method is not allowed here.", 409: "A conflict; see the message.",
                412: "A precondition failed (for tus: the Tus-Resumable version).",
                413: "The body is larger than the limit.", 415: "Wrong Content-Type.",

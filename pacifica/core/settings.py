@@ -63,6 +63,19 @@ def _networks(value: str) -> tuple[str, ...]:
     return items
 
 
+def _log_format(value: str) -> str:
+    """``text`` (lines for people) or ``json`` (one JSON object a line, for machines)."""
+    value = value.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"log_format must be text or json, got {value!r}")
+    return value
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """Comma-separated names (user names, say), blanks dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _directories(value: str) -> tuple[str, ...]:
     """Comma-separated absolute directories."""
     items = tuple(os.path.normpath(item.strip()) for item in value.split(",") if item.strip())

@@ -13,6 +13,7 @@ import logging
 import os
 
 from ..core.database import bind, connect_blocking
+from ..core.logs import use_format
 from ..core.metrics import use_directory
 from ..core.schema import ensure_schema
 from . import migrations
@@ -32,6 +33,7 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     """Build the runtime from ``settings`` (default: ``load_settings()``) and give it to the app."""
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
+    use_format(settings.log_format)
     bind(DB, settings.peewee_url, settings.data_dir)
     use_directory(settings.data_path("metrics"))
     configure_celery(settings)
@@ -54,8 +56,9 @@ def runtime() -> Runtime:
 
 # Tables that only the embedded peers use arrived in schema 2.1.
 EMBEDDED_TABLES_VERSION = (2, 1)
-# The job history and progress columns every configuration uses arrived in schema 2.2.
-HISTORY_VERSION = (2, 2)
+# The job history and progress columns every configuration uses arrived in schema 2.2, the
+# submitter of each job in 2.3.
+HISTORY_VERSION = (2, 3)
 
 
 def check_schema(settings: Settings) -> None:

@@ -7,14 +7,17 @@ is the worker's entry point; ``tasks`` imports this module.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry
+from celery.signals import after_setup_logger
 
 from ..core import queue
 from ..core.celeryapp import ServiceCelery, ServiceTask
+from ..core.logs import formatter
 from . import models, stage_state
 from .errors import PeerUnavailable
 from .settings import EMBEDDED, Settings, load_settings
@@ -64,6 +67,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 INGEST_APP = ServiceCelery("ingest")
+
+
+@after_setup_logger.connect
+def _log_format(logger: logging.Logger, **_kwargs: Any) -> None:
+    """A worker logs as the settings say (``log_format = json``: JSON lines), Celery's own records too."""
+    if load_settings().log_format == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(formatter("json"))
+
+
 INGEST_APP.add_defaults(lambda: celery_config(load_settings()))
 app = INGEST_APP
 

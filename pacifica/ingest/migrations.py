@@ -149,11 +149,23 @@ def step_2_1_to_2_2(database: peewee.Database) -> None:
             f"SELECT id, updated, state, task, task_percent, exception FROM {STATE_TABLE}")
 
 
+def step_2_2_to_2_3(database: peewee.Database) -> None:
+    """Add who submitted each job (``ingeststate.submitter``), for the jobs page and its filter.
+
+    A minor version: the column may be NULL (jobs from before, and rows the published code inserts).
+    """
+    if "submitter" not in _columns(database, STATE_TABLE):
+        migrator = SchemaMigrator.from_database(database)
+        with migrator.migration_context():
+            migrate(migrator.add_column(STATE_TABLE, "submitter", peewee.CharField(null=True)))
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
     ((2, 0), (2, 1), step_2_0_to_2_1),
     ((2, 1), (2, 2), step_2_1_to_2_2),
+    ((2, 2), (2, 3), step_2_2_to_2_3),
 )
 
 SCHEMA = VersionedSchema(VERSION_TABLE, STEPS, "pacifica-ingest-migrate")

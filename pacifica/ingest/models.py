@@ -65,6 +65,8 @@ class IngestState(ConnectionMethods, BaseModel):
     bytes_total = peewee.BigIntegerField(null=True)
     files_done = peewee.BigIntegerField(null=True)
     files_total = peewee.BigIntegerField(null=True)
+    # Schema 2.3: the user the job was accepted from (NULL in older rows).
+    submitter = peewee.CharField(null=True)
 
     class Meta:
         table_name = migrations.STATE_TABLE
@@ -151,15 +153,17 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
             hook(job_id)
 
 
-def claim_job(job_id) -> bool:
-    """Record a new job as UPLOADING; False if a job of that id exists already (its row is left
-    as it is: a uniqueid service that hands out an id twice must not take over another job)."""
+def claim_job(job_id, submitter: str | None = None) -> bool:
+    """Record a new job of ``submitter`` as UPLOADING; False if a job of that id exists already
+    (its row is left as it is: a uniqueid service that hands out an id twice must not take over
+    another job)."""
     job_id = int(job_id)
     now = utcnow()
     try:
         with DB.atomic():
             IngestState.insert(job_id=job_id, state=states.OK, task=states.UPLOADING, task_percent=Decimal(0),
-                               exception="", complete=False, created=now, updated=now).execute()
+                               exception="", complete=False, created=now, updated=now,
+                               submitter=submitter).execute()
             IngestStateEvent.insert(job_id=job_id, time=now, state=states.OK, task=states.UPLOADING,
                                     task_percent=Decimal(0), message="", operator=None).execute()
     except peewee.IntegrityError:

@@ -56,6 +56,36 @@ UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"ty
              "description": "The job id the upload was created as."}
 
 
+HTML = {"text/html": {"schema": {"type": "string"}}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+
+def _jobs_page() -> dict[str, Any]:
+    return {
+        "/jobs": {"get": {
+            "summary": "The recent jobs, for people (HTML): user, state, stage, progress, size, age, duration",
+            "operationId": "jobsPage", "tags": ["jobs page"],
+            "parameters": [USER, {"name": "state", "in": "query", "required": False,
+                                  "schema": {"type": "string"}, "description": "running, OK or FAILED"},
+                           {"name": "user", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The page.", "content": HTML}, **errors(401, 503)}}},
+        "/jobs/{job_id}": {
+            "parameters": [JOB_ID],
+            "get": {"summary": "One job, for people (HTML): its history, files and exception",
+                    "operationId": "jobPage", "tags": ["jobs page"], "parameters": [USER],
+                    "responses": {"200": {"description": "The page.", "content": HTML},
+                                  **errors(400, 401, 404, 503)}},
+            "post": {"summary": "An operator's action: retry a FAILED job from its failed stage, or fail an "
+                                "unfinished one ([ingest] operators only)", "operationId": "jobAction",
+                     "tags": ["jobs page"], "parameters": [USER],
+                     "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                         "schema": {"type": "object", "properties": {"action": {"enum": ["retry", "fail"]}},
+                                    "required": ["action"]}}}},
+                     "responses": {"303": {"description": "Done; see the job's page (Location)."},
+                                   **errors(400, 401, 403, 404, 409, 503)}}},
+    }
+
+
 def _accepted(description: str) -> dict[str, Any]:
     return {"200": json_response(description, "JobState")}
 
@@ -141,4 +171,4 @@ def openapi() -> dict[str, Any]:
     return document("Pacifica Ingest", "1.0.0",
                     "Receives data bundles, validates them, streams every file into the archive with inline "
                     "checksum verification, and records the metadata.",
-                    _paths(), {"JobState": JOB_STATE, "Event": EVENT, "Validation": VALIDATION})
+                    {**_paths(), **_jobs_page()}, {"JobState": JOB_STATE, "Event": EVENT, "Validation": VALIDATION})

@@ -71,6 +71,11 @@ class OrmSync:
         """Update by adding the job history, progress columns and completion callbacks."""
         cls._step((2, 1))
 
+    @classmethod
+    def update_2_2_to_2_3(cls) -> None:
+        """Update by adding who submitted each job."""
+        cls._step((2, 2))
+
     @staticmethod
     def _step(source: tuple[int, int]) -> None:
         migrations.SCHEMA.run_step(DB, source)

@@ -21,6 +21,7 @@ from ..core.web import error_page_default, unexpected_error  # noqa: F401 - publ
 from . import models, validate
 from .errors import PeerError, UploadError
 from .httpbody import request_body
+from .jobs_page import JobsPage
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from .openapi import openapi
 from .ops import Health, Metrics, Ready
@@ -101,7 +102,7 @@ class RestUpload:
         rt = current_runtime()
         callback = callback_url(kwargs, body_unread=True)
         length = admit_upload(rt.settings.max_upload_size, rt.spool)
-        job_id = new_job(callback)
+        job_id = new_job(callback, authed_user)
         try:
             size = rt.spool.receive(job_id, request_body(cherrypy.request.rfile), expected=length,
                                     limit=rt.settings.max_upload_size)
@@ -129,7 +130,7 @@ class RestMove:
         callback = callback_url(kwargs, body_unread=True)
         document = json_body(MOVE_DOCUMENT_LIMIT, "move document")
         rt = current_runtime()
-        job_id = new_job(callback)
+        job_id = new_job(callback, authed_user)
         path = rt.spool.write_move(job_id, document)
         RECEIVED_BUNDLES.labels("move").inc()
         return enqueue(make_context(job_id, path, authed_user, move=True))
@@ -198,6 +199,7 @@ def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Applica
     root.uploads = RestUploads()
     root.metrics, root.health, root.ready = Metrics(), Health(), Ready()
     root.openapi_json = OpenApiResource(openapi)
+    root.jobs = JobsPage()
     app = cherrypy.Application(root, "", config=app_config())
     app.runtime = runtime
     if cp_config:

@@ -17,6 +17,8 @@ from ..core.settings import (
     _at_least,
     _auto_bool,
     _directories,
+    _log_format,
+    _names,
     _networks,
     _non_negative_float,
     _non_negative_int,
@@ -36,6 +38,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
     Option("ingest", "trusted_proxies", "INGEST_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
     Option("ingest", "move_roots", "INGEST_MOVE_ROOTS", "", "move_roots", _directories),
+    Option("ingest", "operators", "INGEST_OPERATORS", "", "operators", _names),
+    Option("ingest", "log_format", "INGEST_LOG_FORMAT", "text", "log_format", _log_format),
     Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
     Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
     Option("ingest", "http_timeout", "INGEST_HTTP_TIMEOUT", "60", "http_timeout", _non_negative_float),
@@ -74,6 +78,8 @@ class Settings:
     default_user: str
     trusted_proxies: tuple[str, ...]
     move_roots: tuple[str, ...]
+    operators: tuple[str, ...]
+    log_format: str
     transfer_size: int
     max_upload_size: int
     http_timeout: float

@@ -32,28 +32,32 @@ def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
     models.update_state(job_id, states.OK, task, 0)
     started = time.monotonic()
     outcome = "failed"
+    fields = {"job_id": job_id, "stage": task}
     try:
         yield
         outcome = "ok"
     except PeerUnavailable as exc:
         if not will_retry:
-            logger.warning("job %s failed in %r: %s", job_id, task, exc)
+            logger.warning("job %s failed in %r: %s", job_id, task, exc, extra=fields)
             models.update_state(job_id, states.FAILED, task, 0, str(exc))
             raise
-        logger.warning("job %s: %r will be retried: %s", job_id, task, exc)
+        logger.warning("job %s: %r will be retried: %s", job_id, task, exc, extra=fields)
         models.update_state(job_id, states.OK, task, 0, f"will retry: {exc}")
         outcome = "retry"
         raise
     except IngestError as exc:
-        logger.warning("job %s failed in %r: %s", job_id, task, exc)
+        logger.warning("job %s failed in %r: %s", job_id, task, exc, extra=fields)
         models.update_state(job_id, states.FAILED, task, 0, str(exc))
         raise
     except Exception as exc:
-        logger.exception("job %s: unexpected error in %r", job_id, task)
+        logger.exception("job %s: unexpected error in %r", job_id, task, extra=fields)
         models.update_state(job_id, states.FAILED, task, 0, f"internal error: {exc.__class__.__name__}: {exc}")
         raise
     finally:
-        STAGE_SECONDS.labels(task, outcome).observe(time.monotonic() - started)
+        duration = time.monotonic() - started
+        STAGE_SECONDS.labels(task, outcome).observe(duration)
+        logger.info("job %s: %r %s in %.3f s", job_id, task, outcome, duration,
+                    extra={**fields, "duration": round(duration, 6)})
     models.update_state(job_id, states.OK, task, 100)
 
 

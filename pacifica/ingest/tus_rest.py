@@ -136,7 +136,7 @@ class RestUploads:
             raise _http_error(exc) from None
         callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                                if metadata.get("callback_url") else {})}, body_unread=True)
-        job_id = new_job(callback)
+        job_id = new_job(callback, authed_user)
         uploads = store(rt)
         try:
             uploads.create(job_id, length, authed_user, metadata)

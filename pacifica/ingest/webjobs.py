@@ -161,8 +161,8 @@ def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | Non
 JOB_ID_ATTEMPTS = 10
 
 
-def new_job(callback: str | None = None) -> int:
-    """Reserve a job id and record it as UPLOADING (with its completion callback, if any);
+def new_job(callback: str | None = None, submitter: str | None = None) -> int:
+    """Reserve a job id and record it as UPLOADING for ``submitter`` (with its completion callback, if any);
     503 if a peer or the database is down."""
     job_id = None
     for _attempt in range(JOB_ID_ATTEMPTS):
@@ -172,7 +172,7 @@ def new_job(callback: str | None = None) -> int:
             except PeerError as exc:
                 logger.error("cannot reserve a job id: %s", exc)
                 raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
-            if models.claim_job(job_id):
+            if models.claim_job(job_id, submitter):
                 break
             logger.warning("the uniqueid service handed out job id %s, which an existing job has; "
                            "asking for another", job_id)

@@ -61,7 +61,7 @@ def test_ini_overrides_defaults_and_env_overrides_ini(tmp_path):
 
 def test_every_option_has_its_environment_override(home):
     samples = {str: "value", "_auto_bool": "true", "_bool": "false", "_networks": "10.0.0.0/8",
-               "_directories": "/srv/a"}
+               "_directories": "/srv/a", "_names": "alice,bob", "_log_format": "json"}
     environ = {option.env: samples.get(option.coerce, samples.get(option.coerce.__name__, "3"))
                for option in OPTIONS}
     environ["INGEST_DATA_DIR"] = "/data"

@@ -1,0 +1,214 @@
+"""``/jobs``: the jobs at a glance, for people; server-rendered HTML, no front-end build.
+
+``GET /jobs`` lists the recent jobs (user, state, stage, a progress bar from the bytes done of
+the bytes in hand, size, age, duration), filtered by state and user, and refreshes itself.
+``GET /jobs/<id>`` shows one job: its history, files and exception. The page follows the API's
+trust rules (the user comes from the authenticating proxy's header); it is read-only unless the
+user is one of ``[ingest] operators``, who may retry a failed job or fail a stuck one
+(``POST /jobs/<id>`` with ``action=retry`` or ``action=fail``), recorded in the job's history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import cherrypy
+
+from . import models, states
+from .runtime import Runtime
+from .stages import job_chain
+from .webjobs import current_runtime, database_errors, get_remote_user, parse_job_id
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2
+LIMIT = 100
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
+table{border-collapse:collapse;width:100%}th,td{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left}
+.bar{width:12rem;height:.8rem;background:#eee;border-radius:.4rem;overflow:hidden;display:inline-block}
+.bar>span{display:block;height:100%;background:#3a7bd5}.FAILED{color:#b00020;font-weight:600}
+.done{color:#1b7f3b}form{display:inline}pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem}
+"""
+
+
+def _page(title: str, body: str, refresh: bool) -> bytes:
+    meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
+    cherrypy.response.headers["Content-Type"] = "text/html; charset=utf-8"
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>{body}</body></html>").encode()
+
+
+def _ago(moment: datetime.datetime | None, now: datetime.datetime) -> str:
+    if moment is None:
+        return ""
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _size(count: int | None) -> str:
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def percent_done(row: models.IngestState) -> float:
+    """How far the job is, for its bar: the bytes done of the bytes in hand (100 once complete)."""
+    if row.complete and row.state == states.OK:
+        return 100.0
+    total = row.bytes_total or 0
+    return round(100.0 * (row.bytes_done or 0) / total, 1) if total else float(row.task_percent or 0)
+
+
+def _bar(row: models.IngestState) -> str:
+    value = percent_done(row)
+    return (f'<span class="bar" role="progressbar" aria-valuenow="{value}" aria-valuemin="0" '
+            f'aria-valuemax="100" data-job="{int(row.job_id)}"><span style="width:{value}%"></span></span> {value}%')
+
+
+def _state(row: models.IngestState) -> str:
+    label = "complete" if row.complete and row.state == states.OK else row.state
+    css = "done" if label == "complete" else row.state
+    return f'<span class="{css}">{html.escape(label)}</span>'
+
+
+def is_operator(user: str, rt: Runtime) -> bool:
+    """Whether ``user`` may act on jobs from the page."""
+    return user in rt.settings.operators
+
+
+def _list(state: str | None, user: str | None, viewer: str, rt: Runtime) -> bytes:
+    now = models.utcnow()
+    query = models.IngestState.select().order_by(models.IngestState.updated.desc()).limit(LIMIT)
+    if state == "running":
+        query = query.where(models.IngestState.complete == False)  # noqa: E712 - SQL, not Python
+    elif state in (states.OK, states.FAILED):
+        query = query.where(models.IngestState.state == state)
+    if user:
+        query = query.where(models.IngestState.submitter == user)
+    rows = []
+    for row in query:
+        finished = row.updated if row.complete else now
+        rows.append(
+            f'<tr data-job="{int(row.job_id)}"><td><a href="/jobs/{int(row.job_id)}">{int(row.job_id)}</a></td>'
+            f"<td>{html.escape(row.submitter or '')}</td><td>{_state(row)}</td><td>{html.escape(row.task)}</td>"
+            f"<td>{_bar(row)}</td><td>{_size(row.bytes_total)}</td><td>{_ago(row.created, now)}</td>"
+            f"<td>{_ago(row.created, finished) if row.created else ''}</td></tr>")
+    options = "".join(f'<option value="{value}"{" selected" if value == (state or "") else ""}>{label}</option>'
+                      for value, label in (("", "any state"), ("running", "running"), (states.OK, "OK"),
+                                           (states.FAILED, "FAILED")))
+    role = "operator" if is_operator(viewer, rt) else "read-only"
+    body = (f"<h1>Jobs</h1><p>Signed in as <b>{html.escape(viewer)}</b> ({role}); the page refreshes every "
+            f"{REFRESH_SECONDS} s.</p>"
+            f'<form method="get" action="/jobs"><select name="state">{options}</select> '
+            f'<input name="user" placeholder="user" value="{html.escape(user or "")}"> '
+            f'<button type="submit">Filter</button></form>'
+            "<table><thead><tr><th>job</th><th>user</th><th>state</th><th>stage</th><th>progress</th><th>size</th>"
+            f"<th>age</th><th>duration</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return _page("Jobs", body, refresh=True)
+
+
+def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
+    sidecar = rt.spool.read_sidecar(job_id)
+    if sidecar is not None:
+        return [{"id": item.get("file_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
+                 "size": item.get("size")} for item in sidecar.get("files", [])]
+    getter = getattr(rt.peers.metadata, "get", None)  # the embedded metadata keeps the document here
+    document = getter(job_id) if getter is not None else None
+    return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
+             "size": item.get("size")} for item in document or [] if item.get("destinationTable") == "Files"]
+
+
+def _detail(job_id: int, viewer: str, rt: Runtime) -> bytes:
+    try:
+        row = models.read_state(job_id)
+    except models.IngestState.DoesNotExist:
+        raise cherrypy.HTTPError(404, f"job {job_id} does not exist") from None
+    events = "".join(
+        f"<li><time>{event.time:%Y-%m-%d %H:%M:%S}</time> {html.escape(event.state)} {html.escape(event.task)} "
+        f"{float(event.task_percent or 0):g}%{' by ' + html.escape(event.operator) if event.operator else ''}"
+        f"{': ' + html.escape(event.message) if event.message else ''}</li>" for event in models.read_history(job_id))
+    files = "".join(f"<tr><td>{html.escape(str(item['id']))}</td><td>{html.escape(item['name'])}</td>"
+                    f"<td>{_size(item['size'])}</td></tr>" for item in _files(job_id, rt))
+    actions = ""
+    if is_operator(viewer, rt):
+        if row.state == states.FAILED:
+            actions += _button(job_id, "retry", "Retry from its failed stage")
+        if not row.complete:
+            actions += _button(job_id, "fail", "Fail this job")
+    exception = f"<h2>Exception</h2><pre>{html.escape(row.exception)}</pre>" if row.exception else ""
+    body = (f'<p><a href="/jobs">All jobs</a></p><h1>Job {job_id}</h1>'
+            f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} of {_size(row.bytes_total)}; "
+            f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}"
+            f"<h2>History</h2><ol>{events}</ol><h2>Files</h2><table><thead><tr><th>id</th><th>name</th>"
+            f"<th>size</th></tr></thead><tbody>{files}</tbody></table>")
+    return _page(f"Job {job_id}", body, refresh=not row.complete)
+
+
+def _button(job_id: int, action: str, label: str) -> str:
+    return (f'<form method="post" action="/jobs/{job_id}"><input type="hidden" name="action" value="{action}">'
+            f'<button type="submit" name="do" value="{action}">{html.escape(label)}</button></form> ')
+
+
+def act(job_id: int, action: str, operator: str, rt: Runtime) -> None:
+    """Retry a failed job from its failed stage, or fail an unfinished one; recorded in its history."""
+    try:
+        row = models.read_state(job_id)
+    except models.IngestState.DoesNotExist:
+        raise cherrypy.HTTPError(404, f"job {job_id} does not exist") from None
+    if action == "fail":
+        if row.complete:
+            raise cherrypy.HTTPError(409, f"job {job_id} has already ended ({row.state})")
+        models.update_state(job_id, states.FAILED, row.task, 0, f"failed by {operator} from the jobs page",
+                            operator=operator)
+    elif action == "retry":
+        if row.state != states.FAILED:
+            raise cherrypy.HTTPError(409, f"job {job_id} is {row.state}: only a FAILED job can be retried")
+        ctx = rt.spool.read_job(job_id)
+        if ctx is None:
+            raise cherrypy.HTTPError(409, f"job {job_id}'s bundle is no longer on the volume; send it again")
+        models.update_state(job_id, states.OK, row.task, 0, note=f"retried by {operator} from the jobs page",
+                            operator=operator)
+        job_chain(ctx, from_task=row.task).apply_async()
+    else:
+        raise cherrypy.HTTPError(400, f"action must be retry or fail, got {str(action)[:40]!r}")
+    logger.warning("job %s: %s by operator %s from the jobs page", job_id, action, operator)
+
+
+class JobsPage:
+    """``/jobs`` and ``/jobs/<id>``."""
+
+    exposed = True
+
+    @staticmethod
+    def GET(job_id: Any = None, state: Any = None, user: Any = None, **_ignored: Any) -> bytes:
+        """The list of recent jobs, or one job."""
+        rt = current_runtime()
+        viewer = get_remote_user()
+        with database_errors():
+            if job_id is None:
+                return _list(str(state) if state else None, str(user) if user else None, viewer, rt)
+            return _detail(parse_job_id(job_id), viewer, rt)
+
+    @staticmethod
+    def POST(job_id: Any = None, action: Any = None, **_ignored: Any) -> bytes:
+        """An operator's action on a job; then back to the job's page."""
+        rt = current_runtime()
+        viewer = get_remote_user()
+        job = parse_job_id(job_id)
+        if not is_operator(viewer, rt):
+            raise cherrypy.HTTPError(403, f"{viewer} is not an operator: the jobs page is read-only "
+                                          "(operators are listed in [ingest] operators)")
+        with database_errors(job):
+            act(job, str(action or ""), viewer, rt)
+        raise cherrypy.HTTPRedirect(f"/jobs/{job}?{urlencode({'done': action})}", 303)
