@@ -36,6 +36,6 @@ USER pacifica
 WORKDIR /srv/ingest
 VOLUME ["/srv/ingest"]
 EXPOSE 8066
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8066/', timeout=5)"]
+HEALTHCHECK --interval=10s --timeout=15s --start-period=30s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8066/ready', timeout=10)"]
 CMD ["pacifica-ingest", "-a", "0.0.0.0", "-p", "8066"]

@@ -7,6 +7,7 @@ space are read at each scrape (``state_metrics``).
 
 from __future__ import annotations
 
+import datetime
 import shutil
 from collections.abc import Iterator
 
@@ -33,6 +34,11 @@ ARCHIVED_FILES = Counter("pacifica_ingest_archived_files", "Files sent to the ar
                          ["kind"])
 
 
+def _as_datetime(value) -> datetime.datetime:
+    """SQLite hands an aggregate's datetime back as text."""
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value))
+
+
 def state_metrics(volume_path: str, open_uploads) -> Iterator:
     """The metrics read from the database and the volume at a scrape: jobs now in each state and
     stage, jobs ended in each state, uploads in flight, resumable uploads open, free bytes."""
@@ -56,6 +62,17 @@ def state_metrics(volume_path: str, open_uploads) -> Iterator:
         ended.add_metric([state], count)
     yield now
     yield ended
+    idle = GaugeMetricFamily("pacifica_ingest_jobs_idle_seconds_max", "Of the jobs not finished, the longest "
+                             "time one has gone without a change of state or progress, by stage (task).",
+                             labels=["task"])
+    oldest = (models.IngestState.select(models.IngestState.task, peewee.fn.MIN(models.IngestState.updated))
+              .where(models.IngestState.complete == False)  # noqa: E712 - SQL, not Python
+              .group_by(models.IngestState.task).tuples())
+    clock = models.utcnow()
+    for task, updated in oldest:
+        if updated is not None:
+            idle.add_metric([task], max(0.0, (clock - _as_datetime(updated)).total_seconds()))
+    yield idle
     yield GaugeMetricFamily("pacifica_ingest_uploads_in_flight", "Jobs whose bundle is still arriving "
                             "(classic uploads and resumable uploads alike).", value=in_flight)
     yield GaugeMetricFamily("pacifica_ingest_resumable_uploads_open", "Resumable (tus) uploads on the volume, "

@@ -173,6 +173,16 @@ def test_the_stack_ingests_the_example_and_cartd_serves_it_back(stack):
     states = _states()
     for one_off in ("ingest-dbsync", "cartd-dbsync", "metadata-load"):
         assert states[one_off] == "exited 0", states
+    # The web services' health checks are GET /ready: every peer, the database, broker and volume.
+    for web in ("ingest-web", "cartd-web"):
+        def healthy(name=f"{PROJECT}_{web}_1"):
+            status = docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+            return status if status in ("healthy", "unhealthy") else None
+
+        assert wait_for(healthy, 120, f"{web}'s health check", interval=1) == "healthy", web
+    ready = requests.get("http://127.0.0.1:8066/ready", timeout=30).json()
+    assert set(ready["checks"]) == {"database", "broker", "volume", "uniqueid", "policy", "archiveinterface",
+                                    "metadata"} and ready["status"] == "ready", ready
     final = _upload_and_wait("http://127.0.0.1:8066")
     job_id = final["job_id"]
     metadata = "http://127.0.0.1:8121"

@@ -3,6 +3,9 @@ Celery worker and its pool processes), /health, and /ready with each check's sta
 
 from __future__ import annotations
 
+import json
+import time
+
 import requests
 
 from tests.support.bundles import make_bundle
@@ -70,5 +73,47 @@ def test_ready_answers_503_naming_the_peer_that_is_down(tmp_path):
         assert body["checks"]["policy"]["status"] == "down" and "onnection" in body["checks"]["policy"]["error"]
         assert {name for name, check in body["checks"].items() if check["status"] == "ok"} == \
             {"database", "broker", "volume", "archiveinterface"}
+    finally:
+        stack.stop()
+
+
+def test_json_logs_carry_the_job_and_the_stage(tmp_path):
+    from tests.conftest import embedded_stack
+
+    stack = embedded_stack("json-logs", tmp_path / "s", log_format="json")
+    stack.start_server()
+    try:
+        bundle = tmp_path / "j.tar"
+        make_bundle(str(bundle), {"data/j/one.txt": b"one\n"})
+        job = int(stack.upload(bundle).json()["job_id"])
+        assert stack.wait_complete(job, 60)["state"] == "OK"
+    finally:
+        stack.stop()
+    entries = []
+    for line in stack.server.log().splitlines():
+        if line.startswith("{"):
+            entries.append(json.loads(line))
+    stages = {entry["stage"]: entry for entry in entries if entry.get("job_id") == job and "duration" in entry}
+    assert set(stages) >= set(STAGES), entries[-20:]
+    assert all(isinstance(entry["duration"], float) for entry in stages.values())
+    # Celery's own records from the embedded worker are JSON lines too.
+    assert any(entry["logger"].startswith("celery") for entry in entries)
+
+
+def test_a_stuck_job_shows_in_the_idle_gauge(tmp_path):
+    from tests.conftest import embedded_stack
+
+    stack = embedded_stack("idle", tmp_path / "s")
+    stack.start_server()
+    try:
+        created = requests.post(stack.url + "/uploads/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "100"},
+                                timeout=30)
+        assert created.status_code == 201
+        time.sleep(2.5)
+        samples = scrape(stack.url)
+        assert value(samples, "pacifica_ingest_jobs", state="OK", task="UPLOADING") == 1
+        assert value(samples, "pacifica_ingest_uploads_in_flight") == 1
+        assert value(samples, "pacifica_ingest_resumable_uploads_open") == 1
+        assert value(samples, "pacifica_ingest_jobs_idle_seconds_max", task="UPLOADING") >= 2
     finally:
         stack.stop()
