@@ -1,4 +1,4 @@
-"""What operators and their monitoring read: ``GET /metrics``, ``GET /health``, ``GET /ready``.
+"""What operators and their monitoring read: ``GET /metrics``, and what ``GET /ready`` checks.
 
 These names shadow carts of the same uid (``GET /metrics`` is never the cart "metrics").
 """
@@ -37,18 +37,6 @@ class Metrics:
         return body
 
 
-class Health:
-    """``GET /health``: liveness. It answers without touching the database or the archive."""
-
-    exposed = True
-
-    @staticmethod
-    @cherrypy.tools.json_out()
-    def GET(**_ignored: Any) -> dict[str, str]:
-        """The process is up and serving."""
-        return {"status": "ok"}
-
-
 def readiness_checks() -> dict[str, health.Check]:
     """What ``GET /ready`` checks: the database, the broker, the volume, the archive."""
     settings = _runtime().settings
@@ -70,19 +58,3 @@ def readiness_checks() -> dict[str, health.Check]:
 
 def _missing(path: str) -> None:
     raise FileNotFoundError(f"the archive directory {path} does not exist")
-
-
-class Ready:
-    """``GET /ready``: readiness. 200 when everything cartd needs answers, else 503; each check
-    with its status and latency."""
-
-    exposed = True
-
-    @staticmethod
-    @cherrypy.tools.json_out()
-    def GET(**_ignored: Any) -> dict[str, Any]:
-        """Check the database, the broker, the volume and the archive."""
-        ready, body = health.run_checks(readiness_checks())
-        if not ready:
-            cherrypy.response.status = 503
-        return body

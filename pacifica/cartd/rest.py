@@ -19,6 +19,7 @@ from cherrypy.lib import httputil, static
 
 from ..core import web
 from ..core.database import release
+from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
@@ -27,7 +28,7 @@ from .celery_app import CART_APP
 from .metrics import SERVED_BYTES
 from .models import DB, Cart, CartTasks, File
 from .openapi import openapi
-from .ops import Health, Metrics, Ready
+from .ops import Metrics, readiness_checks
 from .runtime import Runtime
 from .staging import stage_files
 from .tarlayout import TarLayout
@@ -266,7 +267,7 @@ def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Applica
     """Build the CherryPy application serving ``runtime`` (its handlers reach it through their
     application)."""
     root = CartRoot()
-    root.metrics, root.health, root.ready = Metrics(), Health(), Ready()
+    root.metrics, root.health, root.ready = Metrics(), HealthResource(), ReadyResource(readiness_checks)
     root.openapi_json = OpenApiResource(openapi)
     app = cherrypy.Application(root, "", config=app_config())
     app.runtime = runtime

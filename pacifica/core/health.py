@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+import cherrypy
 import peewee
 import requests
 from kombu import Connection
@@ -76,3 +77,32 @@ def reachable(url: str) -> Check:
         with contextlib.closing(requests.Session()) as session:
             session.head(origin, timeout=CHECK_TIMEOUT, allow_redirects=False)
     return check
+
+
+class HealthResource:
+    """``GET /health``: liveness. It answers without touching the database or a peer."""
+
+    exposed = True
+
+    @cherrypy.tools.json_out()
+    def GET(self, **_ignored: Any) -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok"}
+
+
+class ReadyResource:
+    """``GET /ready``: readiness. 200 when every check of ``checks()`` passes, else 503; each check
+    with its status and latency."""
+
+    exposed = True
+
+    def __init__(self, checks: Callable[[], dict[str, Check]]) -> None:
+        self.checks = checks
+
+    @cherrypy.tools.json_out()
+    def GET(self, **_ignored: Any) -> dict[str, Any]:
+        """Run the checks."""
+        ready, body = run_checks(self.checks())
+        if not ready:
+            cherrypy.response.status = 503
+        return body

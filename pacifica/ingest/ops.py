@@ -1,4 +1,4 @@
-"""What operators and their monitoring read: ``GET /metrics``, ``GET /health``, ``GET /ready``."""
+"""What operators and their monitoring read: ``GET /metrics``, and what ``GET /ready`` checks."""
 
 from __future__ import annotations
 
@@ -32,18 +32,6 @@ class Metrics:
         return body
 
 
-class Health:
-    """``GET /health``: liveness. It answers without touching the database or a peer."""
-
-    exposed = True
-
-    @staticmethod
-    @cherrypy.tools.json_out()
-    def GET(**_ignored: Any) -> dict[str, str]:
-        """The process is up and serving."""
-        return {"status": "ok"}
-
-
 def readiness_checks() -> dict[str, health.Check]:
     """What ``GET /ready`` checks: the database, the broker, the volume, each HTTP peer."""
     rt = current_runtime()
@@ -61,19 +49,3 @@ def readiness_checks() -> dict[str, health.Check]:
         elif peer == "archiveinterface":
             checks[peer] = health.writable(settings.data_path("archive") if url == EMBEDDED else url[len("file://"):])
     return checks
-
-
-class Ready:
-    """``GET /ready``: readiness. 200 when everything the service needs answers, else 503; each
-    check with its status and latency."""
-
-    exposed = True
-
-    @staticmethod
-    @cherrypy.tools.json_out()
-    def GET(**_ignored: Any) -> dict[str, Any]:
-        """Check the database, the broker, the volume and each configured peer."""
-        ready, body = health.run_checks(readiness_checks())
-        if not ready:
-            cherrypy.response.status = 503
-        return body

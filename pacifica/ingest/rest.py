@@ -16,6 +16,7 @@ import peewee
 
 from ..core import web
 from ..core.database import release as release_connection
+from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import models, validate
@@ -24,7 +25,7 @@ from .httpbody import request_body
 from .jobs_page import JobsPage
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from .openapi import openapi
-from .ops import Health, Metrics, Ready
+from .ops import Metrics, readiness_checks
 from .responses import create_state_response, event_response
 from .runtime import Runtime
 from .stages import make_context
@@ -197,7 +198,7 @@ def make_app(runtime: Runtime, cp_config: str | None = None) -> cherrypy.Applica
     config file. Handlers reach the runtime through their application (``current_runtime``)."""
     root = Root()
     root.uploads = RestUploads()
-    root.metrics, root.health, root.ready = Metrics(), Health(), Ready()
+    root.metrics, root.health, root.ready = Metrics(), HealthResource(), ReadyResource(readiness_checks)
     root.openapi_json = OpenApiResource(openapi)
     root.jobs = JobsPage()
     app = cherrypy.Application(root, "", config=app_config())
