@@ -45,15 +45,16 @@ class TcpProxy:
                 continue
             with self.lock:
                 self.connections.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, from_client in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(source, sink, from_client), daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        from_client = source.getpeername()[0:2] != self.target
+    def _pipe(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        # Whatever ends this pipe (a cut included) ends both sockets: a client must never be left
+        # sending into a connection that nothing reads any more.
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -67,6 +68,8 @@ class TcpProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()
 
     def cut(self) -> int:
         """Cut every live connection (as a dropped network would) but keep accepting new ones;
