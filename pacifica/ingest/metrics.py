@@ -44,22 +44,19 @@ def state_metrics(volume_path: str, open_uploads) -> Iterator:
     stage, jobs ended in each state, uploads in flight, resumable uploads open, free bytes."""
     now = GaugeMetricFamily("pacifica_ingest_jobs", "Jobs not finished, by state and stage (task).",
                             labels=["state", "task"])
-    ended = CounterMetricFamily("pacifica_ingest_jobs_ended", "Jobs finished, by final state (OK or FAILED).",
-                                labels=["state"])
+    ended = CounterMetricFamily("pacifica_ingest_jobs_ended", "Jobs finished, by final state (OK or FAILED) "
+                                "and the stage they ended in.", labels=["state", "task"])
     in_flight = 0
     query = (models.IngestState.select(models.IngestState.state, models.IngestState.task,
                                        models.IngestState.complete, peewee.fn.COUNT(models.IngestState.job_id))
              .group_by(models.IngestState.state, models.IngestState.task, models.IngestState.complete).tuples())
-    finished: dict[str, int] = {}
     for state, task, complete, count in query:
         if complete:
-            finished[state] = finished.get(state, 0) + count
+            ended.add_metric([state, task], count)
         else:
             now.add_metric([state, task], count)
             if state == states.OK and task == states.UPLOADING:
                 in_flight += count
-    for state, count in sorted(finished.items()):
-        ended.add_metric([state], count)
     yield now
     yield ended
     idle = GaugeMetricFamily("pacifica_ingest_jobs_idle_seconds_max", "Of the jobs not finished, the longest "

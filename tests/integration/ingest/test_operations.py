@@ -38,7 +38,7 @@ def test_metrics_count_the_work_of_every_process(stacks, tmp_path):
     assert grew("pacifica_ingest_archived_bytes_total", kind="upload") == sum(map(len, files.values()))
     for stage in STAGES:  # observed in the worker's pool processes
         assert grew("pacifica_ingest_stage_duration_seconds_count", stage=stage, outcome="ok") >= 1, stage
-    assert grew("pacifica_ingest_jobs_ended_total", state="OK") >= 1
+    assert grew("pacifica_ingest_jobs_ended_total", state="OK", task="ingest metadata") >= 1
     # The job id came from uniqueid in the web server; the metadata went from a pool process.
     assert grew("pacifica_peer_requests_total", peer="uniqueid", outcome="ok") >= 1
     assert grew("pacifica_peer_requests_total", peer="metadata", outcome="ok") >= 1
