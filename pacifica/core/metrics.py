@@ -51,9 +51,17 @@ def use_directory(directory: str) -> str:
     return directory
 
 
+def peer_label(peer: str) -> str:
+    """The ``peer`` label of a peer's name in messages: uniqueid, policy, archiveinterface, metadata
+    (the names ``GET /ready`` gives its checks)."""
+    label = peer.replace(" ", "").lower()
+    return "archiveinterface" if label == "archive" else label
+
+
 @contextlib.contextmanager
 def peer_request(peer: str) -> Iterator[None]:
     """Count one request to ``peer`` and time it, classified by how it ended."""
+    peer = peer_label(peer)
     started = time.perf_counter()
     outcome = "ok"
     try:
