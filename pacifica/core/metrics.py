@@ -38,13 +38,13 @@ PEER_LATENCY = Histogram("pacifica_peer_request_duration_seconds",
 
 
 def use_directory(directory: str) -> str:
-    """Keep this process's samples in ``directory`` (``PROMETHEUS_MULTIPROC_DIR`` wins if set),
-    where every process of the service on this machine keeps its own; return the directory.
+    """Keep this process's samples in ``directory``, where every process of the service on this
+    machine keeps its own; return the directory.
 
     Call it before the first sample: values made earlier stay in this process only. The
-    environment variable is set too, so the worker processes a server starts share it.
+    environment variable is set too, so the worker processes a server starts share it; a
+    process's own data directory always wins over one it inherited.
     """
-    directory = os.environ.get(ENV) or directory
     os.makedirs(directory, exist_ok=True)
     os.environ[ENV] = directory
     values.ValueClass = values.MultiProcessValue()

@@ -14,7 +14,7 @@ import datetime
 import html
 import logging
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import cherrypy
 
@@ -185,10 +185,30 @@ def act(job_id: int, action: str, operator: str, rt: Runtime) -> None:
     logger.warning("job %s: %s by operator %s from the jobs page", job_id, action, operator)
 
 
+FORM = "application/x-www-form-urlencoded"
+FORM_LIMIT = 4096
+
+
+def _form_action(query: Any) -> str:
+    """The ``action`` of the form posted (or of the query string); 415 for any other body."""
+    length = int(cherrypy.request.headers.get("Content-Length") or 0)
+    if length:
+        content_type = cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != FORM:
+            raise cherrypy.HTTPError(415, f"post the form as {FORM}")
+        body = cherrypy.request.rfile.read(min(length, FORM_LIMIT)).decode("utf-8", "replace")
+        action = parse_qs(body).get("action")
+        if action:
+            return action[0]
+    return str(query or "")
+
+
 class JobsPage:
     """``/jobs`` and ``/jobs/<id>``."""
 
     exposed = True
+    # The form is read here: CherryPy's own body parsing answers 500 to a malformed multipart body.
+    _cp_config = {"request.process_request_body": False}
 
     @staticmethod
     def GET(job_id: Any = None, state: Any = None, user: Any = None, **_ignored: Any) -> bytes:
@@ -209,6 +229,7 @@ class JobsPage:
         if not is_operator(viewer, rt):
             raise cherrypy.HTTPError(403, f"{viewer} is not an operator: the jobs page is read-only "
                                           "(operators are listed in [ingest] operators)")
+        action = _form_action(action)
         with database_errors(job):
-            act(job, str(action or ""), viewer, rt)
+            act(job, action, viewer, rt)
         raise cherrypy.HTTPRedirect(f"/jobs/{job}?{urlencode({'done': action})}", 303)

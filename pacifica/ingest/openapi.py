@@ -11,6 +11,8 @@ from typing import Any
 
 from ..core.openapi import document, errors, json_response
 
+JOB_ID_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
 EVENT = {
     "type": "object",
     "properties": {"time": {"type": "string"}, "state": {"type": "string"}, "task": {"type": "string"},
@@ -52,12 +54,12 @@ CALLBACK_HEADER = {"name": "X-Pacifica-Callback", "in": "header", "required": Fa
 CALLBACK_QUERY = {"name": "callback_url", "in": "query", "required": False, "schema": {"type": "string"},
                   "description": "The same as the X-Pacifica-Callback header."}
 TUS_VERSION = {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"const": "1.0.0"}}
-UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0},
+UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": JOB_ID_SCHEMA,
              "description": "The job id the upload was created as."}
 
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": JOB_ID_SCHEMA}
 
 
 def _jobs_page() -> dict[str, Any]:
@@ -82,7 +84,7 @@ def _jobs_page() -> dict[str, Any]:
                          "schema": {"type": "object", "properties": {"action": {"enum": ["retry", "fail"]}},
                                     "required": ["action"]}}}},
                      "responses": {"303": {"description": "Done; see the job's page (Location)."},
-                                   **errors(400, 401, 403, 404, 409, 503)}}},
+                                   **errors(400, 401, 403, 404, 409, 415, 503)}}},
     }
 
 
@@ -107,7 +109,7 @@ def _paths() -> dict[str, Any]:
         "/get_state": {"get": {
             "summary": "A job's state, optionally with its history", "operationId": "getState", "tags": ["jobs"],
             "parameters": [
-                {"name": "job_id", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                {"name": "job_id", "in": "query", "required": True, "schema": JOB_ID_SCHEMA},
                 {"name": "history", "in": "query", "required": False,
                  "schema": {"enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]}}],
             "responses": {"200": json_response("The job's state.", "JobState"), **errors(400, 404, 503)}}},
@@ -152,7 +154,7 @@ def _paths() -> dict[str, Any]:
             "patch": {"summary": "Append a chunk at Upload-Offset", "operationId": "tusAppend", "tags": ["tus"],
                       "parameters": [TUS_VERSION,
                                      {"name": "Upload-Offset", "in": "header", "required": True,
-                                      "schema": {"type": "integer", "minimum": 0}},
+                                      "schema": JOB_ID_SCHEMA},
                                      {"name": "Upload-Checksum", "in": "header", "required": False,
                                       "schema": {"type": "string"}}],
                       "requestBody": {"required": True, "content": {"application/offset+octet-stream": {

@@ -28,6 +28,10 @@ from .stages import JobMessage, job_chain
 logger = logging.getLogger(__name__)
 
 
+# Job ids are stored as 64-bit integers (BIGINT) by every database.
+MAX_JOB_ID = 2**63 - 1
+
+
 def current_runtime() -> Runtime:
     """The runtime of the application serving this request (set by ``rest.make_app``)."""
     return cherrypy.request.app.runtime
@@ -80,6 +84,8 @@ def parse_job_id(job_id: Any) -> int:
         raise cherrypy.HTTPError(400, f"job_id must be an integer, got {str(job_id)[:64]!r}") from None
     if value < 0:
         raise cherrypy.HTTPError(400, "job_id must not be negative")
+    if value > MAX_JOB_ID:
+        raise cherrypy.HTTPError(400, f"job_id must be at most {MAX_JOB_ID} (a 64-bit integer)")
     return value
 
 
