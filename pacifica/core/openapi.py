@@ -42,7 +42,9 @@ def errors(*codes: int) -> dict[str, Any]:
                404: "No such resource.", 405: "The method is not allowed here.", 409: "A conflict; see the message.",
                412: "A precondition failed (for tus: the Tus-Resumable version).",
                413: "The body is larger than the limit.", 415: "Wrong Content-Type.",
-               422: "Unprocessable.", 423: "Locked: another request is writing this resource.",
+               422: "Unprocessable.",
+               429: "Too many open (partial uploads): finish or end some first.",
+               423: "Locked: another request is writing this resource.",
                460: "Checksum mismatch (tus).", 503: "A service this one needs (database, broker, peer) is down.",
                507: "The volume has not enough room."}
     return {str(code): json_response(reasons[code], "Error") for code in codes}

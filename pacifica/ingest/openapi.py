@@ -54,8 +54,10 @@ CALLBACK_HEADER = {"name": "X-Pacifica-Callback", "in": "header", "required": Fa
 CALLBACK_QUERY = {"name": "callback_url", "in": "query", "required": False, "schema": {"type": "string"},
                   "description": "The same as the X-Pacifica-Callback header."}
 TUS_VERSION = {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"const": "1.0.0"}}
-UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True, "schema": JOB_ID_SCHEMA,
-             "description": "The job id the upload was created as."}
+UPLOAD_ID = {"name": "upload_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^([0-9]{1,19}|p[0-9a-f]{32})$"},
+             "description": "The job id the upload was created as, or a partial upload's id (p + 32 hex digits)."}
+OFFSET_BODY = {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
@@ -136,14 +138,26 @@ def _paths() -> dict[str, Any]:
                                                              "and Tus-Max-Size headers."}}},
             "post": {"summary": "Create a resumable upload (tus 1.0.0 creation)", "operationId": "tusCreate",
                      "tags": ["tus"],
+                     "description": "Extensions: creation-with-upload (the first bytes as the body), "
+                                    "creation-defer-length (Upload-Defer-Length: 1, the length with a "
+                                    "later PATCH), concatenation (Upload-Concat: partial, then "
+                                    "final;<partial URLs in order>, which creates the job).",
                      "parameters": [TUS_VERSION, USER, CALLBACK_HEADER, CALLBACK_QUERY,
-                                    {"name": "Upload-Length", "in": "header", "required": True,
-                                     "schema": {"type": "integer", "minimum": 1}},
+                                    {"name": "Upload-Length", "in": "header", "required": False,
+                                     "schema": {"type": "integer", "minimum": 1},
+                                     "description": "Required unless deferred, or for a final upload."},
+                                    {"name": "Upload-Defer-Length", "in": "header", "required": False,
+                                     "schema": {"const": "1"}},
+                                    {"name": "Upload-Concat", "in": "header", "required": False,
+                                     "schema": {"type": "string"}, "description": "partial, or final;<urls>"},
                                     {"name": "Upload-Metadata", "in": "header", "required": False,
                                      "schema": {"type": "string"}}],
-                     "responses": {"201": {"description": "Created; its URL is in Location.",
+                     "requestBody": {"required": False, "content": OFFSET_BODY},
+                     "responses": {"201": {"description": "Created; its URL is in Location, the bytes taken in "
+                                                          "Upload-Offset.",
                                            "headers": {"Location": {"schema": {"type": "string"}}}},
-                                   **errors(400, 401, 405, 412, 413, 503, 507)}}},
+                                   **errors(400, 401, 403, 404, 405, 409, 412, 413, 415, 429, 460, 503,
+                                            507)}}},
         "/uploads/{upload_id}": {
             "parameters": [UPLOAD_ID],
             "head": {"summary": "How much of an upload arrived (Upload-Offset)", "operationId": "tusOffset",
@@ -156,9 +170,11 @@ def _paths() -> dict[str, Any]:
                                      {"name": "Upload-Offset", "in": "header", "required": True,
                                       "schema": JOB_ID_SCHEMA},
                                      {"name": "Upload-Checksum", "in": "header", "required": False,
-                                      "schema": {"type": "string"}}],
-                      "requestBody": {"required": True, "content": {"application/offset+octet-stream": {
-                          "schema": {"type": "string", "format": "binary"}}}},
+                                      "schema": {"type": "string"}},
+                                     {"name": "Upload-Length", "in": "header", "required": False,
+                                      "schema": {"type": "integer", "minimum": 1},
+                                      "description": "The length of an upload created with Upload-Defer-Length."}],
+                      "requestBody": {"required": True, "content": OFFSET_BODY},
                       "responses": {"204": {"description": "Appended; the new Upload-Offset is in the header."},
                                     **errors(400, 404, 409, 412, 413, 415, 423, 460, 503, 507)}},
             "delete": {"summary": "End an unfinished upload (tus termination); its job fails",

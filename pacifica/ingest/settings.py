@@ -39,6 +39,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "trusted_proxies", "INGEST_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
     Option("ingest", "move_roots", "INGEST_MOVE_ROOTS", "", "move_roots", _directories),
     Option("ingest", "operators", "INGEST_OPERATORS", "", "operators", _names),
+    Option("ingest", "max_partials", "INGEST_MAX_PARTIALS", "64", "max_partials", _at_least(int, 1)),
     Option("ingest", "log_format", "INGEST_LOG_FORMAT", "text", "log_format", _log_format),
     Option("ingest", "transfer_size", "TRANSFER_SIZE", "4 Mb", "transfer_size", _positive_size),
     Option("ingest", "max_upload_size", "INGEST_MAX_UPLOAD_SIZE", "0", "max_upload_size", _non_negative_size),
@@ -79,6 +80,7 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     move_roots: tuple[str, ...]
     operators: tuple[str, ...]
+    max_partials: int
     log_format: str
     transfer_size: int
     max_upload_size: int

@@ -1,10 +1,17 @@
-"""Resumable uploads (tus 1.0.0: core, creation, termination, checksum, expiration) on the volume.
+"""Resumable uploads on the volume: tus 1.0.0 core with the creation, creation-with-upload,
+creation-defer-length, termination, checksum, expiration and concatenation extensions.
 
 An upload is its job: ``<job_id>.tus`` holds the bytes received so far (its size is the
 offset) and ``<job_id>.tus.json`` what the creation said (length, user, metadata). Appends are
 serialised by a lock on the data file. A chunk sent with ``Upload-Checksum`` is kept only if it
 arrived whole and matches; a chunk without one keeps every byte that arrived, so an upload cut
 at any byte continues from there. The last byte turns the data file into ``<job_id>.tar``.
+
+A *partial* upload (concatenation) is no job: ``partials/<id>.tus`` under the volume, its id
+``p`` and 32 hex digits. A *final* upload names partials in order; its job's bundle is their
+bytes, copied once into ``<job_id>.tar`` while the tar's members are hashed (``tarhash``).
+The bytes of a single upload are hashed as they arrive too, while one process receives them in
+order; either way the worker need not read the members again.
 """
 
 from __future__ import annotations
@@ -19,17 +26,23 @@ import hashlib
 import json
 import logging
 import os
+import re
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import tarhash
 from .errors import UploadError
 from .spool import Spool, _remove, _write_all, _write_json_atomically
 
 logger = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
-EXTENSIONS = "creation,termination,checksum,expiration"
+EXTENSIONS = ("creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"
+              "concatenation")
+PARTIAL_ID = re.compile(r"^p[0-9a-f]{32}$")
 CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256", "sha512")
 METADATA_LIMIT = 64 * 1024
 
@@ -42,11 +55,17 @@ class TusError(UploadError):
 class Upload:
     """What the creation of an upload said."""
 
-    job_id: int
-    length: int
+    job_id: int | str  # a job id, or the id of a partial upload
+    length: int | None  # None until a deferred length is given
     user: str
     metadata: dict[str, str]
     created: float
+    concat: str = ""  # "partial" for a partial upload
+
+    @property
+    def partial(self) -> bool:
+        """A part of a concatenation, not a job of its own."""
+        return self.concat == "partial"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -97,24 +116,47 @@ class TusStore:
         self.spool = spool
         self.expiry = expiry_hours * 3600
 
-    def data_path(self, job_id: int) -> str:
-        """Where the bytes of ``job_id`` received so far are kept."""
+    def data_path(self, job_id: int | str) -> str:
+        """Where the bytes of upload ``job_id`` (or of a partial upload) received so far are kept."""
+        if isinstance(job_id, str):
+            return os.path.join(self.partials_dir, f"{job_id}.tus")
         return self.spool.resumable_path(job_id)
+
+    @property
+    def partials_dir(self) -> str:
+        """Where partial uploads are kept."""
+        return os.path.join(self.spool.volume_path, "partials")
 
     def info_path(self, job_id: int) -> str:
         """Where the creation request of ``job_id`` is kept."""
         return self.data_path(job_id) + ".json"
 
-    def create(self, job_id: int, length: int, user: str, metadata: dict[str, str]) -> Upload:
-        """Start an upload of ``length`` bytes for ``user``."""
-        upload = Upload(int(job_id), int(length), user, metadata, time.time())
-        os.makedirs(self.spool.volume_path, exist_ok=True)
-        with open(self.data_path(job_id), "xb"):
+    def create(self, job_id: int | None, length: int | None, user: str, metadata: dict[str, str],
+               concat: str = "") -> Upload:
+        """Start an upload of ``length`` bytes (None: given later) for ``user``; a partial one
+        (``concat="partial"``) gets an id of its own."""
+        key: int | str = f"p{uuid.uuid4().hex}" if concat == "partial" else int(job_id or 0)
+        upload = Upload(key, None if length is None else int(length), user, metadata, time.time(), concat)
+        os.makedirs(os.path.dirname(self.data_path(key)), exist_ok=True)
+        with open(self.data_path(key), "xb"):
             pass
-        _write_json_atomically(self.info_path(job_id), upload.as_dict())
+        _write_json_atomically(self.info_path(key), upload.as_dict())
         return upload
 
-    def get(self, job_id: int) -> Upload | None:
+    def set_length(self, upload: Upload, length: int) -> Upload:
+        """Give a deferred upload its length (once); 400 if it is less than what arrived."""
+        if upload.length is not None:
+            if upload.length != length:
+                raise TusError(f"Upload-Length is {upload.length} already, not {length}", 400)
+            return upload
+        if length < self.offset(upload.job_id) or length == 0:
+            raise TusError(f"Upload-Length {length} is less than the {self.offset(upload.job_id)} bytes "
+                           "that arrived", 400)
+        upload = dataclasses.replace(upload, length=length)
+        _write_json_atomically(self.info_path(upload.job_id), upload.as_dict())
+        return upload
+
+    def get(self, job_id: int | str) -> Upload | None:
         """The upload ``job_id``, or None when there is none (never created, finished, ended)."""
         try:
             with open(self.info_path(job_id), encoding="utf-8") as handle:
@@ -123,18 +165,18 @@ class TusStore:
             return None
         return upload if os.path.exists(self.data_path(job_id)) else None
 
-    def offset(self, job_id: int) -> int:
+    def offset(self, job_id: int | str) -> int:
         """How many bytes of ``job_id`` have arrived."""
         return os.path.getsize(self.data_path(job_id))
 
-    def expires_at(self, job_id: int) -> float | None:
+    def expires_at(self, job_id: int | str) -> float | None:
         """When ``job_id`` expires if nothing more arrives (None: never)."""
         if self.expiry <= 0:
             return None
         return os.path.getmtime(self.data_path(job_id)) + self.expiry
 
     @contextlib.contextmanager
-    def _locked(self, job_id: int) -> Iterator[int]:
+    def _locked(self, job_id: int | str) -> Iterator[int]:
         """The data file open for writing, held by this request alone; 423 while another writes."""
         try:
             descriptor = os.open(self.data_path(job_id), os.O_WRONLY)
@@ -151,22 +193,25 @@ class TusStore:
 
     def append(self, upload: Upload, offset: int, body: Any, declared: int | None,
                checksum: tuple[str, bytes] | None, block_size: int,
-               progress: Callable[[int], None] | None = None) -> int:
+               progress: Callable[[int], None] | None = None, limit: int = 0) -> int:
         """Write a PATCH body at ``offset``; return the new offset.
 
         409 when ``offset`` is not where the upload stands, 413 when the body would pass the
         upload's length, 460 when the chunk does not match ``checksum`` (nothing of it is kept),
         507 when the volume is full (nothing of the chunk is kept). ``progress`` is called with
-        the offset now and then while the body arrives.
+        the offset now and then while the body arrives. A deferred length is bounded by ``limit``
+        (0: none).
         """
         job_id = upload.job_id
         with self._locked(job_id) as descriptor:
             current = os.fstat(descriptor).st_size
             if offset != current:
                 raise TusError(f"Upload-Offset is {offset}, the upload stands at {current}", 409)
-            if declared is not None and current + declared > upload.length:
+            length = upload.length if upload.length is not None else limit or None
+            if declared is not None and length is not None and current + declared > length:
                 raise TusError(f"the chunk of {declared} bytes would pass the upload's length of "
-                               f"{upload.length} bytes (at {current})", 413)
+                               f"{length} bytes (at {current})", 413)
+            stream = _hasher_for(job_id, current) if not upload.partial else None
             hasher = hashlib.new(checksum[0]) if checksum else None
             written = 0
             buffer = memoryview(bytearray(block_size))
@@ -184,10 +229,12 @@ class TusStore:
                             break
                         if not count:
                             break
-                        if current + written + count > upload.length:
-                            raise TusError(f"the body passes the upload's length of {upload.length} bytes", 413)
+                        if length is not None and current + written + count > length:
+                            raise TusError(f"the body passes the upload's length of {length} bytes", 413)
                         _write_all(out, buffer[:count])
                         written += count
+                        if stream is not None:
+                            stream.update(buffer[:count])
                         if hasher is not None:
                             hasher.update(buffer[:count])
                         if progress is not None and time.monotonic() - reported >= 1.0:
@@ -201,6 +248,7 @@ class TusStore:
                         raise TusError(f"the chunk does not match its {checksum[0]} checksum", 460)
             except OSError as exc:
                 os.ftruncate(descriptor, current)
+                _forget_hasher(job_id)
                 if exc.errno == errno.ENOSPC:
                     raise TusError(f"the volume is full after {current} bytes of the upload", 507) from None
                 raise
@@ -208,25 +256,76 @@ class TusStore:
                 # A chunk with a checksum is all or nothing; without one, whatever arrived is kept.
                 if hasher is not None:
                     os.ftruncate(descriptor, current)
+                    _forget_hasher(job_id)  # it saw bytes that are gone again
                 else:
                     os.fsync(descriptor)
+                    _keep_hasher(job_id, stream, current + written)
                 raise
             os.fsync(descriptor)
+            _keep_hasher(job_id, stream, current + written)
             if not complete:
                 logger.info("upload %s: the chunk stopped after %d of %s bytes; kept", job_id, written, declared)
             return current + written
 
     def finish(self, upload: Upload) -> str:
-        """Move a complete upload to the job's bundle path; return it."""
+        """Move a complete upload to the job's bundle path, with the digests taken as it arrived
+        (when this process saw every byte in order); return the path."""
         path = self.spool.bundle_path(upload.job_id)
+        stream = _take_hasher(upload.job_id, upload.length)
+        if stream is not None:
+            tarhash.save(stream, path, self.data_path(upload.job_id))
         os.replace(self.data_path(upload.job_id), path)
         _remove(self.info_path(upload.job_id))
         return path
 
-    def discard(self, job_id: int) -> None:
+    def partials_of(self, user: str) -> list[Upload]:
+        """The partial uploads of ``user`` still on the volume."""
+        try:
+            names = os.listdir(self.partials_dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if name.endswith(".tus") and PARTIAL_ID.match(name[:-4]):
+                upload = self.get(name[:-4])
+                if upload is not None and upload.user == user:
+                    found.append(upload)
+        return found
+
+    def concatenate(self, parts: list[Upload], job_id: int, block_size: int) -> tuple[str, int]:
+        """Copy the complete ``parts``, in order, into the bundle of ``job_id``, hashing its members
+        on the way, then remove the parts; return the bundle's path and size. 507 if the volume fills."""
+        path = self.spool.bundle_path(job_id)
+        temp = path + ".part"
+        hasher = tarhash.StreamHasher()
+        buffer = memoryview(bytearray(block_size))
+        size = 0
+        try:
+            with open(temp, "wb", buffering=0) as out:
+                for part in parts:
+                    with open(self.data_path(part.job_id), "rb", buffering=0) as source:
+                        while count := source.readinto(buffer):
+                            _write_all(out, buffer[:count])
+                            hasher.update(buffer[:count])
+                            size += count
+                os.fsync(out.fileno())
+            tarhash.save(hasher, path, temp)
+            os.replace(temp, path)
+        except OSError as exc:
+            _remove(temp)
+            tarhash.discard(path)
+            if exc.errno == errno.ENOSPC:
+                raise TusError(f"the volume is full after {size} bytes of the concatenation", 507) from None
+            raise
+        for part in parts:
+            self.discard(part.job_id)
+        return path, size
+
+    def discard(self, job_id: int | str) -> None:
         """Remove every file of the upload ``job_id``."""
         _remove(self.data_path(job_id))
         _remove(self.info_path(job_id))
+        _forget_hasher(job_id)
 
     def unfinished(self) -> list[int]:
         """The job ids of every upload still on the volume."""
@@ -235,6 +334,23 @@ class TusStore:
         except FileNotFoundError:
             return []
         return sorted(int(name[:-4]) for name in names if name.endswith(".tus") and name[:-4].isdigit())
+
+    def expired_partials(self, now: float | None = None) -> list[str]:
+        """The partial uploads that received nothing for longer than the expiry time."""
+        if self.expiry <= 0:
+            return []
+        now = time.time() if now is None else now
+        try:
+            names = os.listdir(self.partials_dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if name.endswith(".tus") and PARTIAL_ID.match(name[:-4]):
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getmtime(os.path.join(self.partials_dir, name)) + self.expiry < now:
+                        found.append(name[:-4])
+        return found
 
     def expired(self, now: float | None = None) -> list[int]:
         """The uploads that received nothing for longer than the expiry time."""
@@ -248,3 +364,34 @@ class TusStore:
                     found.append(job_id)
         return found
 
+
+# The tar members of each single upload this process is receiving in order, hashed as the bytes
+# arrive (in the request's thread: one buffer is reused for every block): the offset reached and
+# the hasher. An upload whose bytes this process did not all see (another uWSGI process, a
+# restart, a chunk rolled back) has none, and the worker hashes its members itself.
+_streams: dict[int | str, tuple[int, tarhash.StreamHasher] | None] = {}
+_streams_lock = threading.Lock()
+
+
+def _hasher_for(job_id: int | str, offset: int) -> tarhash.StreamHasher | None:
+    with _streams_lock:
+        if offset == 0:
+            return tarhash.StreamHasher()
+        entry = _streams.get(job_id)
+        return entry[1] if entry is not None and entry[0] == offset else None
+
+
+def _keep_hasher(job_id: int | str, stream: tarhash.StreamHasher | None, offset: int) -> None:
+    with _streams_lock:
+        _streams[job_id] = (offset, stream) if stream is not None else None
+
+
+def _forget_hasher(job_id: int | str) -> None:
+    with _streams_lock:
+        _streams.pop(job_id, None)
+
+
+def _take_hasher(job_id: int | str, length: int | None) -> tarhash.StreamHasher | None:
+    with _streams_lock:
+        entry = _streams.pop(job_id, None)
+    return entry[1] if entry is not None and entry[0] == length else None

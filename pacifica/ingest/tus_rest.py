@@ -21,7 +21,17 @@ from .httpbody import request_body
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from .runtime import Runtime
 from .stages import make_context
-from .tus import CHECKSUM_ALGORITHMS, EXTENSIONS, VERSION, TusError, TusStore, parse_checksum, parse_metadata
+from .tus import (
+    CHECKSUM_ALGORITHMS,
+    EXTENSIONS,
+    PARTIAL_ID,
+    VERSION,
+    TusError,
+    TusStore,
+    Upload,
+    parse_checksum,
+    parse_metadata,
+)
 from .webjobs import (
     callback_url,
     current_runtime,
@@ -114,55 +124,66 @@ class RestUploads:
     @cherrypy.tools.json_out()
     @get_authed_user
     def POST(*args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
-        """Create an upload: its job, UPLOADING at 0 %."""
+        """Create an upload: its job, UPLOADING at 0 % (a partial upload: no job; a final one: the
+        job, from its partials). The first bytes may come with it (creation-with-upload)."""
         _require_version()
         if args:
             raise refuse_body(405, "create uploads with POST /uploads/")
         rt = current_runtime()
-        if cherrypy.request.headers.get("Upload-Defer-Length"):
-            raise refuse_body(400, "Upload-Defer-Length is not supported: give Upload-Length")
-        length = _integer_header("Upload-Length")
-        if length == 0:
-            raise refuse_body(400, "Upload-Length is 0: a bundle is a tar of at least one block")
-        if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
-            raise refuse_body(413, f"the upload of {length} bytes is larger than the "
-                               f"{rt.settings.max_upload_size} byte limit")
-        free = rt.spool.free_space()
-        if length > free:
-            raise refuse_body(507, f"the volume has {free} bytes free, the upload needs {length}")
+        concat = cherrypy.request.headers.get("Upload-Concat", "").strip()
         try:
             metadata = parse_metadata(cherrypy.request.headers.get("Upload-Metadata"))
         except TusError as exc:
             raise _http_error(exc) from None
-        callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
-                                               if metadata.get("callback_url") else {})}, body_unread=True)
-        job_id = new_job(callback, authed_user)
+        # creation-with-upload: the first bytes come with the creation.
+        with_body = (_integer_header("Content-Length", required=False) or 0) > 0
+        if with_body and cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
+            raise refuse_body(415, f"bytes sent with the creation must be Content-Type: {OFFSET_CONTENT_TYPE}")
+        if concat.startswith("final;"):
+            return _create_final(rt, concat[len("final;"):], authed_user, metadata, kwargs)
+        if concat not in ("", "partial"):
+            raise refuse_body(400, f"Upload-Concat must be 'partial' or 'final;<urls>', got {concat[:60]!r}")
+        length = _creation_length(rt)
         uploads = store(rt)
-        try:
-            uploads.create(job_id, length, authed_user, metadata)
-        except OSError as exc:
-            fail(job_id, f"the upload could not be started: {exc}")
-            raise cherrypy.HTTPError(507, f"the upload could not be started: {exc}") from None
-        with database_errors(job_id):
-            report_received(job_id, 0, length)
-        logger.info("job %s: resumable upload of %d bytes created for %s", job_id, length, authed_user)
+        if concat == "partial":
+            _admit_partial(rt, uploads, authed_user, length)
+            upload = uploads.create(None, length, authed_user, metadata, concat="partial")
+            logger.info("partial upload %s of %s bytes created for %s", upload.job_id, length, authed_user)
+        else:
+            callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
+                                                   if metadata.get("callback_url") else {})}, body_unread=True)
+            job_id = new_job(callback, authed_user)
+            try:
+                upload = uploads.create(job_id, length, authed_user, metadata)
+            except OSError as exc:
+                fail(job_id, f"the upload could not be started: {exc}")
+                raise cherrypy.HTTPError(507, f"the upload could not be started: {exc}") from None
+            with database_errors(job_id):
+                report_received(job_id, 0, length or 0)
+            logger.info("job %s: resumable upload of %s bytes created for %s", job_id, length, authed_user)
         cherrypy.response.status = 201
-        cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{job_id}")
-        cherrypy.response.headers["Upload-Offset"] = "0"
-        _expires_header(uploads, job_id)
-        return {"job_id": job_id, "location": f"/uploads/{job_id}", "length": length}
+        cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{upload.job_id}")
+        offset = _receive(rt, uploads, upload, 0) if with_body else 0
+        cherrypy.response.headers["Upload-Offset"] = str(offset)
+        _expires_header(uploads, upload.job_id)
+        return {"job_id": upload.job_id, "location": f"/uploads/{upload.job_id}", "length": length}
 
     @staticmethod
     def HEAD(upload_id: Any = None, *_args: Any, **_kwargs: Any) -> bytes:
         """Tell how many bytes of the upload have arrived."""
         _require_version()
         uploads = store(current_runtime())
-        upload = uploads.get(parse_job_id(upload_id))
+        upload = uploads.get(_upload_key(upload_id))
         if upload is None:
             raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
         headers = cherrypy.response.headers
         headers["Upload-Offset"] = str(uploads.offset(upload.job_id))
-        headers["Upload-Length"] = str(upload.length)
+        if upload.length is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(upload.length)
+        if upload.partial:
+            headers["Upload-Concat"] = "partial"
         _expires_header(uploads, upload.job_id)
         return b""
 
@@ -173,32 +194,15 @@ class RestUploads:
         if cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
             raise refuse_body(415, f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
         offset = _integer_header("Upload-Offset")
-        declared = _integer_header("Content-Length", required=False)
         rt = current_runtime()
         uploads = store(rt)
-        upload = uploads.get(parse_job_id(upload_id))
+        upload = uploads.get(_upload_key(upload_id))
         if upload is None:
             raise refuse_body(404, f"upload {upload_id} does not exist (finished, ended or expired)")
-        try:
-            checksum = parse_checksum(cherrypy.request.headers.get("Upload-Checksum"))
-            received = uploads.append(upload, offset, request_body(cherrypy.request.rfile), declared, checksum,
-                                      rt.spool.block_size,
-                                      lambda done: report_received(upload.job_id, done, upload.length))
-        except TusError as exc:
-            if exc.status == 507:
-                logger.warning("job %s: %s", upload.job_id, exc)
-            raise _http_error(exc) from None
-        RECEIVED_BYTES.labels("tus").inc(max(0, received - offset))
-        headers = cherrypy.response.headers
-        headers["Upload-Offset"] = str(received)
+        received = _receive(rt, uploads, upload, offset)
+        cherrypy.response.headers["Upload-Offset"] = str(received)
         _expires_header(uploads, upload.job_id)
         cherrypy.response.status = 204
-        if received < upload.length:
-            with database_errors(upload.job_id):
-                report_received(upload.job_id, received, upload.length)
-            return b""
-        _complete(uploads, upload)
-        RECEIVED_BUNDLES.labels("tus").inc()
         return b""
 
     @staticmethod
@@ -206,18 +210,142 @@ class RestUploads:
         """End an unfinished upload: its bytes are removed and its job fails."""
         _require_version()
         uploads = store(current_runtime())
-        upload = uploads.get(parse_job_id(upload_id))
+        upload = uploads.get(_upload_key(upload_id))
         if upload is None:
             raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
         uploads.discard(upload.job_id)
-        with database_errors(upload.job_id):
-            models.update_state(upload.job_id, states.FAILED, states.UPLOADING, 0,
-                             "the upload was ended by the client (tus termination)")
+        if not upload.partial:
+            with database_errors(upload.job_id):
+                models.update_state(upload.job_id, states.FAILED, states.UPLOADING, 0,
+                                    "the upload was ended by the client (tus termination)")
         cherrypy.response.status = 204
         return b""
 
 
-def _complete(uploads: TusStore, upload) -> None:
+def _upload_key(upload_id: Any) -> int | str:
+    """A partial upload's id as it is, else a job id (400 if it is neither)."""
+    if isinstance(upload_id, str) and PARTIAL_ID.match(upload_id):
+        return upload_id
+    return parse_job_id(upload_id)
+
+
+def _creation_length(rt: Runtime) -> int | None:
+    """``Upload-Length``, or None with ``Upload-Defer-Length: 1``; 413/507 when it cannot fit."""
+    deferred = cherrypy.request.headers.get("Upload-Defer-Length")
+    if deferred is not None:
+        if deferred.strip() != "1":
+            raise refuse_body(400, f"Upload-Defer-Length must be 1, got {deferred[:20]!r}")
+        if cherrypy.request.headers.get("Upload-Length") is not None:
+            raise refuse_body(400, "give Upload-Length or Upload-Defer-Length, not both")
+        return None
+    length = _integer_header("Upload-Length")
+    if length == 0:
+        raise refuse_body(400, "Upload-Length is 0: a bundle is a tar of at least one block")
+    _check_room(rt, length)
+    return length
+
+
+def _check_room(rt: Runtime, length: int) -> None:
+    if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
+        raise refuse_body(413, f"the upload of {length} bytes is larger than the "
+                               f"{rt.settings.max_upload_size} byte limit")
+    free = rt.spool.free_space()
+    if length > free:
+        raise refuse_body(507, f"the volume has {free} bytes free, the upload needs {length}")
+
+
+def _admit_partial(rt: Runtime, uploads: TusStore, user: str, length: int | None) -> None:
+    """At most ``max_partials`` open partial uploads per user, and (with ``max_upload_size``) at
+    most that many bytes declared across them."""
+    open_parts = uploads.partials_of(user)
+    if len(open_parts) >= rt.settings.max_partials:
+        raise refuse_body(429, f"{user} has {len(open_parts)} partial uploads open, the most allowed "
+                               f"([ingest] max_partials); concatenate or end some first")
+    limit = rt.settings.max_upload_size
+    if limit and length is not None:
+        declared = sum(part.length or 0 for part in open_parts)
+        if declared + length > limit:
+            raise refuse_body(413, f"{user}'s open partial uploads would hold {declared + length} bytes, more "
+                                   f"than the {limit} byte limit of one bundle")
+
+
+def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int:
+    """Write the request body at ``offset`` (a deferred length may come with it); complete the
+    upload when its last byte arrived. Return the new offset."""
+    given = _integer_header("Upload-Length", required=False)
+    try:
+        if given is not None:
+            _check_room(rt, given)
+            upload = uploads.set_length(upload, given)
+        checksum = parse_checksum(cherrypy.request.headers.get("Upload-Checksum"))
+        progress = None if upload.partial or upload.length is None else (
+            lambda done: report_received(upload.job_id, done, upload.length))
+        received = uploads.append(upload, offset, request_body(cherrypy.request.rfile),
+                                  _integer_header("Content-Length", required=False), checksum,
+                                  rt.spool.block_size, progress, limit=rt.settings.max_upload_size)
+    except TusError as exc:
+        if exc.status == 507:
+            logger.warning("upload %s: %s", upload.job_id, exc)
+        raise _http_error(exc) from None
+    RECEIVED_BYTES.labels("tus").inc(max(0, received - offset))
+    if upload.length is None or received < upload.length:
+        if not upload.partial:
+            with database_errors(upload.job_id):
+                report_received(upload.job_id, received, upload.length or 0)
+        return received
+    if not upload.partial:
+        _complete(uploads, upload)
+        RECEIVED_BUNDLES.labels("tus").inc()
+    return received
+
+
+def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], kwargs: dict[str, Any]):
+    """A final upload: its job's bundle is the named partial uploads' bytes, in order. Every
+    partial must be this user's, complete and not used already; else 4xx and no job."""
+    uploads = store(rt)
+    names = urls.split()
+    if not names:
+        raise refuse_body(400, "Upload-Concat: final; names no partial upload")
+    parts = []
+    for name in names:
+        key = name.rstrip("/").rsplit("/", 1)[-1]
+        part = uploads.get(key) if PARTIAL_ID.match(key) else None
+        if part is None or not part.partial:
+            raise refuse_body(404 if PARTIAL_ID.match(key) else 400,
+                              f"{name[:100]!r} is not a partial upload of this server (unknown, used or expired)")
+        if part.user != user:
+            raise refuse_body(403, f"partial upload {key} belongs to another user")
+        if part.length is None or uploads.offset(key) < part.length:
+            raise refuse_body(409, f"partial upload {key} is not complete "
+                                   f"({uploads.offset(key)} of {part.length or 'an unknown number of'} bytes)")
+        parts.append(part)
+    if len({part.job_id for part in parts}) != len(parts):
+        raise refuse_body(400, "Upload-Concat: final; names a partial upload twice")
+    length = sum(part.length or 0 for part in parts)
+    if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
+        raise refuse_body(413, f"the upload of {length} bytes is larger than the "
+                               f"{rt.settings.max_upload_size} byte limit")
+    callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
+                                           if metadata.get("callback_url") else {})}, body_unread=True)
+    job_id = new_job(callback, user)
+    try:
+        path, size = uploads.concatenate(parts, job_id, rt.spool.block_size)
+    except (TusError, OSError) as exc:
+        fail(job_id, f"the partial uploads could not be concatenated: {exc}")
+        raise cherrypy.HTTPError(507 if getattr(exc, "status", 0) == 507 else 500,
+                                 f"the partial uploads could not be concatenated: {exc}") from None
+    logger.info("job %s: %d partial uploads concatenated (%d bytes) for %s", job_id, len(parts), size, user)
+    with database_errors(job_id):
+        models.update_state(job_id, states.OK, states.UPLOADING, 100, progress=(size, size, 0, 0))
+    enqueue(make_context(job_id, path, user))
+    RECEIVED_BUNDLES.labels("tus").inc()
+    cherrypy.response.status = 201
+    cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{job_id}")
+    cherrypy.response.headers["Upload-Offset"] = str(size)
+    return {"job_id": job_id, "location": f"/uploads/{job_id}", "length": size}
+
+
+def _complete(uploads: TusStore, upload: Upload) -> None:
     """Hand a whole upload to the pipeline, as ``/upload`` does with a body."""
     path = uploads.finish(upload)
     logger.info("job %s: resumable upload complete (%d bytes)", upload.job_id, upload.length)
@@ -228,7 +356,11 @@ def _complete(uploads: TusStore, upload) -> None:
 
 
 def expire_uploads(uploads: TusStore) -> list[int]:
-    """Remove uploads that received nothing for longer than the expiry time; their jobs fail."""
+    """Remove uploads that received nothing for longer than the expiry time; their jobs fail.
+    Partial uploads never concatenated go the same way."""
+    for key in uploads.expired_partials():
+        uploads.discard(key)
+        logger.warning("partial upload %s expired; its bytes were removed", key)
     expired = uploads.expired()
     for job_id in expired:
         uploads.discard(job_id)
