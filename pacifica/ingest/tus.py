@@ -173,7 +173,10 @@ class TusStore:
         """When ``job_id`` expires if nothing more arrives (None: never)."""
         if self.expiry <= 0:
             return None
-        return os.path.getmtime(self.data_path(job_id)) + self.expiry
+        try:
+            return os.path.getmtime(self.data_path(job_id)) + self.expiry
+        except FileNotFoundError:  # complete (now the job's bundle) or ended
+            return None
 
     @contextlib.contextmanager
     def _locked(self, job_id: int | str) -> Iterator[int]:
