@@ -301,20 +301,25 @@ class TusStore:
         path = self.spool.bundle_path(job_id)
         temp = path + ".part"
         hasher = tarhash.StreamHasher()
-        buffer = memoryview(bytearray(block_size))
+        # Two buffers in turn: one is hashed in the background while the next is copied.
+        buffers = [memoryview(bytearray(block_size)) for _ in range(2)]
+        hashing = tarhash.Overlapped(hasher)
         size = 0
         try:
             with open(temp, "wb", buffering=0) as out:
                 for part in parts:
                     with open(self.data_path(part.job_id), "rb", buffering=0) as source:
-                        while count := source.readinto(buffer):
-                            _write_all(out, buffer[:count])
-                            hasher.update(buffer[:count])
+                        while count := source.readinto(buffers[0]):
+                            _write_all(out, buffers[0][:count])
+                            hashing.update(buffers[0][:count])
+                            buffers.reverse()
                             size += count
                 os.fsync(out.fileno())
+            hashing.close()
             tarhash.save(hasher, path, temp)
             os.replace(temp, path)
         except OSError as exc:
+            hashing.close()
             _remove(temp)
             tarhash.discard(path)
             if exc.errno == errno.ENOSPC:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import time
 from typing import Any
 
 import cherrypy
@@ -328,13 +329,16 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
     callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                            if metadata.get("callback_url") else {})}, body_unread=True)
     job_id = new_job(callback, user)
+    started = time.monotonic()
     try:
         path, size = uploads.concatenate(parts, job_id, rt.spool.block_size)
     except (TusError, OSError) as exc:
         fail(job_id, f"the partial uploads could not be concatenated: {exc}")
         raise cherrypy.HTTPError(507 if getattr(exc, "status", 0) == 507 else 500,
                                  f"the partial uploads could not be concatenated: {exc}") from None
-    logger.info("job %s: %d partial uploads concatenated (%d bytes) for %s", job_id, len(parts), size, user)
+    took = time.monotonic() - started
+    logger.info("job %s: %d partial uploads concatenated (%d bytes) for %s in %.3f s", job_id, len(parts), size,
+                user, took, extra={"job_id": job_id, "duration": round(took, 6)})
     with database_errors(job_id):
         models.update_state(job_id, states.OK, states.UPLOADING, 100, progress=(size, size, 0, 0))
     enqueue(make_context(job_id, path, user))
