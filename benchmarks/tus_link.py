@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--rate-mbps", type=float, default=20)
     parser.add_argument("--out", default=None, help="directory for results.json and table.md")
     args = parser.parse_args()
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # connections cut at the end of a run
     with tempfile.TemporaryDirectory(prefix="tus-link-") as work:
         results = run(args.size_mib, [int(n) for n in args.streams.split(",")], args.delay_ms, args.rate_mbps,
                       Path(work))

@@ -172,3 +172,19 @@ def test_partials_outlive_a_restart_and_expire_when_never_used(tmp_path):
         assert value(scrape(stack.url), "pacifica_ingest_resumable_uploads_open") == 0
     finally:
         stack.stop()
+
+
+def test_a_second_python_client_sends_four_partials_and_a_final(tmp_path):
+    """resumable-upload (PyPI) speaks concatenation: parallel_uploads=4, each chunk checksummed."""
+    from resumable_upload.client import TusClient
+
+    stack = _stack(tmp_path)
+    try:
+        _body, files = _bundle(tmp_path, "python-parallel", 3_000_000)
+        client = TusClient(stack.url + "/uploads/", chunk_size=512 * 1024, checksum=True,
+                           headers={"X-Http-Authed-User": "alice"})
+        url = client.upload_file(str(tmp_path / "python-parallel.tar"), parallel_uploads=4)
+        assert stack.server.log().count("4 partial uploads concatenated") == 1
+        _archived_ok(stack, int(url.rstrip("/").rsplit("/", 1)[1]), files)
+    finally:
+        stack.stop()
