@@ -281,19 +281,18 @@ class TusStore:
         _remove(self.info_path(upload.job_id))
         return path
 
-    def partials_of(self, user: str) -> list[Upload]:
-        """The partial uploads of ``user`` still on the volume."""
+    def _partial_ids(self) -> list[str]:
+        """The ids of the partial uploads on the volume."""
         try:
             names = os.listdir(self.partials_dir)
         except FileNotFoundError:
             return []
-        found = []
-        for name in names:
-            if name.endswith(".tus") and PARTIAL_ID.match(name[:-4]):
-                upload = self.get(name[:-4])
-                if upload is not None and upload.user == user:
-                    found.append(upload)
-        return found
+        return [name[:-4] for name in names if name.endswith(".tus") and PARTIAL_ID.match(name[:-4])]
+
+    def partials_of(self, user: str) -> list[Upload]:
+        """The partial uploads of ``user`` still on the volume."""
+        uploads = (self.get(key) for key in self._partial_ids())
+        return [upload for upload in uploads if upload is not None and upload.user == user]
 
     def concatenate(self, parts: list[Upload], job_id: int, block_size: int) -> tuple[str, int]:
         """Copy the complete ``parts``, in order, into the bundle of ``job_id``, hashing its members
@@ -348,16 +347,11 @@ class TusStore:
         if self.expiry <= 0:
             return []
         now = time.time() if now is None else now
-        try:
-            names = os.listdir(self.partials_dir)
-        except FileNotFoundError:
-            return []
         found = []
-        for name in names:
-            if name.endswith(".tus") and PARTIAL_ID.match(name[:-4]):
-                with contextlib.suppress(FileNotFoundError):
-                    if os.path.getmtime(os.path.join(self.partials_dir, name)) + self.expiry < now:
-                        found.append(name[:-4])
+        for key in self._partial_ids():
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getmtime(self.data_path(key)) + self.expiry < now:
+                    found.append(key)
         return found
 
     def expired(self, now: float | None = None) -> list[int]:
