@@ -59,7 +59,9 @@ def test_history_shows_every_stage_in_order(insight_stack, tmp_path):
 
 
 def test_progress_grows_with_bytes_and_ends_at_100(insight_stack, tmp_path):
-    files = {f"data/p/f{number}.bin": os.urandom(8 * 1024 * 1024) for number in range(40)}
+    # Progress is recorded at most every 0.5 s: the stage must last longer than that for a report
+    # in the middle to be seen (320 MB once went to the archive in about half a second).
+    files = {f"data/p/f{number}.bin": os.urandom(8 * 1024 * 1024) for number in range(100)}
     total = sum(len(data) for data in files.values())
     job_id = _upload(insight_stack, tmp_path, files)
     samples = []
