@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode
 import cherrypy
 
 from . import models, states
+from .peers.metadata import EmbeddedMetadata
 from .runtime import Runtime
 from .stages import job_chain
 from .webjobs import current_runtime, database_errors, get_remote_user, parse_job_id
@@ -123,8 +124,8 @@ def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
     if sidecar is not None:
         return [{"id": item.get("file_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
                  "size": item.get("size")} for item in sidecar.get("files", [])]
-    getter = getattr(rt.peers.metadata, "get", None)  # the embedded metadata keeps the document here
-    document = getter(job_id) if getter is not None else None
+    # The embedded metadata peer keeps the document here; a metadata service keeps it there.
+    document = rt.peers.metadata.get(job_id) if isinstance(rt.peers.metadata, EmbeddedMetadata) else None
     return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
              "size": item.get("size")} for item in document or [] if item.get("destinationTable") == "Files"]
 
