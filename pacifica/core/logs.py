@@ -10,6 +10,8 @@ import datetime
 import json
 import logging
 
+from .redact import RedactingFilter
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FIELDS = ("job_id", "cart_id", "stage", "peer", "duration")
 
@@ -51,3 +53,5 @@ def use_format(log_format: str) -> None:
     """Switch every handler of the root logger to ``log_format`` (once the settings are known)."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter(log_format))
+        if not any(isinstance(item, RedactingFilter) for item in handler.filters):
+            handler.addFilter(RedactingFilter())

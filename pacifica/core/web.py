@@ -10,13 +10,16 @@ from typing import Any
 
 import cherrypy
 
+from .auth import web as _auth_web  # noqa: F401 - registers the pacifica_auth tool
+from .redact import public_text
+
 logger = logging.getLogger(__name__)
 
 
 def error_page_default(**kwargs: Any) -> str:
     """The default error page: always JSON, never a traceback."""
     cherrypy.response.headers["Content-Type"] = "application/json"
-    return json.dumps({"status": kwargs.get("status"), "message": kwargs.get("message")})
+    return json.dumps({"status": kwargs.get("status"), "message": public_text(kwargs.get("message") or "", 4096)})
 
 
 def unexpected_error() -> None:
@@ -31,6 +34,22 @@ def unexpected_error() -> None:
     }).encode()
 
 
+# Every answer: no sniffing a JSON error into HTML, no framing, no referrer leaking job URLs.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def _security_headers() -> None:
+    cherrypy.response.headers.update(SECURITY_HEADERS)
+
+
+cherrypy.tools.security_headers = cherrypy.Tool("on_start_resource", _security_headers, priority=10)
+
+
 def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
     """The application config of a JSON service on the MethodDispatcher, with the CherryPy tool
     ``release_tool`` giving the request's database connection back after each answer."""
@@ -43,6 +62,8 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
             "tools.response_headers.on": True,
             "tools.response_headers.headers": [("Content-Type", "application/json")],
             f"tools.{release_tool}.on": True,
+            "tools.security_headers.on": True,
+            "tools.pacifica_auth.on": True,
         }
     }
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import peewee
 
+from ..core.auth.cli import add_token_commands, run_token_command
 from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pacifica-ingest: {one_line(exc)}\n")
         return 2
     announce(settings)
+    if rt.auth is not None and rt.auth.protected():
+        logger.warning(rt.auth.protected_message())
     cpconfig = args.cpconfig or ingest_globals.cherrypy_config()
     if args.cpconfig and not os.path.exists(args.cpconfig):
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
@@ -132,6 +135,8 @@ def _cmd_parser() -> argparse.ArgumentParser:
                               description="Print a job's metadata document as JSON (embedded metadata only).")
     metadata.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job")
     metadata.set_defaults(func=_cmd_metadata)
+
+    add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
     return parser
 
 
@@ -249,6 +254,11 @@ def _cmd_metadata(args: argparse.Namespace, rt: Runtime) -> int:
         return 1
     _out(json.dumps(document, indent=2, sort_keys=True))
     return 0
+
+
+def _cmd_token(args: argparse.Namespace, rt: Runtime) -> int:
+    check_schema(rt.settings)  # a first token may come before the first start: the schema is made then
+    return run_token_command(args, rt.auth.tokens)
 
 
 def cmd(argv: Sequence[str] | None = None) -> int:

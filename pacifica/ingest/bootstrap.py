@@ -12,14 +12,18 @@ from __future__ import annotations
 import logging
 import os
 
+from ..core.auth.identity import Authenticator, AuthSettings
+from ..core.auth.tokens import TokenStore
 from ..core.database import bind, connect_blocking
+from ..core.errors import ConfigError
 from ..core.logs import use_format
 from ..core.metrics import use_directory
+from ..core.redact import hide_paths
 from ..core.schema import ensure_schema
 from . import migrations
 from .callbacks import schedule
 from .celery_app import INGEST_APP, configure_celery
-from .models import COMPLETION_HOOKS, DB
+from .models import COMPLETION_HOOKS, DB, IngestToken
 from .peers import Peers, build_peers
 from .peers.policy import EmbeddedPolicy
 from .runtime import Runtime
@@ -34,11 +38,13 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     settings = settings or load_settings()
     os.makedirs(settings.volume_path, exist_ok=True)
     use_format(settings.log_format)
+    hide_paths((settings.volume_path, "<volume>"), (settings.data_dir, "<data_dir>"))
     bind(DB, settings.peewee_url, settings.data_dir)
     use_directory(settings.data_path("metrics"))
     configure_celery(settings)
     current = Runtime(settings=settings, peers=peers or build_peers(settings),
-                      spool=Spool(settings.volume_path, settings.transfer_size))
+                      spool=Spool(settings.volume_path, settings.transfer_size),
+                      auth=build_authenticator(settings))
     INGEST_APP.use(current)
     if schedule not in COMPLETION_HOOKS:
         COMPLETION_HOOKS.append(schedule)
@@ -46,6 +52,19 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
 
 
 INGEST_APP.provide(configure)
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """Who may do what: the identity settings and the token table of this database."""
+    if settings.auth_issuer and not settings.auth_audience:
+        raise ConfigError("[auth] issuer is set but audience is not (INGEST_AUTH_AUDIENCE): a token for any "
+                          "client of the identity provider would be accepted")
+    return Authenticator(AuthSettings(
+        auth_header=settings.auth_header, default_user=settings.default_user,
+        trusted_proxies=settings.trusted_proxies, operators=settings.operators,
+        allow_anonymous=settings.allow_anonymous, issuer=settings.auth_issuer,
+        audience=settings.auth_audience, user_claim=settings.auth_user_claim,
+        section="ingest", token_command="pacifica-ingest-cmd token create"), TokenStore(IngestToken))
 
 
 def runtime() -> Runtime:
@@ -57,8 +76,8 @@ def runtime() -> Runtime:
 # Tables that only the embedded peers use arrived in schema 2.1.
 EMBEDDED_TABLES_VERSION = (2, 1)
 # The job history and progress columns every configuration uses arrived in schema 2.2, the
-# submitter of each job in 2.3.
-HISTORY_VERSION = (2, 3)
+# submitter of each job in 2.3, the API tokens in 2.4.
+HISTORY_VERSION = (2, 4)
 
 
 def check_schema(settings: Settings) -> None:
@@ -82,9 +101,9 @@ def announce(settings: Settings) -> None:
     logger.info("data directory %s; volume %s", settings.data_dir, settings.volume_path)
     if settings.policy_url == EMBEDDED:
         logger.warning(EmbeddedPolicy.WARNING)
-    if not settings.trusted_proxies:
-        logger.warning("[ingest] trusted_proxies is not set: the %s header is believed from any client "
-                       "(set it to the address of the authenticating proxy)", settings.auth_header)
+    if settings.allow_anonymous:
+        logger.warning("[ingest] allow_anonymous is on: any client that reaches the port may upload as %s%s",
+                       settings.default_user or "(nobody: default_user is empty)",
+                       "" if settings.trusted_proxies else f" or as any user it names in {settings.auth_header}")
     if not settings.move_roots:
-        logger.warning("[ingest] move_roots is not set: POST /move may move any file this service's "
-                       "archive can read into the archive")
+        logger.warning("[ingest] move_roots is not set: POST /move is refused (403)")

@@ -9,12 +9,12 @@ is down or answers an error is tried again with exponential backoff, up to ``MAX
 
 from __future__ import annotations
 
-import functools
 import logging
-from urllib.parse import urlparse
 
 import requests
 
+from ..core.outbound import OutboundRefused, post_checked, resolve_checked
+from ..core.redact import redact_url
 from . import models
 from .celery_app import INGEST_APP, IngestTask
 from .responses import create_state_response
@@ -23,20 +23,20 @@ logger = logging.getLogger(__name__)
 
 HEADER = "X-Pacifica-Callback"
 PARAMETER = "callback_url"
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 6
 MAX_DELAY = 600.0
 URL_LIMIT = 2048
 
 WAITING, SENDING, DELIVERED, GAVE_UP = "waiting", "sending", "delivered", "gave up"
 
 
-def check_url(url: str) -> str | None:
-    """Return what is wrong with a callback URL, or None when it can be used."""
-    if len(url) > URL_LIMIT:
-        return f"the callback URL is longer than {URL_LIMIT} characters"
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return f"the callback URL must be an http:// or https:// URL, got {url[:80]!r}"
+def check_url(url: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """Return what is wrong with a callback URL, or None when it can be used (``allowed``: the
+    operator's ``callback_hosts``)."""
+    try:
+        resolve_checked(url, allowed)
+    except OutboundRefused as exc:
+        return str(exc)
     return None
 
 
@@ -71,7 +71,7 @@ def claim(job_id: int) -> models.IngestCallback | None:
     return models.IngestCallback.get_by_id(int(job_id)) if claimed else None
 
 
-def attempt(job_id: int, session: requests.Session, timeout: float, base_delay: float) -> float | None:
+def attempt(job_id: int, allowed: tuple[str, ...], timeout: float, base_delay: float) -> float | None:
     """Try to deliver once; return the seconds to wait before the next try, or None when there
     is nothing more to do (delivered, given up, or not this caller's to deliver).
 
@@ -81,29 +81,30 @@ def attempt(job_id: int, session: requests.Session, timeout: float, base_delay: 
     if callback is None:
         return None
     state = create_state_response(models.read_state(job_id))
+    where = redact_url(callback.url)
+    permanent = False
     try:
-        response = session.post(callback.url, json=state, timeout=timeout)
+        response = post_checked(callback.url, allowed, timeout, json=state)
         if 200 <= response.status_code < 300:
             _finish(job_id, DELIVERED, "")
-            logger.info("job %s: callback delivered to %s", job_id, callback.url)
+            logger.info("job %s: callback delivered to %s", job_id, where)
             return None
-        error = f"HTTP {response.status_code}: {response.text[:200]}"
+        # A redirect is not followed and a refusal will not change: neither is tried again.
+        permanent = response.status_code < 500
+        error = f"HTTP {response.status_code}" + (" (redirects are not followed)" if 300 <= response.status_code < 400
+                                                   else "")
+    except OutboundRefused as exc:
+        permanent, error = True, str(exc)
     except requests.RequestException as exc:
-        error = f"{exc.__class__.__name__}: {exc}"[:500]
-    if callback.attempts >= MAX_ATTEMPTS:
+        error = exc.__class__.__name__
+    if permanent or callback.attempts >= MAX_ATTEMPTS:
         _finish(job_id, GAVE_UP, error)
-        logger.warning("job %s: callback to %s given up after %d attempts: %s", job_id, callback.url,
+        logger.warning("job %s: callback to %s given up after %d attempts: %s", job_id, where,
                        callback.attempts, error)
         return None
     _finish(job_id, WAITING, error)
-    logger.info("job %s: callback to %s failed (attempt %d): %s", job_id, callback.url, callback.attempts, error)
+    logger.info("job %s: callback to %s failed (attempt %d): %s", job_id, where, callback.attempts, error)
     return delay(callback.attempts, base_delay)
-
-
-@functools.cache
-def session() -> requests.Session:
-    """This process's session for callbacks (made on first use: nothing connects at import)."""
-    return requests.Session()
 
 
 def delay(attempts: int, base: float) -> float:
@@ -122,6 +123,6 @@ def _finish(job_id: int, status: str, error: str) -> None:
 def deliver_callback(self: IngestTask, job_id: int) -> None:
     """POST a finished job's state to its callback URL; try again later if the receiver failed."""
     settings = self.runtime.settings
-    wait = attempt(job_id, session(), settings.http_timeout or 60, settings.retry_delay)
+    wait = attempt(job_id, settings.callback_hosts, min(settings.http_timeout or 30, 30), settings.retry_delay)
     if wait is not None:
         raise self.retry(countdown=wait)

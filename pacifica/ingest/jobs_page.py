@@ -14,15 +14,18 @@ import datetime
 import html
 import logging
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import cherrypy
 
+from ..core.auth.identity import Identity
+from ..core.auth.web import current_identity
+from ..core.redact import public_text
 from . import models, states
 from .peers.metadata import EmbeddedMetadata
 from .runtime import Runtime
 from .stages import job_chain
-from .webjobs import current_runtime, database_errors, get_remote_user, parse_job_id
+from .webjobs import current_runtime, database_errors, owners_apart, parse_job_id, visible_job
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ table{border-collapse:collapse;width:100%}th,td{padding:.3rem .5rem;border-botto
 def _page(title: str, body: str, refresh: bool) -> bytes:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if refresh else ""
     cherrypy.response.headers["Content-Type"] = "text/html; charset=utf-8"
+    cherrypy.response.headers["Content-Security-Policy"] = PAGE_POLICY
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>{body}</body></html>").encode()
 
@@ -83,12 +87,16 @@ def _state(row: models.IngestState) -> str:
     return f'<span class="{css}">{html.escape(label)}</span>'
 
 
-def is_operator(user: str, rt: Runtime) -> bool:
-    """Whether ``user`` may act on jobs from the page."""
-    return user in rt.settings.operators
+PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
+               "base-uri 'none'")
 
 
-def _list(state: str | None, user: str | None, viewer: str, rt: Runtime) -> bytes:
+def is_operator(viewer: Identity) -> bool:
+    """Whether ``viewer`` may act on jobs from the page (and see everyone's)."""
+    return viewer.operator
+
+
+def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) -> bytes:
     now = models.utcnow()
     query = models.IngestState.select().order_by(models.IngestState.updated.desc()).limit(LIMIT)
     if state == "running":
@@ -97,6 +105,8 @@ def _list(state: str | None, user: str | None, viewer: str, rt: Runtime) -> byte
         query = query.where(models.IngestState.state == state)
     if user:
         query = query.where(models.IngestState.submitter == user)
+    if owners_apart() and not viewer.operator:
+        query = query.where(models.IngestState.submitter == viewer.user)
     rows = []
     for row in query:
         finished = row.updated if row.complete else now
@@ -108,8 +118,8 @@ def _list(state: str | None, user: str | None, viewer: str, rt: Runtime) -> byte
     options = "".join(f'<option value="{value}"{" selected" if value == (state or "") else ""}>{label}</option>'
                       for value, label in (("", "any state"), ("running", "running"), (states.OK, "OK"),
                                            (states.FAILED, "FAILED")))
-    role = "operator" if is_operator(viewer, rt) else "read-only"
-    body = (f"<h1>Jobs</h1><p>Signed in as <b>{html.escape(viewer)}</b> ({role}); the page refreshes every "
+    role = "operator" if is_operator(viewer) else "read-only"
+    body = (f"<h1>Jobs</h1><p>Signed in as <b>{html.escape(viewer.user)}</b> ({role}); the page refreshes every "
             f"{REFRESH_SECONDS} s.</p>"
             f'<form method="get" action="/jobs"><select name="state">{options}</select> '
             f'<input name="user" placeholder="user" value="{html.escape(user or "")}"> '
@@ -130,24 +140,22 @@ def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
              "size": item.get("size")} for item in document or [] if item.get("destinationTable") == "Files"]
 
 
-def _detail(job_id: int, viewer: str, rt: Runtime) -> bytes:
-    try:
-        row = models.read_state(job_id)
-    except models.IngestState.DoesNotExist:
-        raise cherrypy.HTTPError(404, f"job {job_id} does not exist") from None
+def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
+    row = visible_job(job_id, viewer)
     events = "".join(
         f"<li><time>{event.time:%Y-%m-%d %H:%M:%S}</time> {html.escape(event.state)} {html.escape(event.task)} "
         f"{float(event.task_percent or 0):g}%{' by ' + html.escape(event.operator) if event.operator else ''}"
-        f"{': ' + html.escape(event.message) if event.message else ''}</li>" for event in models.read_history(job_id))
+        f"{': ' + html.escape(public_text(event.message)) if event.message else ''}</li>"
+        for event in models.read_history(job_id))
     files = "".join(f"<tr><td>{html.escape(str(item['id']))}</td><td>{html.escape(item['name'])}</td>"
                     f"<td>{_size(item['size'])}</td></tr>" for item in _files(job_id, rt))
     actions = ""
-    if is_operator(viewer, rt):
+    if is_operator(viewer):
         if row.state == states.FAILED:
             actions += _button(job_id, "retry", "Retry from its failed stage")
         if not row.complete:
             actions += _button(job_id, "fail", "Fail this job")
-    exception = f"<h2>Exception</h2><pre>{html.escape(row.exception)}</pre>" if row.exception else ""
+    exception = f"<h2>Exception</h2><pre>{html.escape(public_text(row.exception))}</pre>" if row.exception else ""
     body = (f'<p><a href="/jobs">All jobs</a></p><h1>Job {job_id}</h1>'
             f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} of {_size(row.bytes_total)}; "
             f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}"
@@ -190,18 +198,41 @@ FORM = "application/x-www-form-urlencoded"
 FORM_LIMIT = 4096
 
 
-def _form_action(query: Any) -> str:
-    """The ``action`` of the form posted (or of the query string); 415 for any other body."""
-    length = int(cherrypy.request.headers.get("Content-Length") or 0)
-    if length:
-        content_type = cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != FORM:
-            raise cherrypy.HTTPError(415, f"post the form as {FORM}")
-        body = cherrypy.request.rfile.read(min(length, FORM_LIMIT)).decode("utf-8", "replace")
-        action = parse_qs(body).get("action")
-        if action:
-            return action[0]
-    return str(query or "")
+def _form_action() -> str:
+    """The ``action`` of the form posted; 415 for any other body, 400 without one. Never from the
+    query string: a link or an image must not be able to act."""
+    try:
+        length = int(cherrypy.request.headers.get("Content-Length") or 0)
+    except ValueError:
+        raise cherrypy.HTTPError(400, "Content-Length must be an integer") from None
+    if length <= 0:
+        raise cherrypy.HTTPError(400, "post the form's action (action=retry or action=fail) as the body")
+    content_type = cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise cherrypy.HTTPError(415, f"post the form as {FORM}")
+    body = cherrypy.request.rfile.read(min(length, FORM_LIMIT)).decode("utf-8", "replace")
+    action = parse_qs(body).get("action")
+    if not action:
+        raise cherrypy.HTTPError(400, "the form has no action (action=retry or action=fail)")
+    return action[0]
+
+
+def same_origin() -> str | None:
+    """What is wrong with where an operator's POST came from, or None for this site's own page.
+
+    Browsers send ``Sec-Fetch-Site`` and ``Origin`` with every cross-site form; a request with
+    neither comes from a non-browser client (curl), which no other site can make a browser send.
+    """
+    headers = cherrypy.request.headers
+    fetch_site = headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return f"a {fetch_site} request may not act on jobs (Sec-Fetch-Site)"
+    origin = headers.get("Origin")
+    if origin is not None:
+        host = headers.get("Host", "")
+        if origin == "null" or urlparse(origin).netloc != host:
+            return f"a request from origin {origin[:80]!r} may not act on jobs on {host[:80]!r}"
+    return None
 
 
 class JobsPage:
@@ -215,22 +246,25 @@ class JobsPage:
     def GET(job_id: Any = None, state: Any = None, user: Any = None, **_ignored: Any) -> bytes:
         """The list of recent jobs, or one job."""
         rt = current_runtime()
-        viewer = get_remote_user()
+        viewer = current_identity("read")
         with database_errors():
             if job_id is None:
                 return _list(str(state) if state else None, str(user) if user else None, viewer, rt)
             return _detail(parse_job_id(job_id), viewer, rt)
 
     @staticmethod
-    def POST(job_id: Any = None, action: Any = None, **_ignored: Any) -> bytes:
+    def POST(job_id: Any = None, **_ignored: Any) -> bytes:
         """An operator's action on a job; then back to the job's page."""
         rt = current_runtime()
-        viewer = get_remote_user()
+        viewer = current_identity()
         job = parse_job_id(job_id)
-        if not is_operator(viewer, rt):
-            raise cherrypy.HTTPError(403, f"{viewer} is not an operator: the jobs page is read-only "
+        cross_site = same_origin()
+        if cross_site:
+            raise cherrypy.HTTPError(403, cross_site)
+        if not is_operator(viewer):
+            raise cherrypy.HTTPError(403, f"{viewer.user} is not an operator: the jobs page is read-only "
                                           "(operators are listed in [ingest] operators)")
-        action = _form_action(action)
+        action = _form_action()
         with database_errors(job):
-            act(job, action, viewer, rt)
+            act(job, action, viewer.user, rt)
         raise cherrypy.HTTPRedirect(f"/jobs/{job}?{urlencode({'done': action})}", 303)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
+from ..core.auth.tokens import create_table as create_token_table
 from ..core.schema import Version, VersionedSchema
 
 logger = logging.getLogger(__name__)
@@ -160,12 +161,24 @@ def step_2_2_to_2_3(database: peewee.Database) -> None:
             migrate(migrator.add_column(STATE_TABLE, "submitter", peewee.CharField(null=True)))
 
 
+TOKEN_TABLE = "ingesttoken"
+
+
+def step_2_3_to_2_4(database: peewee.Database) -> None:
+    """Add the API tokens (``ingesttoken``: a digest of each, its user, scopes, expiry, last use).
+
+    A minor version: the published code ignores the table.
+    """
+    create_token_table(database, TOKEN_TABLE)
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
     ((2, 0), (2, 1), step_2_0_to_2_1),
     ((2, 1), (2, 2), step_2_1_to_2_2),
     ((2, 2), (2, 3), step_2_2_to_2_3),
+    ((2, 3), (2, 4), step_2_3_to_2_4),
 )
 
 SCHEMA = VersionedSchema(VERSION_TABLE, STEPS, "pacifica-ingest-migrate")

@@ -15,7 +15,9 @@ from decimal import Decimal
 
 import peewee
 
+from ..core.auth.tokens import token_model
 from ..core.models import ConnectionMethods, SchemaVersionMethods
+from ..core.redact import MESSAGE_LIMIT, redact_credentials
 from . import migrations, states
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,13 @@ Progress = tuple[int, int, int, int]
 COMPLETION_HOOKS: list[Callable[[int], None]] = []
 
 
+def clip_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40] + f" ... ({len(text) - limit + 40} characters cut)"
+
+
 def update_state(job_id, state: str, task: str, task_percent, exception: str = "",
                  complete: bool | None = None, *, progress: Progress | None = None,
                  operator: str | None = None, event: bool = True, note: str | None = None) -> None:
@@ -125,8 +134,11 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
     remark, or ``note``) is kept in the history only.
     """
     job_id = int(job_id)
-    message = "\n".join(filter(None, [exception, note]))
-    exception = (exception or "") if state == states.FAILED else ""
+    # What is stored is answered to clients: no credentials, and bounded (a hostile bundle can make
+    # an exception of megabytes).
+    exception = clip_message(redact_credentials(exception or ""))
+    message = clip_message("\n".join(filter(None, [exception, redact_credentials(note or "")])))
+    exception = exception if state == states.FAILED else ""
     percent = Decimal(str(float(task_percent or 0)))
     if complete is None:
         complete = states.is_complete(state, task, percent)
@@ -215,3 +227,7 @@ class IngestMetadata(BaseModel):
 
     class Meta:
         table_name = migrations.METADATA_TABLE
+
+
+# Schema 2.4: API tokens (``pacifica-ingest-cmd token``); only their digests are kept.
+IngestToken = token_model(DB, migrations.TOKEN_TABLE)

@@ -10,6 +10,7 @@ admin ``retry`` reuse the same file ids.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import sys
@@ -92,11 +93,50 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
     with open(path, "rb") as handle:
         document = bundle.parse_document(handle.read())
     entries = bundle.file_entries(document, move=True)
-    if roots:
-        outside = [entry.source for entry in entries if not _under(entry.source, roots)]
-        if outside:
-            raise MetadataError(f"sources outside the allowed move roots ({', '.join(roots)}): {', '.join(outside)}")
+    if not roots:
+        raise MetadataError("moves are off: [ingest] move_roots names no directory")
+    outside = [entry.source for entry in entries if not _under(entry.source, roots)]
+    if outside:
+        raise MetadataError(bounded_list("sources outside the allowed move roots ([ingest] move_roots)", outside))
+    wrong = [problem for entry in entries if (problem := _source_mismatch(entry))]
+    if wrong:
+        raise MetadataError(bounded_list("moved files that are not what the document says (each left where it is)",
+                                         wrong))
     return _record(job_id, document, entries, identity, spool, uniqueid, "move")
+
+
+# Problem lists in a job's exception name this many, then how many more.
+LISTED = 20
+
+
+def bounded_list(what: str, items: list[str]) -> str:
+    """``what: a, b, ... and N more``: the first ``LISTED`` items, each clipped."""
+    shown = ", ".join(str(item)[:300] for item in items[:LISTED])
+    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return f"{what}: {shown}{more}"
+
+
+def _source_mismatch(entry: bundle.FileEntry) -> str | None:
+    """What is wrong with a move source against its Files object (size, then hash), or None.
+
+    A moved file is checked like an uploaded one, before it is moved: on a mismatch the job fails
+    and the file stays where it was.
+    """
+    try:
+        with open(entry.source, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if entry.size is not None and size != entry.size:
+                return f"{entry.source} has {size} bytes, not {entry.size}"
+            if not entry.hashsum:
+                return None
+            digest = hashlib.new(entry.hashtype)
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        return f"{entry.source} cannot be read ({exc.strerror})"
+    if digest.hexdigest() != entry.hashsum.lower():
+        return f"{entry.source} has {entry.hashtype} {digest.hexdigest()}, not {entry.hashsum}"
+    return None
 
 
 def _under(source: str, roots: tuple[str, ...]) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from ..core.redact import public_text
+
 
 def _timestamp(value: Any) -> str:
     if isinstance(value, datetime.datetime):
@@ -22,7 +24,7 @@ def create_state_response(record) -> dict[str, Any]:
         "complete": bool(record.complete),
         "updated": _timestamp(record.updated),
         "created": _timestamp(record.created),
-        "exception": str(record.exception or ""),
+        "exception": public_text(record.exception or ""),
         # Not in the published answer: how far the current transfer is.
         "bytes_done": int(getattr(record, "bytes_done", 0) or 0),
         "bytes_total": int(getattr(record, "bytes_total", 0) or 0),
@@ -38,6 +40,6 @@ def event_response(event) -> dict[str, Any]:
         "state": event.state,
         "task": event.task,
         "task_percent": str(float(event.task_percent or 0)),
-        "message": str(event.message or ""),
+        "message": public_text(event.message or ""),
         "operator": event.operator,
     }

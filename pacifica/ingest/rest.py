@@ -44,6 +44,7 @@ from .webjobs import (  # noqa: F401 - get_remote_user and get_authed_user are p
     new_job,
     parse_job_id,
     refuse_body,
+    visible_job,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,8 @@ class RestIngestState:
         """Get the ingest state for the job; with ``history=true`` also every change it went through."""
         job = parse_job_id(job_id)
         with_history = flag("history", history)
+        record = visible_job(job)
         with database_errors(job):
-            try:
-                record = models.read_state(job)
-            except models.IngestState.DoesNotExist:
-                raise cherrypy.HTTPError(404, f"job ID {job} does not exist.") from None
             answer = create_state_response(record)
             if with_history:
                 answer["history"] = [event_response(event) for event in models.read_history(job)]
@@ -128,9 +126,13 @@ class RestMove:
     @get_authed_user
     def POST(*_args: Any, authed_user: str, **kwargs: Any) -> dict[str, Any]:
         """Store the move document and start its move."""
+        rt = current_runtime()
+        if not rt.settings.move_roots:
+            raise refuse_body(403, "POST /move is off: it takes files from this server's own disk, so an operator "
+                                   "must name the directories it may take them from ([ingest] move_roots, "
+                                   "INGEST_MOVE_ROOTS)")
         callback = callback_url(kwargs, body_unread=True)
         document = json_body(MOVE_DOCUMENT_LIMIT, "move document")
-        rt = current_runtime()
         job_id = new_job(callback, authed_user)
         path = rt.spool.write_move(job_id, document)
         RECEIVED_BUNDLES.labels("move").inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..core.auth.identity import Authenticator
 from .peers import Peers
 from .settings import Settings
 from .spool import Spool
@@ -16,3 +17,4 @@ class Runtime:
     settings: Settings
     peers: Peers
     spool: Spool
+    auth: Authenticator | None = None

@@ -16,6 +16,7 @@ from ..core.settings import (
     Option,
     _at_least,
     _auto_bool,
+    _bool,
     _directories,
     _log_format,
     _names,
@@ -37,6 +38,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("ingest", "auth_header", "INGEST_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
     Option("ingest", "default_user", "INGEST_DEFAULT_USER", "root", "default_user"),
     Option("ingest", "trusted_proxies", "INGEST_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
+    Option("ingest", "allow_anonymous", "INGEST_ALLOW_ANONYMOUS", "false", "allow_anonymous", _bool),
+    Option("ingest", "callback_hosts", "INGEST_CALLBACK_HOSTS", "", "callback_hosts", _names),
+    Option("ingest", "metadata_limit", "INGEST_METADATA_LIMIT", "64 Mb", "metadata_limit", _positive_size),
     Option("ingest", "move_roots", "INGEST_MOVE_ROOTS", "", "move_roots", _directories),
     Option("ingest", "operators", "INGEST_OPERATORS", "", "operators", _names),
     Option("ingest", "max_partials", "INGEST_MAX_PARTIALS", "64", "max_partials", _at_least(int, 1)),
@@ -54,6 +58,9 @@ OPTIONS: tuple[Option, ...] = (
            _non_negative_int),
     Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "1", "archive_concurrency",
            _at_least(int, 1)),
+    Option("auth", "issuer", "INGEST_AUTH_ISSUER", "", "auth_issuer"),
+    Option("auth", "audience", "INGEST_AUTH_AUDIENCE", "", "auth_audience"),
+    Option("auth", "user_claim", "INGEST_AUTH_USER_CLAIM", "preferred_username", "auth_user_claim"),
     Option("uniqueid", "url", "UNIQUEID_URL", EMBEDDED, "uniqueid_url"),
     Option("policy", "ingest_url", "POLICY_INGEST_URL", EMBEDDED, "policy_url"),
     Option("archiveinterface", "url", "ARCHIVEINTERFACE_URL", EMBEDDED, "archive_url"),
@@ -78,6 +85,9 @@ class Settings:
     auth_header: str
     default_user: str
     trusted_proxies: tuple[str, ...]
+    allow_anonymous: bool
+    callback_hosts: tuple[str, ...]
+    metadata_limit: int
     move_roots: tuple[str, ...]
     operators: tuple[str, ...]
     max_partials: int
@@ -93,6 +103,9 @@ class Settings:
     embedded_worker: bool | None
     worker_concurrency: int
     archive_concurrency: int
+    auth_issuer: str
+    auth_audience: str
+    auth_user_claim: str
     uniqueid_url: str
     policy_url: str
     archive_url: str

@@ -27,9 +27,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,6 +61,14 @@ class Upload:
     metadata: dict[str, str]
     created: float
     concat: str = ""  # "partial" for a partial upload
+    # 128 random bits in a single upload's URL (``/uploads/<job_id>-<secret>``): job ids are
+    # sequential, so the URL must not be guessable from one. Empty for uploads made before 1.1.
+    secret: str = ""
+
+    @property
+    def url_id(self) -> str:
+        """The last segment of the upload's URL."""
+        return f"{self.job_id}-{self.secret}" if self.secret and not self.partial else str(self.job_id)
 
     @property
     def partial(self) -> bool:
@@ -135,8 +143,9 @@ class TusStore:
                concat: str = "") -> Upload:
         """Start an upload of ``length`` bytes (None: given later) for ``user``; a partial one
         (``concat="partial"``) gets an id of its own."""
-        key: int | str = f"p{uuid.uuid4().hex}" if concat == "partial" else int(job_id or 0)
-        upload = Upload(key, None if length is None else int(length), user, metadata, time.time(), concat)
+        key: int | str = f"p{secrets.token_hex(16)}" if concat == "partial" else int(job_id or 0)
+        upload = Upload(key, None if length is None else int(length), user, metadata, time.time(), concat,
+                        "" if concat == "partial" else secrets.token_hex(16))
         os.makedirs(os.path.dirname(self.data_path(key)), exist_ok=True)
         with open(self.data_path(key), "xb"):
             pass
@@ -294,6 +303,33 @@ class TusStore:
         uploads = (self.get(key) for key in self._partial_ids())
         return [upload for upload in uploads if upload is not None and upload.user == user]
 
+    def claim(self, parts: list[Upload], job_id: int) -> bool:
+        """Take ``parts`` for the final upload of ``job_id``, all or none: False when another final
+        has one of them. A claim is a file made with O_EXCL, so two finals never both win."""
+        taken = []
+        for part in parts:
+            try:
+                descriptor = os.open(self._claim_path(part.job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                self.release(taken)
+                return False
+            os.write(descriptor, str(job_id).encode())
+            os.close(descriptor)
+            taken.append(part)
+        return True
+
+    def release(self, parts: list[Upload]) -> None:
+        """Give back the claims on ``parts`` (the final failed before they were used)."""
+        for part in parts:
+            _remove(self._claim_path(part.job_id))
+
+    def claimed(self, key: int | str) -> bool:
+        """Whether a final upload has taken the partial upload ``key``."""
+        return os.path.exists(self._claim_path(key))
+
+    def _claim_path(self, key: int | str) -> str:
+        return self.data_path(key) + ".claim"
+
     def concatenate(self, parts: list[Upload], job_id: int, block_size: int) -> tuple[str, int]:
         """Copy the complete ``parts``, in order, into the bundle of ``job_id``, hashing its members
         on the way, then remove the parts; return the bundle's path and size. 507 if the volume fills."""
@@ -332,6 +368,7 @@ class TusStore:
         """Remove every file of the upload ``job_id``."""
         _remove(self.data_path(job_id))
         _remove(self.info_path(job_id))
+        _remove(self._claim_path(job_id))
         _forget_hasher(job_id)
 
     def unfinished(self) -> list[int]:

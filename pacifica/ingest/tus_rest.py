@@ -11,12 +11,15 @@ chain of stages as ``/upload``. The uploader's user is the auth header of the cr
 from __future__ import annotations
 
 import email.utils
+import hmac
 import logging
+import re
 import time
 from typing import Any
 
 import cherrypy
 
+from ..core.auth.web import current_identity
 from . import models, states
 from .httpbody import request_body
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
@@ -48,6 +51,7 @@ from .webjobs import (
 logger = logging.getLogger(__name__)
 
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+SECRET = re.compile(r"^[0-9a-f]{32}$")
 
 
 def store(rt: Runtime) -> TusStore:
@@ -163,20 +167,18 @@ class RestUploads:
                 report_received(job_id, 0, length or 0)
             logger.info("job %s: resumable upload of %s bytes created for %s", job_id, length, authed_user)
         cherrypy.response.status = 201
-        cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{upload.job_id}")
+        cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{upload.url_id}")
         offset = _receive(rt, uploads, upload, 0) if with_body else 0
         cherrypy.response.headers["Upload-Offset"] = str(offset)
         _expires_header(uploads, upload.job_id)
-        return {"job_id": upload.job_id, "location": f"/uploads/{upload.job_id}", "length": length}
+        return {"job_id": upload.job_id, "location": f"/uploads/{upload.url_id}", "length": length}
 
     @staticmethod
     def HEAD(upload_id: Any = None, *_args: Any, **_kwargs: Any) -> bytes:
         """Tell how many bytes of the upload have arrived."""
         _require_version()
         uploads = store(current_runtime())
-        upload = uploads.get(_upload_key(upload_id))
-        if upload is None:
-            raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
+        upload = _owned_upload(uploads, upload_id)
         headers = cherrypy.response.headers
         headers["Upload-Offset"] = str(uploads.offset(upload.job_id))
         if upload.length is None:
@@ -197,9 +199,7 @@ class RestUploads:
         offset = _integer_header("Upload-Offset")
         rt = current_runtime()
         uploads = store(rt)
-        upload = uploads.get(_upload_key(upload_id))
-        if upload is None:
-            raise refuse_body(404, f"upload {upload_id} does not exist (finished, ended or expired)")
+        upload = _owned_upload(uploads, upload_id)
         received = _receive(rt, uploads, upload, offset)
         cherrypy.response.headers["Upload-Offset"] = str(received)
         _expires_header(uploads, upload.job_id)
@@ -211,9 +211,9 @@ class RestUploads:
         """End an unfinished upload: its bytes are removed and its job fails."""
         _require_version()
         uploads = store(current_runtime())
-        upload = uploads.get(_upload_key(upload_id))
-        if upload is None:
-            raise cherrypy.HTTPError(404, f"upload {upload_id} does not exist (finished, ended or expired)")
+        upload = _owned_upload(uploads, upload_id)
+        if upload.partial and uploads.claimed(upload.job_id):
+            raise refuse_body(409, f"partial upload {upload.job_id} is being concatenated by a final upload")
         uploads.discard(upload.job_id)
         if not upload.partial:
             with database_errors(upload.job_id):
@@ -223,11 +223,26 @@ class RestUploads:
         return b""
 
 
-def _upload_key(upload_id: Any) -> int | str:
-    """A partial upload's id as it is, else a job id (400 if it is neither)."""
+def _upload_key(upload_id: Any) -> tuple[int | str, str]:
+    """A partial upload's id as it is, else a job id and the URL's secret (400 if it is neither)."""
     if isinstance(upload_id, str) and PARTIAL_ID.match(upload_id):
-        return upload_id
-    return parse_job_id(upload_id)
+        return upload_id, ""
+    job, _, secret = str(upload_id or "").partition("-")
+    if secret and not SECRET.match(secret):
+        raise refuse_body(400, f"{str(upload_id)[:80]!r} is not an upload id of this server")
+    return parse_job_id(job), secret
+
+
+def _owned_upload(uploads: TusStore, upload_id: Any) -> Upload:
+    """The upload ``upload_id`` names, if its URL is whole and it is the caller's; 404 otherwise
+    (the same answer for another user's upload as for none, so that none can be probed)."""
+    identity = current_identity("upload")
+    key, secret = _upload_key(upload_id)
+    upload = uploads.get(key)
+    if (upload is None or not hmac.compare_digest(upload.secret, secret)
+            or not (identity.operator or upload.user == identity.user)):
+        raise refuse_body(404, f"upload {str(upload_id)[:80]} does not exist (finished, ended or expired)")
+    return upload
 
 
 def _creation_length(rt: Runtime) -> int | None:
@@ -311,11 +326,11 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
     for name in names:
         key = name.rstrip("/").rsplit("/", 1)[-1]
         part = uploads.get(key) if PARTIAL_ID.match(key) else None
+        if part is not None and part.user != user:
+            part = None  # another user's partial is answered as none at all
         if part is None or not part.partial:
             raise refuse_body(404 if PARTIAL_ID.match(key) else 400,
                               f"{name[:100]!r} is not a partial upload of this server (unknown, used or expired)")
-        if part.user != user:
-            raise refuse_body(403, f"partial upload {key} belongs to another user")
         if part.length is None or uploads.offset(key) < part.length:
             raise refuse_body(409, f"partial upload {key} is not complete "
                                    f"({uploads.offset(key)} of {part.length or 'an unknown number of'} bytes)")
@@ -328,14 +343,23 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
                                f"{rt.settings.max_upload_size} byte limit")
     callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                            if metadata.get("callback_url") else {})}, body_unread=True)
-    job_id = new_job(callback, user)
+    # All the partials or none, before any job exists: of simultaneous finals one wins.
+    if not uploads.claim(parts, 0):
+        raise refuse_body(409, "a partial upload named is being concatenated by another final upload")
+    try:
+        job_id = new_job(callback, user)
+    except BaseException:
+        uploads.release(parts)
+        raise
     started = time.monotonic()
     try:
         path, size = uploads.concatenate(parts, job_id, rt.spool.block_size)
     except (TusError, OSError) as exc:
-        fail(job_id, f"the partial uploads could not be concatenated: {exc}")
-        raise cherrypy.HTTPError(507 if getattr(exc, "status", 0) == 507 else 500,
-                                 f"the partial uploads could not be concatenated: {exc}") from None
+        uploads.release(parts)
+        logger.error("job %s: the partial uploads could not be concatenated: %s", job_id, exc)
+        fail(job_id, "the partial uploads could not be concatenated (the server log has the details)")
+        raise cherrypy.HTTPError(507 if getattr(exc, "status", 0) == 507 else 503,
+                                 "the partial uploads could not be concatenated; try again") from None
     took = time.monotonic() - started
     logger.info("job %s: %d partial uploads concatenated (%d bytes) for %s in %.3f s", job_id, len(parts), size,
                 user, took, extra={"job_id": job_id, "duration": round(took, 6)})

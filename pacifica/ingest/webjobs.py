@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import json
 import logging
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ import cherrypy
 import peewee
 from kombu.exceptions import OperationalError as BrokerError
 
+from ..core.auth.identity import Identity
+from ..core.auth.web import current_identity, may_see
 from ..core.database import discard as discard_connection
 from . import callbacks, models, states
 from .errors import PeerError
@@ -38,30 +39,10 @@ def current_runtime() -> Runtime:
 
 
 def get_remote_user() -> str:
-    """Get the remote user from cherrypy request headers.
-
-    The auth header counts only from a configured trusted proxy (from anyone when none is
-    configured, as the published service did); without it the ``default_user`` is used, and
-    when that is empty the request is refused with 401.
-    """
-    settings = current_runtime().settings
-    user = cherrypy.request.headers.get(settings.auth_header)
-    if user and settings.trusted_proxies and not _from_trusted_proxy(settings.trusted_proxies):
-        logger.warning("ignoring %s from %s: not a trusted proxy", settings.auth_header, cherrypy.request.remote.ip)
-        user = None
-    if user:
-        return user
-    if settings.default_user:
-        return settings.default_user
-    raise refuse_body(401, f"authentication required: no {settings.auth_header} header from a trusted proxy")
-
-
-def _from_trusted_proxy(networks: tuple[str, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(cherrypy.request.remote.ip)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
+    """The user the request acts for, as ``core.auth`` decided it before the handler ran: an API
+    token, an OIDC token, the auth header from a trusted proxy (or from loopback while no identity
+    source is configured), else ``default_user`` for a loopback client; otherwise 401 or 403."""
+    return current_identity().user
 
 
 def get_authed_user(func):
@@ -69,9 +50,29 @@ def get_authed_user(func):
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, authed_user=get_remote_user(), **kwargs)
+        return func(*args, authed_user=current_identity("upload").user, **kwargs)
 
     return wrapper
+
+
+def owners_apart() -> bool:
+    """Whether jobs are kept to their owners: once any identity source is configured."""
+    auth = current_runtime().auth
+    return auth is not None and auth.identities_configured()
+
+
+def visible_job(job_id: int, identity: Identity | None = None) -> models.IngestState:
+    """The state row of ``job_id`` if this request may see it; 404 otherwise (also for a job of
+    someone else, so that ids cannot be probed)."""
+    identity = identity or current_identity("read")
+    with database_errors(job_id):
+        try:
+            record = models.read_state(job_id)
+        except models.IngestState.DoesNotExist:
+            record = None
+    if record is None or not may_see(record.submitter, identity, owners_apart()):
+        raise cherrypy.HTTPError(404, f"job ID {job_id} does not exist.")
+    return record
 
 
 def parse_job_id(job_id: Any) -> int:
@@ -157,7 +158,7 @@ def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | Non
     url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
     if not url:
         return None
-    problem = callbacks.check_url(str(url))
+    problem = callbacks.check_url(str(url), current_runtime().settings.callback_hosts)
     if problem:
         raise refuse_body(400, problem) if body_unread else cherrypy.HTTPError(400, problem)
     return str(url)

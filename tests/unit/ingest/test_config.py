@@ -108,7 +108,7 @@ def test_broken_ini_is_a_config_error(tmp_path):
 def test_get_config_shape_round_trips(home):
     settings = load_settings(environ={"VOLUME_PATH": "/v"})
     parser = settings_as_config(settings)
-    assert set(parser.sections()) == {"ingest", "uniqueid", "policy", "archiveinterface", "metadata",
+    assert set(parser.sections()) == {"ingest", "auth", "uniqueid", "policy", "archiveinterface", "metadata",
                                       "celery", "database"}
     assert parser.get("ingest", "volume_path") == "/v"
     assert parse_size(parser.get("ingest", "transfer_size")) == settings.transfer_size
