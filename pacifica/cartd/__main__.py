@@ -12,6 +12,8 @@ from importlib import metadata
 
 import peewee
 
+from ..core.auth.cli import add_token_commands, run_token_command
+from ..core.auth.tokens import TokenStore
 from ..core.database import connect_blocking, make_database
 from ..core.errors import ConfigError
 from ..core.logs import configure_logging
@@ -63,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, peewee.PeeweeException) as exc:
         sys.stderr.write(f"pacifica-cartd: {' '.join(str(exc).split())}\n")
         return 2
+    if rt.auth is not None and rt.auth.protected():
+        logging.getLogger(__name__).warning(rt.auth.protected_message())
     cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
     # As in 0.7.0: the file's address and port, unless -a / -p are given.
@@ -90,7 +94,13 @@ def _cmd_parser() -> argparse.ArgumentParser:
     purge.add_argument("--time-ago", dest="time_ago", type=time_ago, default=datetime.timedelta(days=180),
                        help='only carts older than this, e.g. --time-ago="7 days ago" (default 180 days)')
     purge.set_defaults(func=_cmd_purge)
+    add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
     return parser
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    check_schema(load_settings(args.config))  # a first token may come before the first start
+    return run_token_command(args, TokenStore(models.CartToken))
 
 
 def time_ago(text: str) -> datetime.timedelta:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import os
 
+from ..core.auth.identity import Authenticator, AuthSettings
+from ..core.auth.tokens import TokenStore
 from ..core.database import bind, connect_blocking
+from ..core.errors import ConfigError
 from ..core.logs import use_format
 from ..core.metrics import use_directory
+from ..core.redact import hide_paths
 from ..core.schema import ensure_schema
 from . import migrations
 from .archive_requests import archive_for
 from .celery_app import CART_APP, configure_celery
 from .config import Settings, load_settings
-from .models import DB
+from .models import DB, CartToken
 from .runtime import Runtime
 
 
@@ -30,12 +34,28 @@ def configure(settings: Settings | None = None) -> Runtime:
     bind(DB, settings.peewee_url, settings.data_dir)
     use_directory(os.path.join(settings.data_dir, "metrics"))
     configure_celery(settings)
-    current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size, settings.embedded_archive))
+    hide_paths((settings.volume_path, "<volume>"), (settings.data_dir, "<data_dir>"),
+               (settings.embedded_archive, "<archive>"))
+    current = Runtime(settings, archive_for(settings.archive_url, settings.transfer_size, settings.embedded_archive),
+                      auth=build_authenticator(settings))
     CART_APP.use(current)
     return current
 
 
 CART_APP.provide(configure)
+
+
+def build_authenticator(settings: Settings) -> Authenticator:
+    """Who may do what: the identity settings and the token table of the cart database."""
+    if settings.auth_issuer and not settings.auth_audience:
+        raise ConfigError("[auth] issuer is set but audience is not (CARTD_AUTH_AUDIENCE): a token for any "
+                          "client of the identity provider would be accepted")
+    return Authenticator(AuthSettings(
+        auth_header=settings.auth_header, default_user=settings.default_user,
+        trusted_proxies=settings.trusted_proxies, operators=settings.operators,
+        allow_anonymous=settings.allow_anonymous, issuer=settings.auth_issuer,
+        audience=settings.auth_audience, user_claim=settings.auth_user_claim,
+        section="cartd", token_command="pacifica-cartd-cmd token create"), TokenStore(CartToken))
 
 
 def runtime() -> Runtime:

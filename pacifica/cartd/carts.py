@@ -38,11 +38,13 @@ class CartStore:
         self.lru_purge = lru_purge
 
     @staticmethod
-    def current(uid: str) -> Cart | None:
-        """The newest cart of ``uid`` that was not deleted, or None."""
+    def current(uid: str, owner: str | None = None) -> Cart | None:
+        """The newest cart of ``uid`` that was not deleted (of ``owner``, when given), or None."""
+        query = Cart.select().where((Cart.cart_uid == str(uid)) & Cart.deleted_date.is_null(True))
+        if owner is not None:
+            query = query.where(Cart.owner == owner)
         try:
-            return (Cart.select().where((Cart.cart_uid == str(uid)) & Cart.deleted_date.is_null(True))
-                    .order_by(Cart.creation_date.desc(), Cart.id.desc()).get())
+            return query.order_by(Cart.creation_date.desc(), Cart.id.desc()).get()
         except peewee.DoesNotExist:
             return None
 
@@ -55,9 +57,9 @@ class CartStore:
         return [cart.status, cart.error]
 
     @classmethod
-    def available_cart(cls, uid: str) -> str | bool | None:
+    def available_cart(cls, uid: str, owner: str | None = None) -> str | bool | None:
         """The path of a ready cart's files, False while it is not ready, None when there is no cart."""
-        cart = cls.current(uid)
+        cart = cls.current(uid, owner)
         if cart is None:
             return None
         if cart.status != "ready":
@@ -134,9 +136,9 @@ class CartStore:
                 revoke_func(task.celery_task_id, terminate=True)
             task.delete_instance()
 
-    def remove_cart(self, uid: str, revoke_func: Any = None) -> str | bool:
+    def remove_cart(self, uid: str, revoke_func: Any = None, owner: str | None = None) -> str | bool:
         """Call when a DELETE request comes in: remove the cart; False when there is none."""
-        cart = self.current(uid)
+        cart = self.current(uid, owner)
         if cart is None:
             return False
         self.delete_cart_tasks(cart, revoke_func)

@@ -20,6 +20,8 @@ from ..core.settings import (
     _auto_bool,
     _bool,
     _log_format,
+    _names,
+    _networks,
     _non_negative_float,
     _non_negative_int,
     _positive_size,
@@ -48,6 +50,14 @@ OPTIONS: tuple[Option, ...] = (
     # Embedded by default, as the ingest service: the files the embedded ingest archived, a queue
     # on disk and an in-process worker. An http(s):// URL is the archive interface (0.7.0's
     # default was http://127.0.0.1:8080/); file:///dir reads archived files from a directory.
+    Option("cartd", "auth_header", "CARTD_AUTH_HEADER", "X-Http-Authed-User", "auth_header"),
+    Option("cartd", "default_user", "CARTD_DEFAULT_USER", "root", "default_user"),
+    Option("cartd", "trusted_proxies", "CARTD_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
+    Option("cartd", "operators", "CARTD_OPERATORS", "", "operators", _names),
+    Option("cartd", "allow_anonymous", "CARTD_ALLOW_ANONYMOUS", "false", "allow_anonymous", _bool),
+    Option("auth", "issuer", "CARTD_AUTH_ISSUER", "", "auth_issuer"),
+    Option("auth", "audience", "CARTD_AUTH_AUDIENCE", "", "auth_audience"),
+    Option("auth", "user_claim", "CARTD_AUTH_USER_CLAIM", "preferred_username", "auth_user_claim"),
     Option("archiveinterface", "url", "ARCHIVE_INTERFACE_URL", EMBEDDED, "archive_url"),
     # Where "url = embedded:" finds the archived files: the embedded archive of the ingest service
     # on this machine. Empty: <INGEST_DATA_DIR or ~/.pacifica-ingest/data>/archive, the ingest
@@ -80,6 +90,14 @@ class Settings:
     embedded_worker: bool | None
     worker_concurrency: int
     log_format: str
+    auth_header: str
+    default_user: str
+    trusted_proxies: tuple[str, ...]
+    operators: tuple[str, ...]
+    allow_anonymous: bool
+    auth_issuer: str
+    auth_audience: str
+    auth_user_claim: str
     archive_url: str
     embedded_archive: str
     broker_url: str

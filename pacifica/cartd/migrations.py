@@ -13,6 +13,7 @@ import datetime
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
+from ..core.auth.tokens import create_table as create_token_table
 from ..core.schema import Version, VersionedSchema
 
 VERSION_TABLE = "cartsystem"
@@ -80,10 +81,26 @@ def step_1_0_to_2_0(database: peewee.Database) -> None:
         database.create_tables([_CartTasksV20], safe=True)
 
 
+TOKEN_TABLE = "carttoken"
+
+
+def step_2_0_to_2_1(database: peewee.Database) -> None:
+    """Add who made each cart (``cart.owner``, NULL for older carts) and the API tokens.
+
+    A minor version: the published code ignores both.
+    """
+    if "owner" not in {column.name for column in database.get_columns("cart")}:
+        migrator = SchemaMigrator.from_database(database)
+        with migrator.migration_context():
+            migrate(migrator.add_column("cart", "owner", peewee.CharField(null=True)))
+    create_token_table(database, TOKEN_TABLE)
+
+
 SCHEMA = VersionedSchema(VERSION_TABLE, (
     ((0, 0), (0, 1), step_0_0_to_0_1),
     ((0, 1), (1, 0), step_0_1_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
+    ((2, 0), (2, 1), step_2_0_to_2_1),
 ), "pacifica-cartd-migrate")
 VERSIONS: tuple[Version, ...] = SCHEMA.versions
 LATEST: Version = SCHEMA.latest

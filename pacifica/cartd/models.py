@@ -11,6 +11,7 @@ import datetime
 
 import peewee
 
+from ..core.auth.tokens import token_model
 from ..core.models import ConnectionMethods, SchemaVersionMethods
 from . import migrations
 
@@ -52,6 +53,8 @@ class Cart(CartBase):
     deleted_date = peewee.DateTimeField(null=True)
     status = peewee.TextField(default="waiting")
     error = peewee.TextField(default="")
+    # Schema 2.1: who made the cart (NULL for carts from before, and from the published code).
+    owner = peewee.CharField(null=True)
 
     class Meta:
         table_name = "cart"
@@ -82,3 +85,7 @@ class File(CartBase):
 
     class Meta:
         table_name = "file"
+
+
+# Schema 2.1: API tokens (``pacifica-cartd-cmd token``); only their digests are kept.
+CartToken = token_model(DB, migrations.TOKEN_TABLE)

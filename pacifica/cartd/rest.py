@@ -13,14 +13,18 @@ import logging
 import os
 import posixpath
 from typing import Any
+from urllib.parse import quote
 
 import cherrypy
 from cherrypy.lib import httputil, static
 
-from ..core import web
+from ..core import jsonbody, web
+from ..core.auth.identity import Identity
+from ..core.auth.web import current_identity
 from ..core.database import release
 from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
+from ..core.redact import public_text
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
 from .carts import CartStore
@@ -57,6 +61,11 @@ def bytes_type(unicode_obj: str) -> bytes:
     return unicode_obj.encode("utf-8")
 
 
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a NUL or another control character (never part of an id or a path)."""
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
 def file_problems(data: Any) -> list[str]:
     """Every problem of a cart request body ``{"fileids": [{"id", "path", "hashtype", "hashsum"}]}``."""
     if not isinstance(data, dict) or not isinstance(data.get("fileids"), list) or not data["fileids"]:
@@ -72,7 +81,13 @@ def file_problems(data: Any) -> list[str]:
             continue
         if not isinstance(item.get("id"), (str, int)) or isinstance(item.get("id"), bool) or str(item["id"]) == "":
             problems.append(f"{label}: id must be the file's id in the archive")
+        elif _has_control(str(item["id"])) or len(str(item["id"])) > 1024:
+            problems.append(f"{label}: id must not hold control characters (NUL included) or exceed 1024 characters")
         path = item.get("path")
+        if isinstance(path, str) and (_has_control(path) or len(path) > 4096):
+            problems.append(f"{label}: path must not hold control characters (NUL included) or exceed 4096 "
+                            "characters")
+            continue
         normal = posixpath.normpath(path.lstrip("/")) if isinstance(path, str) and path.strip("/") else None
         if normal is None or normal.startswith("..") or normal == ".":
             problems.append(f"{label}: path must be a relative file path inside the cart")
@@ -90,13 +105,41 @@ def file_problems(data: Any) -> list[str]:
 
 
 def _download_name(filename: Any, cart: Cart) -> str:
-    """The name asked for, else ``data_YYYY_MM_DD_HH_MM_SS.tar`` from the cart's creation time (not
-    the request's: the same download must have the same bytes for a resumed transfer to fit)."""
+    """The name asked for, made safe, else ``data_YYYY_MM_DD_HH_MM_SS.tar`` from the cart's creation
+    time (not the request's: the same download must have the same bytes for a resumed transfer to fit).
+
+    The name is also the tar's top directory, so it is never ``.`` or ``..`` and holds no separator
+    or control character."""
     if filename:
-        name = os.path.basename(str(filename)).replace('"', "").replace("\r", "").replace("\n", "")
-        if name:
+        name = str(filename).replace("\\", "/").rsplit("/", 1)[-1]
+        name = "".join(char for char in name if not (ord(char) < 32 or ord(char) == 127) and char != '"')[:200]
+        if name.strip(". "):
             return name
     return cart.creation_date.strftime("data_%Y_%m_%d_%H_%M_%S.tar")
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with ``name`` per RFC 6266: an ASCII ``filename`` and, for any other name, the
+    UTF-8 ``filename*`` (RFC 5987)."""
+    fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_").replace("\\", "_")
+    value = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
+
+
+def _header_text(text: str, limit: int = 1024) -> str:
+    """``text`` as one line of ASCII for a response header (a client's own words come back in it)."""
+    flat = " ".join(public_text(text or "", limit).split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")[:limit]
+
+
+def _owner(identity: Identity) -> str | None:
+    """The owner whose carts this request may reach (None: any, for an operator or while no identity
+    source is configured)."""
+    auth = _runtime().auth
+    enforce = auth is not None and auth.identities_configured()
+    return None if identity.operator or not enforce else identity.user
 
 
 def _requested_range(size: int, etag: str) -> tuple[int, int] | None:
@@ -167,34 +210,40 @@ class CartRoot:
         """Download the tar file created by the cart (202 while it is not ready)."""
         if uid is None:
             return bytes_type(json.dumps({"message": "Pacifica Cartd Interface Up and Running"}))
-        path = CartStore.available_cart(uid)
+        owner = _owner(current_identity("read"))
+        path = CartStore.available_cart(uid, owner)
         if path is None or (path and not os.path.exists(path)):
             raise cherrypy.HTTPError(404, "The cart does not exist or has already been deleted")
+        cart = CartStore.current(uid, owner)
         if path is False:
+            if cart is not None and cart.status == "error":
+                # A polling client must learn that the cart failed, not wait for ever.
+                raise cherrypy.HTTPError(424, f"the cart failed: {_header_text(cart.error, 4000)}")
             cherrypy.response.status = 202
             return bytes_type(json.dumps({"message": "The cart is not ready for download."}))
-        cart = CartStore.current(uid)
         name = _download_name(kwargs.get("filename"), cart)
         headers = cherrypy.response.headers
         if os.path.isfile(path):  # made with "bundle": the tar is on disk (Range and length by CherryPy)
-            body = static.serve_file(path, "application/octet-stream", "attachment", name)
+            body = static.serve_file(path, "application/octet-stream")
+            headers["Content-Disposition"] = content_disposition(name)
             SERVED_BYTES.labels("bundled").inc(int(headers.get("Content-Length") or 0))
             return body
         headers["Content-Type"] = "application/octet-stream"
-        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        headers["Content-Disposition"] = content_disposition(name)
         layout = _store().layout(cart, name.removesuffix(".tar"))
         return _serve_layout(layout, _runtime().settings.transfer_size)
 
     @staticmethod
     def HEAD(uid: Any = None, **_kwargs: Any) -> bytes:
         """Get the status of a cart: ``X-Pacifica-Status`` and ``X-Pacifica-Message``."""
-        cart = CartStore.current(uid)  # one query: what cart_status would answer, and the cart's id
+        # One query: what cart_status would answer, and the cart's id.
+        cart = CartStore.current(uid, _owner(current_identity("read")))
         headers = cherrypy.response.headers
         if cart is None:
-            message = f"No cart with uid {uid} found"
+            message = _header_text(f"No cart with uid {uid} found")
             headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = "error", message
             raise cherrypy.HTTPError(404, message)
-        headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = cart.status, cart.error
+        headers["X-Pacifica-Status"], headers["X-Pacifica-Message"] = cart.status, _header_text(cart.error)
         counts = progress.read(_store().progress_path(cart))
         for field, value in (counts or {}).items():
             headers[progress.HEADERS[field]] = str(value)
@@ -204,17 +253,20 @@ class CartRoot:
     @staticmethod
     def POST(uid: Any = None, **_kwargs: Any) -> bytes:
         """Create the cart ``uid``: stage its files, then bundle them."""
-        if not uid or str(uid) in (".", "..") or any(char in str(uid) for char in "/\\\0"):
-            raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>, a name without / or \\")
+        identity = current_identity("read")
+        if (not uid or str(uid) in (".", "..") or any(char in str(uid) for char in "/\\") or _has_control(str(uid))
+                or len(str(uid)) > 255):
+            raise cherrypy.HTTPError(400, "the cart's uid is the path: POST /<uid>, a name of at most 255 "
+                                          "characters without / or \\ or control characters")
         if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
-            return _retry(str(uid))
+            return _retry(str(uid), _owner(identity))
         raw = cherrypy.request.rfile.read(BODY_LIMIT + 1)
         if len(raw) > BODY_LIMIT:
             raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes")
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
+            data = jsonbody.loads(raw)
+        except jsonbody.JsonRefused as exc:
+            raise cherrypy.HTTPError(400, str(exc)) from None
         problems = file_problems(data)
         if problems:
             raise cherrypy.HTTPError(400, "; ".join(problems))
@@ -223,7 +275,7 @@ class CartRoot:
             # 'staging' at once, as the published service: its downloader stops waiting on any
             # other status. The file rows are made here, with the cart, so that a cart whose
             # message was lost (a killed embedded worker) can be queued again from the database.
-            cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle)
+            cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle, owner=identity.user)
             CartStore.update_cart_files(cart, data["fileids"])
         result = stage_files.delay(data["fileids"], cart.id)
         CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
@@ -233,15 +285,15 @@ class CartRoot:
     @staticmethod
     def DELETE(uid: Any = None, **_kwargs: Any) -> bytes:
         """Delete a cart that has been created."""
-        message = _store().remove_cart(uid, CART_APP.control.revoke)
+        message = _store().remove_cart(uid, CART_APP.control.revoke, _owner(current_identity("read")))
         if message is False:
             raise cherrypy.HTTPError(404, "Not Found")
         return bytes_type(json.dumps({"message": str(message)}))
 
 
-def _retry(uid: str) -> bytes:
+def _retry(uid: str, owner: str | None) -> bytes:
     """Fetch again the files of cart ``uid`` that failed, keeping those already staged."""
-    cart = CartStore.current(uid)
+    cart = CartStore.current(uid, owner)
     if cart is None:
         raise cherrypy.HTTPError(404, f"No cart with uid {uid} found")
     if cart.status != "error":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..core.auth.identity import Authenticator
 from .archive_requests import ArchiveRequests
 from .config import Settings
 
@@ -14,3 +15,4 @@ class Runtime:
 
     settings: Settings
     archive: ArchiveRequests
+    auth: Authenticator | None = None

@@ -146,7 +146,7 @@ def _stage_and_pull(rt, utils: CartStore, cart: Cart, files: list[File], tracker
             media = "tape" if cart_file.id in recalled else "disk"
             STAGED_BYTES.labels(media).inc(tracker.counts["bytes_staged"] - before)
             STAGED_FILES.labels(media).inc()
-        except (PeerError, ServiceError, OSError) as exc:
+        except (PeerError, ServiceError, OSError, ValueError) as exc:
             CartStore.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
             tracker.counts["bytes_staged"] = before
@@ -192,6 +192,11 @@ def build_cart(rt: Runtime, file_ids: list[dict[str, Any]], cart_id: int) -> str
         _set_cart(cart, "error", message)
         logger.warning("cart %s (%s) failed: %s", cart.cart_uid, cart.id, message,
                        extra={"cart_id": cart.id, "duration": round(time.monotonic() - started, 6)})
+        return message
+    except Exception:  # whatever went wrong, the cart must end in error, never stay in staging
+        logger.exception("cart %s (%s) failed unexpectedly", cart.cart_uid, cart.id, extra={"cart_id": cart.id})
+        message = "the cart could not be made (an internal error; the server log has the details)"
+        _set_cart(cart, "error", message)
         return message
     return None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import cherrypy
 import peewee
 from kombu.exceptions import OperationalError as BrokerError
 
+from ..core import jsonbody
 from ..core.auth.identity import Identity
 from ..core.auth.web import current_identity, may_see
 from ..core.database import discard as discard_connection
@@ -223,6 +223,6 @@ def json_body(limit: int, what: str) -> Any:
     if len(raw) > limit:
         raise refuse_body(413, f"{what} larger than {limit} bytes")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise cherrypy.HTTPError(400, f"body is not valid JSON: {exc}") from None
+        return jsonbody.loads(raw)
+    except jsonbody.JsonRefused as exc:
+        raise cherrypy.HTTPError(400, str(exc)) from None

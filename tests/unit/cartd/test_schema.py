@@ -15,17 +15,19 @@ def columns(db, table):
     return {column.name for column in db.get_columns(table)}
 
 
-def test_empty_database_reaches_2_0_with_the_published_tables(cart_database):
+def test_empty_database_reaches_2_1_with_the_published_tables_and_owners(cart_database):
     assert migrations.is_empty(cart_database) and CartSystem.get_version() == (0, 0)
     assert not CartSystem.is_safe()
-    assert OrmSync.create_tables() == (2, 0)
+    assert OrmSync.create_tables() == (2, 1)
     assert CartSystem.is_equal() and CartSystem.is_safe()
+    # The published columns, and (2.1) who made each cart.
     assert columns(cart_database, "cart") == {"id", "cart_uid", "bundle_path", "bundle", "creation_date",
-                                              "updated_date", "deleted_date", "status", "error"}
+                                              "updated_date", "deleted_date", "status", "error", "owner"}
     assert columns(cart_database, "file") == {"id", "cart_id", "file_name", "bundle_path", "hash_type",
                                               "hash_value", "status", "error"}
     assert columns(cart_database, "carttasks") == {"id", "cart_id", "celery_task_id"}
-    assert OrmSync.versions == [(0, 1), (1, 0), (2, 0)]
+    assert columns(cart_database, "carttoken") >= {"digest", "user", "scopes", "expires", "last_used", "revoked"}
+    assert OrmSync.versions == [(0, 1), (1, 0), (2, 0), (2, 1)]
     assert migrations.SCHEMA.upgrade(cart_database) == []
 
 
@@ -72,6 +74,6 @@ def test_unknown_version_is_refused(cart_database):
     try:
         OrmSync.update_tables()
     except peewee.DatabaseError as exc:
-        assert "7.0" in str(exc)
+        assert "7.1" in str(exc)
     else:
         raise AssertionError("an unknown schema version was accepted")
