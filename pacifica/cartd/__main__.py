@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve(lambda: compose(rt, cpconfig),
           {"engine.autoreload.on": False, "server.socket_timeout": 300, "server.thread_pool": 32,
            "log.screen": True, "server.socket_host": "127.0.0.1", "server.socket_port": 8081},
-          cpconfig, args.address, args.port)
+          cpconfig, args.address, args.port, rt.settings.trusted_proxies)
     return 0
 
 

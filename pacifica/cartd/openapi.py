@@ -42,7 +42,7 @@ def _paths() -> dict[str, Any]:
                                               "schema": {"type": "string", "format": "binary"}}}},
                                   "202": json_response("The cart is not ready yet.", "Message"),
                                   "416": {"description": "The range lies past the end of the tar."},
-                                  **errors(404, 503)}},
+                                  **errors(404, 424, 503)}},
             "head": {"summary": "The cart's status: X-Pacifica-Status, X-Pacifica-Message and progress headers",
                      "operationId": "status", "tags": ["carts"],
                      "responses": {"204": {"description": "The status is in the headers."},

@@ -42,7 +42,7 @@ def errors(*codes: int) -> dict[str, Any]:
                404: "No such resource.", 405: "The method is not allowed here.", 409: "A conflict; see the message.",
                412: "A precondition failed (for tus: the Tus-Resumable version).",
                413: "The body is larger than the limit.", 415: "Wrong Content-Type.",
-               422: "Unprocessable.",
+               422: "Unprocessable.", 424: "The cart failed; the message says why.",
                429: "Too many open (partial uploads): finish or end some first.",
                423: "Locked: another request is writing this resource.",
                460: "Checksum mismatch (tus).", 503: "A service this one needs (database, broker, peer) is down.",
@@ -84,9 +84,17 @@ class OpenApiResource:
 def document(title: str, version: str, description: str, paths: dict[str, Any],
              schemas: dict[str, Any]) -> dict[str, Any]:
     """An OpenAPI 3.1 document."""
+    every = {**paths, **operational_paths(title)}
+    # Any request may be refused before its handler: 401 without a valid identity, 403 in protected
+    # mode (a non-loopback client and no identity source) or for a token that lacks the scope.
+    for operations in every.values():
+        for method, operation in operations.items():
+            if method != "parameters":
+                for code, answer in errors(401, 403).items():
+                    operation["responses"].setdefault(code, answer)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
-        "paths": {**paths, **operational_paths(title)},
+        "paths": every,
         "components": {"schemas": {"Error": ERROR, "Health": HEALTH, "Ready": READY, **schemas}},
     }

@@ -11,6 +11,7 @@ from typing import Any
 import cherrypy
 
 from .auth import web as _auth_web  # noqa: F401 - registers the pacifica_auth tool
+from .guarded_server import GuardedServer
 from .redact import public_text
 
 logger = logging.getLogger(__name__)
@@ -69,12 +70,13 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
 
 
 def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str | None,
-          address: str | None, port: int | None) -> None:
+          address: str | None, port: int | None, exempt: tuple[str, ...] = ()) -> None:
     """Run an application on CherryPy's own server until the engine exits.
 
     The settings come from ``defaults`` (address and port included), then the CherryPy config
     file, then ``address``/``port`` when given (as the published services did). SIGTERM (docker
-    stop, systemd) and SIGHUP stop the server instead of being ignored until SIGKILL.
+    stop, systemd) and SIGHUP stop the server instead of being ignored until SIGKILL. The server is
+    ``guarded_server.GuardedServer``: slow or greedy clients cannot hold its threads.
     """
     cherrypy.config.update(defaults)
     if cp_config:
@@ -84,6 +86,9 @@ def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str
     if port is not None:
         cherrypy.config.update({"server.socket_port": port})
     cherrypy.tree.mount(build_app(), "")
+    # The guarded server: a deadline for request headers and a per-client share of the threads
+    # (``exempt``: networks that share none, such as the trusted proxies).
+    cherrypy.server.instance = GuardedServer(cherrypy.server, exempt)
     if hasattr(cherrypy.engine, "signal_handler"):
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
     serve(lambda: compose(rt, cpconfig),
           {**SERVER_DEFAULTS, "server.socket_host": "localhost", "server.socket_port": 8066},
-          cpconfig, args.address, args.port)
+          cpconfig, args.address, args.port, settings.trusted_proxies)
     return 0
 
 

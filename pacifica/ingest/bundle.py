@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import posixpath
 import tarfile
 from typing import Any
 
+from ..core import jsonbody
 from .errors import MetadataError
 
 FILES_TABLE = "Files"
@@ -56,11 +56,21 @@ def clip(path: str) -> str:
     return "/".join(parts)
 
 
+# Problem lists name this many, then how many more: a hostile bundle can have 200,000 problems.
+LISTED = 20
+
+
+def summarise(problems: list[str], separator: str = "; ") -> str:
+    """The first ``LISTED`` problems, each clipped, and ``and N more``."""
+    shown = separator.join(str(problem)[:300] for problem in problems[:LISTED])
+    return shown + (f"{separator}and {len(problems) - LISTED} more" if len(problems) > LISTED else "")
+
+
 def parse_document(raw: bytes | str) -> list[dict[str, Any]]:
     """Decode a metadata document; raise ``MetadataError`` unless it is a JSON list of objects."""
     try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = jsonbody.loads(raw)
+    except jsonbody.JsonRefused as exc:
         raise MetadataError(f"metadata is not valid JSON: {exc}") from None
     if not isinstance(document, list):
         raise MetadataError("metadata must be a JSON list of objects")
@@ -84,7 +94,7 @@ def file_entries(document: list[dict[str, Any]], *, move: bool = False) -> list[
     """
     entries, problems = checked_entries(document, move=move)
     if problems:
-        raise MetadataError("; ".join(problems))
+        raise MetadataError(summarise(problems))
     return entries
 
 
@@ -138,7 +148,7 @@ def match_members(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> N
     """
     problems = member_problems(entries, members)
     if problems:
-        raise MetadataError("; ".join(problems))
+        raise MetadataError(summarise(problems))
 
 
 def member_problems(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> list[str]:

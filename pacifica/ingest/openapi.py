@@ -40,7 +40,8 @@ JOB_STATE = {
 
 VALIDATION = {
     "type": "object",
-    "properties": {"valid": {"type": "boolean"}, "problems": {"type": "array", "items": {"type": "string"}}},
+    "properties": {"valid": {"type": "boolean"}, "problems": {"type": "array", "items": {"type": "string"}},
+                   "problem_count": {"type": "integer"}},
     "required": ["valid", "problems"],
 }
 
@@ -122,7 +123,7 @@ def _paths() -> dict[str, Any]:
                        "Files objects name a source path", "operationId": "move", "tags": ["jobs"],
             "parameters": [USER, CALLBACK_HEADER, CALLBACK_QUERY],
             "requestBody": {"required": True, "content": {"application/json": {"schema": METADATA_DOCUMENT}}},
-            "responses": {**_accepted("The job, as accepted."), **errors(400, 401, 413, 503)}}},
+            "responses": {**_accepted("The job, as accepted."), **errors(400, 401, 403, 413, 503)}}},
         "/validate": {"post": {
             "summary": "Every problem a metadata document would meet, without creating a job",
             "operationId": "validate", "tags": ["jobs"], "parameters": [USER],

@@ -65,14 +65,15 @@ def _record(job_id: int, document: list[dict[str, Any]], entries: list[bundle.Fi
     return sidecar
 
 
-def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort) -> Sidecar:
+def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort,
+                         metadata_limit: int = 64 * 1024 * 1024) -> Sidecar:
     """'load metadata' of an upload: parse metadata.txt, check it against the tar, reserve file ids."""
     identity = _bundle_identity(path)
     sidecar = _reuse(spool, job_id, identity)
     if sidecar is not None:
         return sidecar
     with open_bundle(path) as tar:
-        raw = read_metadata(tar)
+        raw = read_metadata(tar, metadata_limit)
         members = tar.getmembers()
     document = bundle.parse_document(raw)
     entries = bundle.file_entries(document)
@@ -97,23 +98,13 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
         raise MetadataError("moves are off: [ingest] move_roots names no directory")
     outside = [entry.source for entry in entries if not _under(entry.source, roots)]
     if outside:
-        raise MetadataError(bounded_list("sources outside the allowed move roots ([ingest] move_roots)", outside))
+        raise MetadataError("sources outside the allowed move roots ([ingest] move_roots): "
+                            + bundle.summarise(outside, ", "))
     wrong = [problem for entry in entries if (problem := _source_mismatch(entry))]
     if wrong:
-        raise MetadataError(bounded_list("moved files that are not what the document says (each left where it is)",
-                                         wrong))
+        raise MetadataError("moved files that are not what the document says (each left where it is): "
+                            + bundle.summarise(wrong, ", "))
     return _record(job_id, document, entries, identity, spool, uniqueid, "move")
-
-
-# Problem lists in a job's exception name this many, then how many more.
-LISTED = 20
-
-
-def bounded_list(what: str, items: list[str]) -> str:
-    """``what: a, b, ... and N more``: the first ``LISTED`` items, each clipped."""
-    shown = ", ".join(str(item)[:300] for item in items[:LISTED])
-    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
-    return f"{what}: {shown}{more}"
 
 
 def _source_mismatch(entry: bundle.FileEntry) -> str | None:

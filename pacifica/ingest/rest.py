@@ -20,6 +20,7 @@ from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import models, validate
+from .bundle import LISTED
 from .errors import PeerError, UploadError
 from .httpbody import request_body
 from .jobs_page import JobsPage
@@ -161,7 +162,11 @@ class RestValidate:
             raise cherrypy.HTTPError(503, f"the policy service could not be asked: {exc}") from None
         if found:
             cherrypy.response.status = 422
-        return {"valid": not found, "problems": found}
+        # The first problems and how many more: a document can have hundreds of thousands.
+        listed = [problem[:300] for problem in found[:LISTED]]
+        if len(found) > LISTED:
+            listed.append(f"and {len(found) - LISTED} more")
+        return {"valid": not found, "problems": listed, "problem_count": len(found)}
 
 
 class Root:

@@ -80,7 +80,7 @@ def _open_tar(task: StageTask, ctx: JobMessage) -> None:
 
 def _load_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid)
+    pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.metadata_limit)
 
 
 def _load_move_metadata(task: StageTask, ctx: JobMessage) -> None:

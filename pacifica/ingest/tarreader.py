@@ -32,10 +32,14 @@ def open_bundle(path: str) -> tarfile.TarFile:
     return tar
 
 
-def read_metadata(tar: tarfile.TarFile) -> bytes:
-    """Return the raw ``metadata.txt`` of a bundle; raise ``MetadataError`` if it is missing."""
+def read_metadata(tar: tarfile.TarFile, limit: int = 64 * 1024 * 1024) -> bytes:
+    """Return the raw ``metadata.txt`` of a bundle; raise ``MetadataError`` if it is missing or
+    larger than ``limit`` bytes (then it is not read at all)."""
     for info in tar.getmembers():
         if bundle.member_name(info.name) == METADATA_MEMBER and info.isfile():
+            if info.size > limit:
+                raise MetadataError(f"metadata.txt is {info.size} bytes, more than the {limit} byte limit "
+                                    "([ingest] metadata_limit)")
             handle = tar.extractfile(info)
             assert handle is not None
             return handle.read()
