@@ -42,6 +42,8 @@ class Stack:
     port: int = 0
     peers: Any = None
     archive: Any = None
+    # Sent with every request the helpers below make (an Authorization header, say).
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
@@ -100,13 +102,13 @@ class Stack:
         return run([str(BIN / "pacifica-ingest-cmd"), "-c", str(self.config_path), *args], timeout=timeout,
                    env=self.env)
 
-    def start_server(self) -> None:
+    def start_server(self, address: str = "127.0.0.1") -> None:
         self.port = self.port or free_port()
         cpconfig = self.root / "cp.ini"
         cpconfig.write_text(CPCONFIG.format(port=self.port))
         self.server = Proc(f"{self.name}-server",
                            [str(BIN / "pacifica-ingest"), "-c", str(self.config_path), "--cp-config", str(cpconfig),
-                            "-p", str(self.port), "-a", "127.0.0.1"],
+                            "-p", str(self.port), "-a", address],
                            self.root / "server.log", env=self.env).start()
         self.server.wait_http(self.url + "/", 60)
 
@@ -144,18 +146,19 @@ class Stack:
             headers["X-Http-Authed-User"] = user
         with open(path, "rb") as body:
             return requests.post(self.url + "/upload", data=body, timeout=60,
-                                 headers={"Content-Type": "application/octet-stream", **headers})
+                                 headers={"Content-Type": "application/octet-stream", **self.headers, **headers})
 
     def move(self, document: Any) -> requests.Response:
         return requests.post(self.url + "/move", data=json.dumps(document), timeout=60,
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json", **self.headers})
 
     def state(self, job_id: Any) -> requests.Response:
-        return requests.get(self.url + "/get_state", params={"job_id": job_id}, timeout=30)
+        return requests.get(self.url + "/get_state", params={"job_id": job_id}, timeout=30, headers=self.headers)
 
     def history(self, job_id: Any) -> list[dict[str, Any]]:
         """The job's history, as get_state?history=true answers it."""
-        response = requests.get(self.url + "/get_state", params={"job_id": job_id, "history": "true"}, timeout=30)
+        response = requests.get(self.url + "/get_state", params={"job_id": job_id, "history": "true"}, timeout=30,
+                                headers=self.headers)
         return response.json().get("history", [])
 
     def state_after_stop(self, job_id: int) -> dict[str, Any]:
