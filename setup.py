@@ -22,7 +22,7 @@ setup(
         "prometheus-client>=0.20",
         # OIDC bearer tokens: JWT signatures, JWKS and claim checks by a well-kept JOSE library,
         # never by hand (the crypto extra brings RS256/ES256 through cryptography).
-        "pyjwt[crypto]>=2.8",
+        "pyjwt[crypto]>=2.15",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.17", "import-linter>=2.1",

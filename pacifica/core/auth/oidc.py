@@ -20,6 +20,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS
 # How long the discovery document is trusted before it is read again (seconds).
 DISCOVERY_TTL = 3600.0
 TOKEN_LIMIT = 16 * 1024
+REFRESH_COOLDOWN = 10.0
 
 
 class OidcError(Exception):
@@ -51,7 +52,10 @@ class OidcVerifier:
                 except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
                     logger.error("OIDC discovery at %s failed: %s", url, exc)
                     raise OidcError("the identity provider could not be asked for its keys") from None
-                self._client = jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=300, timeout=self.timeout)
+                # An unknown kid fetches the JWKS again at most every REFRESH_COOLDOWN s: a flood of made-up
+                # kids cannot turn this service into a flood of requests to the issuer.
+                self._client = jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=300, timeout=self.timeout,
+                                               cooldown_duration=REFRESH_COOLDOWN)
                 self._fetched = time.monotonic()
             return self._client
 
