@@ -10,7 +10,7 @@ import datetime
 import json
 import logging
 
-from .redact import RedactingFilter
+from .redact import redact_credentials
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FIELDS = ("job_id", "cart_id", "stage", "peer", "duration")
@@ -36,9 +36,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RedactingTextFormatter(logging.Formatter):
+    """Lines for people, with the credentials of every URL taken out (tracebacks included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_credentials(super().format(record))
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    """JSON lines, with the credentials of every URL taken out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_credentials(super().format(record))
+
+
 def formatter(log_format: str) -> logging.Formatter:
-    """The formatter of ``log_format`` (``text`` or ``json``)."""
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    """The formatter of ``log_format`` (``text`` or ``json``); neither writes a URL's password."""
+    return RedactingJsonFormatter() if log_format == "json" else RedactingTextFormatter(TEXT_FORMAT)
 
 
 def configure_logging(level: int = logging.INFO, log_format: str = "text") -> None:
@@ -53,5 +67,3 @@ def use_format(log_format: str) -> None:
     """Switch every handler of the root logger to ``log_format`` (once the settings are known)."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter(log_format))
-        if not any(isinstance(item, RedactingFilter) for item in handler.filters):
-            handler.addFilter(RedactingFilter())

@@ -3,12 +3,11 @@
 ``redact_url`` drops the ``user:password@`` of a URL; ``public_text`` does that for every URL in
 a text and replaces the service's own directories (registered by the composition root with
 ``hide_paths``) by a placeholder, so that an exception recorded for a job can be answered as it
-is. The log keeps the details, less the credentials (``RedactingFilter``).
+is. The log keeps the details, less the credentials (``logs.formatter``).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,13 +50,3 @@ def public_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 40] + f" ... ({len(text) - limit + 40} characters cut)"
     return text
-
-
-class RedactingFilter(logging.Filter):
-    """Takes the credentials out of every URL a log record's message holds."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "@" in message and "://" in message:
-            record.msg, record.args = redact_credentials(message), None
-        return True
