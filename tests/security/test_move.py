@@ -28,7 +28,7 @@ def test_a_moved_file_that_is_not_what_the_document_says_stays_where_it_is(inges
     files = [item for item in wrong_size if item.get("destinationTable") == "Files"]
     files[0]["size"] += 1
     wrong_hash = move_document({"data/run1.dat": str(source)})
-    [item for item in wrong_hash if item.get("destinationTable") == "Files"][0]["hashsum"] = "0" * 40
+    next(item for item in wrong_hash if item.get("destinationTable") == "Files")["hashsum"] = "0" * 40
     for document, says in ((wrong_size, "bytes, not"), (wrong_hash, "not " + "0" * 40)):
         job_id = stack.move(document).json()["job_id"]
         final = stack.wait_complete(job_id)
