@@ -1,0 +1,134 @@
+"""Cartd at the edge: owners of carts, safe download names, control characters refused at the
+door, failed carts that say so, and the same protected mode as ingest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+
+import pytest
+import requests
+
+from pacifica.ingest.peers.archive import LocalArchive
+from tests.security.conftest import bearer
+from tests.security.test_protected_mode import remote_get
+from tests.support.procs import BIN, Proc, free_port, run, wait_for
+
+
+@pytest.fixture
+def cartd(tmp_path):
+    """Embedded cartd on the embedded ingest archive of ``tmp_path/ingest`` holding files 101, 102."""
+    archive = LocalArchive(str(tmp_path / "ingest" / "archive"))
+    files = {}
+    for file_id in (101, 102):
+        files[file_id] = os.urandom(5000 + file_id)
+        archive.put(file_id, [files[file_id]], len(files[file_id]), 1_500_000_000)
+    archive.make_durable(files)
+    (tmp_path / "cart.ini").write_text("")
+    env = {"CARTD_CONFIG": str(tmp_path / "cart.ini"), "CARTD_CPCONFIG": str(tmp_path / "none.ini"),
+           "CARTD_DATA_DIR": str(tmp_path / "cartd"), "INGEST_DATA_DIR": str(tmp_path / "ingest")}
+    started = []
+
+    def start(address: str = "127.0.0.1") -> tuple[str, Proc, dict]:
+        port = free_port()
+        server = Proc("cartd-sec", [str(BIN / "pacifica-cartd"), "-p", str(port), "-a", address],
+                      tmp_path / "cartd.log", env=env).start()
+        started.append(server)
+        server.wait_http(f"http://127.0.0.1:{port}/", 60)
+        return f"http://127.0.0.1:{port}", server, env
+
+    yield start, files
+    for server in started:
+        server.stop()
+
+
+def _request(files: dict[int, bytes], *ids: int) -> dict:
+    return {"fileids": [{"id": str(file_id), "path": f"d/{file_id}.bin", "hashtype": "sha1",
+                         "hashsum": hashlib.sha1(files.get(file_id, b"")).hexdigest()} for file_id in ids]}
+
+
+def _status(url: str, uid: str, headers: dict | None = None) -> str:
+    def settled():
+        status = requests.head(f"{url}/{uid}", headers=headers, timeout=10).headers.get("X-Pacifica-Status")
+        return status if status in ("ready", "error") else None
+
+    return wait_for(settled, 60, f"cart {uid}", interval=0.1)
+
+
+def _token(env: dict, user: str) -> str:
+    made = run([str(BIN / "pacifica-cartd-cmd"), "token", "create", "--user", user], env=env, timeout=60)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def test_download_names_are_safe_and_rfc_6266(cartd):
+    start, files = cartd
+    url, _server, _env = start()
+    assert requests.post(f"{url}/names", json=_request(files, 101), timeout=10).status_code == 201
+    assert _status(url, "names") == "ready"
+    for asked in ("..", ".", "../../etc", "a/../..", "..\\..", "\x00x", ""):
+        answer = requests.get(f"{url}/names", params={"filename": asked}, timeout=30)
+        assert answer.status_code == 200, asked
+        disposition = answer.headers["Content-Disposition"]
+        assert '".."' not in disposition and '"."' not in disposition and "/" not in disposition, disposition
+        with tarfile.open(fileobj=io.BytesIO(answer.content)) as tar:
+            names = tar.getnames()
+        assert names and all(not name.startswith(("../", "/", "./")) and ".." not in name.split("/")
+                             for name in names), (asked, names)
+    answer = requests.get(f"{url}/names", params={"filename": "Messung-µ-Ø.tar"}, timeout=30)
+    disposition = answer.headers["Content-Disposition"]
+    assert "filename*=UTF-8''Messung-%C2%B5-%C3%98.tar" in disposition, disposition
+    assert 'filename="Messung-_-_.tar"' in disposition and "=?" not in disposition
+
+
+def test_control_characters_are_refused_at_the_door_and_failed_carts_say_so(cartd):
+    start, files = cartd
+    url, server, _env = start()
+    for body in ({"fileids": [{"id": "10\x001", "path": "d/a", "hashtype": "sha1", "hashsum": ""}]},
+                 {"fileids": [{"id": "101", "path": "d/\x00a", "hashtype": "sha1", "hashsum": ""}]},
+                 {"fileids": [{"id": "101", "path": "d/a\nb", "hashtype": "sha1", "hashsum": ""}]}):
+        answer = requests.post(f"{url}/ctl", data=json.dumps(body), timeout=10)
+        assert answer.status_code == 400 and "control characters" in answer.json()["message"], answer.text
+    assert requests.post(f"{url}/a%00b", json=_request(files, 101), timeout=10).status_code == 400
+    assert requests.post(f"{url}/deep", data="[" * 100_000 + "]" * 100_000, timeout=30).status_code == 400
+    assert requests.head(f"{url}/ctl", timeout=10).status_code == 404, "a refused cart was made"
+    assert requests.post(f"{url}/broken", json=_request(files, 101, 999), timeout=10).status_code == 201
+    assert _status(url, "broken") == "error"
+    head = requests.head(f"{url}/broken", timeout=10)
+    assert "999" in head.headers["X-Pacifica-Message"]
+    got = requests.get(f"{url}/broken", timeout=10)
+    assert got.status_code == 424 and "999" in got.json()["message"], (got.status_code, got.text)
+    for text in (head.headers["X-Pacifica-Message"], got.text):
+        assert "/ingest/archive" not in text and "/cartd" not in text, text
+
+
+def test_carts_belong_to_their_makers(cartd):
+    start, files = cartd
+    url, _server, env = start()
+    alice, bob = bearer(_token(env, "alice")), bearer(_token(env, "bob"))
+    time.sleep(6)  # the server looks for tokens at most every 5 s
+    assert requests.post(f"{url}/mine", json=_request(files, 101), headers=alice, timeout=10).status_code == 201
+    assert _status(url, "mine", alice) == "ready"
+    for method in ("HEAD", "GET", "DELETE"):
+        assert requests.request(method, f"{url}/mine", headers=bob, timeout=10).status_code == 404, method
+    assert requests.post(f"{url}/mine?retry=true", headers=bob, timeout=10).status_code == 404
+    # Bob's cart of the same name is his own; Alice's is untouched.
+    assert requests.post(f"{url}/mine", json=_request(files, 102), headers=bob, timeout=10).status_code == 201
+    assert _status(url, "mine", bob) == "ready"
+    with tarfile.open(fileobj=io.BytesIO(requests.get(f"{url}/mine", headers=alice, timeout=30).content)) as tar:
+        assert any(name.endswith("d/101.bin") for name in tar.getnames())
+    assert requests.delete(f"{url}/mine", headers=alice, timeout=10).status_code == 200
+    assert requests.head(f"{url}/mine", headers=bob, timeout=10).headers["X-Pacifica-Status"] == "ready"
+
+
+def test_cartd_is_protected_like_ingest(cartd, remote):
+    start, _files = cartd
+    url, server, env = start("0.0.0.0")
+    assert "protected mode" in server.log()
+    port = url.rsplit(":", 1)[1]
+    status, body, *_ = remote_get(remote, f"http://{remote.host_address}:{port}/anything")
+    assert status == 403 and "[cartd] trusted_proxies" in json.loads(body)["message"]
