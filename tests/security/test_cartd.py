@@ -87,7 +87,7 @@ def test_download_names_are_safe_and_rfc_6266(cartd):
 
 def test_control_characters_are_refused_at_the_door_and_failed_carts_say_so(cartd):
     start, files = cartd
-    url, server, _env = start()
+    url, _server, _env = start()
     for body in ({"fileids": [{"id": "10\x001", "path": "d/a", "hashtype": "sha1", "hashsum": ""}]},
                  {"fileids": [{"id": "101", "path": "d/\x00a", "hashtype": "sha1", "hashsum": ""}]},
                  {"fileids": [{"id": "101", "path": "d/a\nb", "hashtype": "sha1", "hashsum": ""}]}):
@@ -127,7 +127,7 @@ def test_carts_belong_to_their_makers(cartd):
 
 def test_cartd_is_protected_like_ingest(cartd, remote):
     start, _files = cartd
-    url, server, env = start("0.0.0.0")
+    url, server, _env = start("0.0.0.0")
     assert "protected mode" in server.log()
     port = url.rsplit(":", 1)[1]
     status, body, *_ = remote_get(remote, f"http://{remote.host_address}:{port}/anything")
