@@ -129,7 +129,9 @@ def _paths() -> dict[str, Any]:
             "operationId": "validate", "tags": ["jobs"], "parameters": [USER],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [METADATA_DOCUMENT, {"type": "object", "properties": {
-                    "metadata": METADATA_DOCUMENT, "members": {"type": "array", "items": {"type": "string"}}}}]}}}},
+                    "metadata": METADATA_DOCUMENT, "files": {"type": "array", "items": {
+                        "type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"}},
+                        "required": ["name", "size"]}}}}]}}}},
             "responses": {"200": json_response("It would be accepted.", "Validation"),
                           "422": json_response("It would be refused: every problem.", "Validation"),
                           **errors(400, 401, 413, 503)}}},

@@ -1,0 +1,80 @@
+"""Bounded resources: a metadata.txt over the cap is refused unread, problem lists and stored
+exceptions are bounded, JSON nesting is bounded everywhere, and a hostile bundle keeps the
+server (its embedded worker included) small."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import requests
+
+from tests.support.bundles import make_bundle, transaction_metadata, write_tar
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_metadata_txt_over_the_cap_fails_unread(ingest, tmp_path):
+    stack = ingest("capped")
+    path = tmp_path / "huge.tar"
+    with tarfile.open(path, "w") as tar:  # 512 MiB of metadata.txt, written without holding it
+        info = tarfile.TarInfo("metadata.txt")
+        info.size = 512 * 1024 * 1024
+        with open("/dev/zero", "rb") as zeros:
+            tar.addfile(info, zeros)
+    before = _peak_rss_mib(stack.server.popen.pid)
+    job_id = stack.upload(path).json()["job_id"]
+    final = stack.wait_complete(job_id, 120)
+    assert (final["state"], final["task"]) == ("FAILED", "load metadata"), final
+    assert "metadata_limit" in final["exception"] and "536870912 bytes" in final["exception"]
+    peak = _peak_rss_mib(stack.server.popen.pid)
+    assert peak < 300, f"the server and its worker peaked at {peak:.0f} MiB (from {before:.0f})"
+
+
+def test_a_smaller_cap_is_a_setting(ingest, tmp_path):
+    stack = ingest("small-cap", metadata_limit="1 Kb")
+    path = tmp_path / "b.tar"
+    make_bundle(str(path), {"data/a.txt": b"a" * 10}, project="p" * 2000)
+    final = stack.wait_complete(stack.upload(path).json()["job_id"])
+    assert final["state"] == "FAILED" and "1024 byte limit" in final["exception"], final
+
+
+def test_problem_lists_and_stored_exceptions_are_bounded(ingest, tmp_path):
+    stack = ingest("many")
+    path = tmp_path / "many.tar"
+    write_tar(str(path), [(f"data/f{number}.txt", b"x") for number in range(20_000)], transaction_metadata())
+    job_id = stack.upload(path).json()["job_id"]
+    final = stack.wait_complete(job_id, 120)
+    assert final["state"] == "FAILED"
+    assert "and 19980 more" in final["exception"] and len(final["exception"]) < 64 * 1024, len(final["exception"])
+    answer = requests.get(stack.url + "/get_state", params={"job_id": job_id, "history": "true"}, timeout=10)
+    assert len(answer.content) < 256 * 1024
+    members = [{"name": f"data/f{number}.txt", "size": 1} for number in range(5000)]
+    validated = requests.post(stack.url + "/validate", timeout=30,
+                              json={"metadata": transaction_metadata(), "files": members})
+    assert validated.status_code == 422
+    body = validated.json()
+    assert len(body["problems"]) == 21 and body["problems"][-1] == "and 4980 more" and body["problem_count"] == 5000
+
+
+def test_json_nesting_is_bounded_everywhere(ingest, tmp_path):
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    stack = ingest("deep", move_roots=str(roots))
+    for endpoint in ("/validate", "/move"):
+        answer = requests.post(stack.url + endpoint, data=DEEP, timeout=30, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and "nests deeper" in answer.json()["message"], (endpoint, answer.text)
+    nested = json.dumps([{"destinationTable": "Transactions.submitter", "value": json.loads("[" * 70 + "]" * 70)}])
+    assert requests.post(stack.url + "/validate", data=nested, timeout=30).status_code == 400
+    path = tmp_path / "deep.tar"
+    write_tar(str(path), [("data/a.txt", b"a")], DEEP)
+    final = stack.wait_complete(stack.upload(path).json()["job_id"])
+    assert (final["state"], final["task"]) == ("FAILED", "load metadata") and "nests deeper" in final["exception"]
