@@ -70,7 +70,8 @@ def test_json_nesting_is_bounded_everywhere(ingest, tmp_path):
     roots.mkdir()
     stack = ingest("deep", move_roots=str(roots))
     for endpoint in ("/validate", "/move"):
-        answer = requests.post(stack.url + endpoint, data=DEEP, timeout=30, headers={"Content-Type": "application/json"})
+        answer = requests.post(stack.url + endpoint, data=DEEP, timeout=30,
+                               headers={"Content-Type": "application/json"})
         assert answer.status_code == 400 and "nests deeper" in answer.json()["message"], (endpoint, answer.text)
     nested = json.dumps([{"destinationTable": "Transactions.submitter", "value": json.loads("[" * 70 + "]" * 70)}])
     assert requests.post(stack.url + "/validate", data=nested, timeout=30).status_code == 400
