@@ -166,6 +166,12 @@ class StackRegistry:
                 archive = self.archive_for(deployment)
                 stack = make_stack(name, db, broker, root, self.peers, archive)
                 stack.peers, stack.archive = self.peers, archive
+            # /move takes sources from the tests' own temporary directories only.
+            stack.settings["ingest"]["move_roots"] = str(self.factory_root.getbasetemp())
+            # Their callback receivers listen on loopback, which only an operator's allow-list opens.
+            stack.settings["ingest"]["callback_hosts"] = "127.0.0.1"
+            stack.write_config()
+            if db is not None:
                 synced = stack.cmd("dbsync")
                 assert synced.returncode == 0, synced.stderr
             try:

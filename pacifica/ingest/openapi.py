@@ -40,8 +40,7 @@ JOB_STATE = {
 
 VALIDATION = {
     "type": "object",
-    "properties": {"valid": {"type": "boolean"}, "problems": {"type": "array", "items": {"type": "string"}},
-                   "problem_count": {"type": "integer"}},
+    "properties": {"valid": {"type": "boolean"}, "problems": {"type": "array", "items": {"type": "string"}}},
     "required": ["valid", "problems"],
 }
 

@@ -123,6 +123,8 @@ def _source_mismatch(entry: bundle.FileEntry) -> str | None:
             digest = hashlib.new(entry.hashtype)
             while block := handle.read(1 << 20):
                 digest.update(block)
+    except FileNotFoundError:
+        return None  # nothing to move: 'move files' fails as it always did, naming the file
     except OSError as exc:
         return f"{entry.source} cannot be read ({exc.strerror})"
     if digest.hexdigest() != entry.hashsum.lower():

@@ -166,7 +166,7 @@ class RestValidate:
         listed = [problem[:300] for problem in found[:LISTED]]
         if len(found) > LISTED:
             listed.append(f"and {len(found) - LISTED} more")
-        return {"valid": not found, "problems": listed, "problem_count": len(found)}
+        return {"valid": not found, "problems": listed}
 
 
 class Root:

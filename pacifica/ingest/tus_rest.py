@@ -19,7 +19,7 @@ from typing import Any
 
 import cherrypy
 
-from ..core.auth.web import current_identity
+from ..core.auth.web import current_identity, may_see
 from . import models, states
 from .httpbody import request_body
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
@@ -44,6 +44,7 @@ from .webjobs import (
     fail,
     get_authed_user,
     new_job,
+    owners_apart,
     parse_job_id,
     refuse_body,
 )
@@ -234,13 +235,14 @@ def _upload_key(upload_id: Any) -> tuple[int | str, str]:
 
 
 def _owned_upload(uploads: TusStore, upload_id: Any) -> Upload:
-    """The upload ``upload_id`` names, if its URL is whole and it is the caller's; 404 otherwise
-    (the same answer for another user's upload as for none, so that none can be probed)."""
+    """The upload ``upload_id`` names, if its URL is whole (its secret) and, once identities are
+    configured, it is the caller's; 404 otherwise (the same answer for another user's upload as for
+    none, so that none can be probed)."""
     identity = current_identity("upload")
     key, secret = _upload_key(upload_id)
     upload = uploads.get(key)
     if (upload is None or not hmac.compare_digest(upload.secret, secret)
-            or not (identity.operator or upload.user == identity.user)):
+            or not may_see(upload.user, identity, owners_apart())):
         raise refuse_body(404, f"upload {str(upload_id)[:80]} does not exist (finished, ended or expired)")
     return upload
 

@@ -84,3 +84,8 @@ def move_document(sources: dict[str, str], project: str = "1234a") -> list[dict[
         subdir, _, name = arcname.rpartition("/")
         document.append(file_object(subdir, name, data, source=source))
     return document
+
+
+def upload_job(url: str) -> int:
+    """The job id of a single tus upload from its URL (``.../uploads/<job_id>-<secret>``)."""
+    return int(url.rstrip("/").rsplit("/", 1)[1].split("-", 1)[0])

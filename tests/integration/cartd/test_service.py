@@ -93,7 +93,9 @@ def test_a_hash_mismatch_is_the_carts_error_naming_the_file(cartd, archived):
     failed = _wait_status(url, uid, {"error", "ready"})
     assert failed.headers["X-Pacifica-Status"] == "error"
     assert str(file_id) in failed.headers["X-Pacifica-Message"]
-    assert requests.get(f"{url}/{uid}", timeout=30).status_code == 202
+    # A polling client learns that the cart failed, and why (the published service said 202 for ever).
+    download = requests.get(f"{url}/{uid}", timeout=30)
+    assert download.status_code == 424 and str(file_id) in download.json()["message"], download.text
     # The Celery task fails too, with the reason (as ingest's stages do), not SUCCESS.
     failure = wait_for(lambda: [line for line in _worker_log(root).splitlines()
                                 if "stage_files" in line and "raised unexpected: CartError" in line

@@ -35,6 +35,7 @@ def test_header_from_a_trusted_proxy_and_no_fallback_user(tmp_path, policy):
         path = tmp_path / "b.tar"
         make_bundle(str(path), {"data/a.txt": b"a"})
         job_id = stack.upload(path, user="alice").json()["job_id"]
+        stack.headers = {"X-Http-Authed-User": "alice"}  # with a trusted proxy, the job is alice's alone
         assert stack.wait_complete(job_id)["state"] == "OK"
         assert users_for(policy, job_id) == ["alice"]
         refused = requests.post(stack.url + "/upload", data=path.read_bytes(), timeout=10)

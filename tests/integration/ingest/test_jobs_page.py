@@ -17,16 +17,23 @@ TUS = {"Tus-Resumable": "1.0.0"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+LOCATIONS: dict[int, str] = {}
+
+
 def _create(url: str, length: int, user: str) -> int:
     created = requests.post(url + "/uploads/", headers={**TUS, "Upload-Length": str(length),
                                                         "X-Http-Authed-User": user}, timeout=30)
     assert created.status_code == 201, created.text
-    return int(created.headers["Location"].rsplit("/", 1)[1])
+    job = created.json()["job_id"]
+    LOCATIONS[job] = created.headers["Location"]
+    return job
 
 
-def _patch(url: str, job: int, offset: int, chunk: bytes) -> None:
-    sent = requests.patch(f"{url}/uploads/{job}", data=chunk, timeout=60, headers={
-        **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+def _patch(url: str, job: int, offset: int, chunk: bytes, user: str = "carol") -> None:
+    # The upload is its creator's, at the URL it was given (the job id alone is not enough).
+    sent = requests.patch(LOCATIONS[job], data=chunk, timeout=60, headers={
+        **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+        "X-Http-Authed-User": user})
     assert sent.status_code == 204, sent.text
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bundles import file_object, make_bundle, transaction_metadata
+from tests.support.bundles import file_object, make_bundle, transaction_metadata, upload_job
 from tests.support.metrics import scrape, value
 
 JS = Path(__file__).resolve().parents[2] / "support" / "js"
@@ -49,7 +49,7 @@ def _run(client, options: dict, stdin=None, timeout: float = 300) -> list[dict]:
 
 
 def _job(records: list[dict]) -> int:
-    return int(records[-1]["url"].rstrip("/").rsplit("/", 1)[1])
+    return upload_job(records[-1]["url"])
 
 
 def _big_bundle(tmp_path, megabytes: int) -> tuple[Path, dict[str, bytes]]:

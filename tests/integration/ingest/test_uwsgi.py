@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from tests.support.bundles import make_bundle
+from tests.support.bundles import make_bundle, upload_job
 from tests.support.procs import wait_for
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -117,7 +117,7 @@ def test_the_seeds_command_on_the_embedded_defaults(tmp_path):
         # Housekeeping runs under WSGI: an idle resumable upload expires (3 s here) and its job fails.
         created = requests.post(stack.url + "/uploads/", headers={**TUS, "Upload-Length": "1000"}, timeout=30)
         url = created.headers["Location"]
-        idle = int(url.rsplit("/", 1)[1])
+        idle = upload_job(url)
         expired = stack.wait_complete_or(idle, lambda state: state["state"] == "FAILED", 30)
         assert expired["state"] == "FAILED" and "expired" in expired["exception"], expired
 
