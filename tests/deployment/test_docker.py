@@ -133,6 +133,34 @@ def test_the_image_alone_keeps_its_jobs_across_a_restart(image):
         docker("volume", "rm", "-f", volume, check=False)
 
 
+def test_the_image_is_protected_until_it_is_opened(image):
+    """The image listens on every address; a client elsewhere gets 403 until the container is
+    opened explicitly (here INGEST_ALLOW_ANONYMOUS, as for a private network)."""
+    from tests.support.netns import test_host
+
+    port, name = "18094", "pacifica-ci-protected"
+    with test_host() as remote:
+        for opened, expected in ((None, 403), ("true", 404)):
+            docker("rm", "-f", name, check=False)
+            env = ["-e", f"INGEST_ALLOW_ANONYMOUS={opened}"] if opened else []
+            docker("run", "-d", "--name", name, "--network", "host", *env, image, "pacifica-ingest", "-a", "0.0.0.0",
+                   "-p", port)
+            try:
+                _wait_http(f"http://127.0.0.1:{port}/", 90, "the container")
+                asked = remote.python(
+                    "import urllib.request, urllib.error\n"
+                    f"try: print(urllib.request.urlopen('http://{remote.host_address}:{port}/get_state?job_id=1',"
+                    " timeout=10).status)\n"
+                    "except urllib.error.HTTPError as error: print(error.code, error.read().decode())\n")
+                assert asked.stdout.split()[0] == str(expected), (opened, asked.stdout, asked.stderr)
+                if expected == 403:
+                    assert "allow_anonymous" in asked.stdout
+                    logs = docker("logs", name, check=False)
+                    assert "protected mode" in logs.stdout + logs.stderr
+            finally:
+                docker("rm", "-f", name, check=False)
+
+
 def compose(*args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([*COMPOSE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if check and result.returncode != 0:
