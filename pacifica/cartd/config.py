@@ -55,6 +55,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("cartd", "trusted_proxies", "CARTD_TRUSTED_PROXIES", "", "trusted_proxies", _networks),
     Option("cartd", "operators", "CARTD_OPERATORS", "", "operators", _names),
     Option("cartd", "allow_anonymous", "CARTD_ALLOW_ANONYMOUS", "false", "allow_anonymous", _bool),
+    # The embedded ingest's database, which tells whose jobs archived which files: with identities
+    # configured, a user's carts may hold only the files of their own jobs. Default: the SQLite
+    # database beside the embedded archive. Used only with the embedded archive.
+    Option("cartd", "ingest_database", "CARTD_INGEST_DATABASE", "", "ingest_database"),
     Option("auth", "issuer", "CARTD_AUTH_ISSUER", "", "auth_issuer"),
     Option("auth", "audience", "CARTD_AUTH_AUDIENCE", "", "auth_audience"),
     Option("auth", "user_claim", "CARTD_AUTH_USER_CLAIM", "preferred_username", "auth_user_claim"),
@@ -95,6 +99,7 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     operators: tuple[str, ...]
     allow_anonymous: bool
+    ingest_database: str
     auth_issuer: str
     auth_audience: str
     auth_user_claim: str
@@ -111,6 +116,11 @@ class Settings:
 
 def _embedded(settings_value: str) -> bool:
     return settings_value.strip().rstrip("/") == EMBEDDED
+
+
+def archive_embedded(settings: Settings) -> bool:
+    """True when carts are made from the embedded ingest's own archive."""
+    return _embedded(settings.archive_url)
 
 
 def broker_embedded(settings: Settings) -> bool:
@@ -138,6 +148,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     if not values["embedded_archive"]:
         ingest_data = environ.get("INGEST_DATA_DIR") or INGEST_DATA_DIR
         values["embedded_archive"] = os.path.join(os.path.abspath(os.path.expanduser(ingest_data)), "archive")
+    if not values["ingest_database"]:
+        values["ingest_database"] = "sqliteext:///" + os.path.join(os.path.dirname(values["embedded_archive"]),
+                                                                   "ingest.sqlite3")
     return Settings(**values)
 
 

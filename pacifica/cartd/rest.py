@@ -24,11 +24,13 @@ from ..core.auth.web import current_identity
 from ..core.database import release
 from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
-from ..core.redact import public_text
+from ..core.redact import public_text, summarise
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
 from .carts import CartStore
 from .celery_app import CART_APP
+from .config import archive_embedded
+from .file_access import FileAccessUnknown, IngestFileOwners
 from .metrics import SERVED_BYTES
 from .models import DB, Cart, CartTasks, File
 from .openapi import openapi
@@ -269,7 +271,8 @@ class CartRoot:
             raise cherrypy.HTTPError(400, str(exc)) from None
         problems = file_problems(data)
         if problems:
-            raise cherrypy.HTTPError(400, "; ".join(problems))
+            raise cherrypy.HTTPError(400, summarise(problems))
+        _check_access(identity, [str(item["id"]) for item in data["fileids"]])
         bundle = data.get("bundle", _runtime().settings.bundle_task)
         with Cart.atomic():
             # 'staging' at once, as the published service: its downloader stops waiting on any
@@ -289,6 +292,22 @@ class CartRoot:
         if message is False:
             raise cherrypy.HTTPError(404, "Not Found")
         return bytes_type(json.dumps({"message": str(message)}))
+
+
+def _check_access(identity: Identity, file_ids: list[str]) -> None:
+    """404 unless ``identity`` may read every file asked for (embedded stack: the files of their own
+    jobs; operators and unconfigured services: any). The answer does not tell a file of someone
+    else's from a file that does not exist."""
+    settings = _runtime().settings
+    if _owner(identity) is None or not archive_embedded(settings):
+        return
+    try:
+        readable = IngestFileOwners(settings.ingest_database).readable(identity.user, file_ids)
+    except FileAccessUnknown:
+        raise cherrypy.HTTPError(503, "cannot tell which files you may read now; try again shortly") from None
+    missing = [file_id for file_id in file_ids if file_id not in readable]
+    if missing:
+        raise cherrypy.HTTPError(404, "no such files of yours in the archive: " + summarise(missing, ", "))
 
 
 def _retry(uid: str, owner: str | None) -> bytes:

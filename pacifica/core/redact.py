@@ -50,3 +50,13 @@ def public_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 40] + f" ... ({len(text) - limit + 40} characters cut)"
     return text
+
+
+# Problem lists name this many, then how many more: a hostile request can have 200,000 problems.
+LISTED = 20
+
+
+def summarise(problems: list[str], separator: str = "; ") -> str:
+    """The first ``LISTED`` problems, each clipped to 300 characters, and ``and N more``."""
+    shown = separator.join(str(problem)[:300] for problem in problems[:LISTED])
+    return shown + (f"{separator}and {len(problems) - LISTED} more" if len(problems) > LISTED else "")

@@ -15,6 +15,7 @@ import tarfile
 from typing import Any
 
 from ..core import jsonbody
+from ..core.redact import summarise
 from .errors import MetadataError
 
 FILES_TABLE = "Files"
@@ -54,16 +55,6 @@ def clip(path: str) -> str:
     if parts and parts[0] == "data":
         parts = parts[1:]
     return "/".join(parts)
-
-
-# Problem lists name this many, then how many more: a hostile bundle can have 200,000 problems.
-LISTED = 20
-
-
-def summarise(problems: list[str], separator: str = "; ") -> str:
-    """The first ``LISTED`` problems, each clipped, and ``and N more``."""
-    shown = separator.join(str(problem)[:300] for problem in problems[:LISTED])
-    return shown + (f"{separator}and {len(problems) - LISTED} more" if len(problems) > LISTED else "")
 
 
 def parse_document(raw: bytes | str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
+from ..core.redact import summarise
 from . import bundle, tarhash
 from .errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from .metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
@@ -99,11 +100,11 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
     outside = [entry.source for entry in entries if not _under(entry.source, roots)]
     if outside:
         raise MetadataError("sources outside the allowed move roots ([ingest] move_roots): "
-                            + bundle.summarise(outside, ", "))
+                            + summarise(outside, ", "))
     wrong = [problem for entry in entries if (problem := _source_mismatch(entry))]
     if wrong:
         raise MetadataError("moved files that are not what the document says (each left where it is): "
-                            + bundle.summarise(wrong, ", "))
+                            + summarise(wrong, ", "))
     return _record(job_id, document, entries, identity, spool, uniqueid, "move")
 
 

@@ -18,9 +18,9 @@ from ..core import web
 from ..core.database import release as release_connection
 from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
+from ..core.redact import LISTED
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import models, validate
-from .bundle import LISTED
 from .errors import PeerError, UploadError
 from .httpbody import request_body
 from .jobs_page import JobsPage

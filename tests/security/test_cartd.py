@@ -106,25 +106,6 @@ def test_control_characters_are_refused_at_the_door_and_failed_carts_say_so(cart
         assert "/ingest/archive" not in text and "/cartd" not in text, text
 
 
-def test_carts_belong_to_their_makers(cartd):
-    start, files = cartd
-    url, _server, env = start()
-    alice, bob = bearer(_token(env, "alice")), bearer(_token(env, "bob"))
-    time.sleep(6)  # the server looks for tokens at most every 5 s
-    assert requests.post(f"{url}/mine", json=_request(files, 101), headers=alice, timeout=10).status_code == 201
-    assert _status(url, "mine", alice) == "ready"
-    for method in ("HEAD", "GET", "DELETE"):
-        assert requests.request(method, f"{url}/mine", headers=bob, timeout=10).status_code == 404, method
-    assert requests.post(f"{url}/mine?retry=true", headers=bob, timeout=10).status_code == 404
-    # Bob's cart of the same name is his own; Alice's is untouched.
-    assert requests.post(f"{url}/mine", json=_request(files, 102), headers=bob, timeout=10).status_code == 201
-    assert _status(url, "mine", bob) == "ready"
-    with tarfile.open(fileobj=io.BytesIO(requests.get(f"{url}/mine", headers=alice, timeout=30).content)) as tar:
-        assert any(name.endswith("d/101.bin") for name in tar.getnames())
-    assert requests.delete(f"{url}/mine", headers=alice, timeout=10).status_code == 200
-    assert requests.head(f"{url}/mine", headers=bob, timeout=10).headers["X-Pacifica-Status"] == "ready"
-
-
 def test_cartd_is_protected_like_ingest(cartd, remote):
     start, _files = cartd
     url, server, _env = start("0.0.0.0")
@@ -132,3 +113,62 @@ def test_cartd_is_protected_like_ingest(cartd, remote):
     port = url.rsplit(":", 1)[1]
     status, body, *_ = remote_get(remote, f"http://{remote.host_address}:{port}/anything")
     assert status == 403 and "[cartd] trusted_proxies" in json.loads(body)["message"]
+
+
+def _owned_files(stack, tmp_path, user: str, data: bytes) -> dict:
+    """A cart request for the file of a job ``user`` ingests into the embedded stack."""
+    from tests.security.conftest import make_token
+    from tests.support.bundles import make_bundle
+
+    headers = bearer(make_token(stack, user))
+    time.sleep(6)  # the server looks for tokens at most every 5 s
+    bundle = tmp_path / f"{user}.tar"
+    make_bundle(str(bundle), {f"data/{user}.txt": data})
+    job_id = requests.post(stack.url + "/upload", data=bundle.read_bytes(), headers=headers,
+                           timeout=30).json()["job_id"]
+    stack.headers = headers
+    assert stack.wait_complete(job_id)["state"] == "OK"
+    [archived] = stack.files(job_id)
+    return {"fileids": [{"id": str(archived["_id"]), "path": f"{user}.txt", "hashtype": "sha1",
+                         "hashsum": hashlib.sha1(data).hexdigest()}]}
+
+
+def test_carts_belong_to_their_makers_and_hold_only_their_own_files(tmp_path, ingest):
+    """With identities configured, a cart is its maker's, and holds the files of the user's own
+    ingest jobs only (the embedded stack: cartd reads the embedded ingest's records)."""
+    stack = ingest("owned")
+    alices, bobs = (_owned_files(stack, tmp_path, "alice", b"alice's measurement\n"),
+                    _owned_files(stack, tmp_path, "bob", b"bob's measurement\n"))
+    (tmp_path / "none.ini").write_text("")
+    env = {"CARTD_CONFIG": str(tmp_path / "none.ini"), "CARTD_CPCONFIG": str(tmp_path / "none.ini"),
+           "CARTD_DATA_DIR": str(tmp_path / "cartd-owned"), "INGEST_DATA_DIR": str(stack.data_dir)}
+    alice, bob = bearer(_token(env, "alice")), bearer(_token(env, "bob"))
+    port = free_port()
+    server = Proc("cartd-owned", [str(BIN / "pacifica-cartd"), "-p", str(port)], tmp_path / "cartd-owned.log",
+                  env=env).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_http(url + "/", 60)
+        time.sleep(6)
+        refused = requests.post(f"{url}/theirs", json=alices, headers=bob, timeout=10)
+        assert refused.status_code == 404 and alices["fileids"][0]["id"] in refused.json()["message"], refused.text
+        unknown = {"fileids": [dict(alices["fileids"][0], id="999999")]}
+        assert requests.post(f"{url}/nothing", json=unknown, headers=alice, timeout=10).status_code == 404
+        assert requests.post(f"{url}/mine", json=alices, headers=alice, timeout=10).status_code == 201
+        assert _status(url, "mine", alice) == "ready"
+        for method in ("HEAD", "GET", "DELETE"):
+            assert requests.request(method, f"{url}/mine", headers=bob, timeout=10).status_code == 404, method
+        assert requests.post(f"{url}/mine?retry=true", headers=bob, timeout=10).status_code == 404
+        # Bob's cart of the same name is his own, of his own file; Alice's is untouched.
+        assert requests.post(f"{url}/mine", json=bobs, headers=bob, timeout=10).status_code == 201
+        assert _status(url, "mine", bob) == "ready"
+        for headers, name, data in ((alice, "alice.txt", b"alice's measurement\n"),
+                                    (bob, "bob.txt", b"bob's measurement\n")):
+            body = requests.get(f"{url}/mine", headers=headers, timeout=30).content
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                member = next(item for item in tar.getnames() if item.endswith(name))
+                assert tar.extractfile(member).read() == data
+        assert requests.delete(f"{url}/mine", headers=alice, timeout=10).status_code == 200
+        assert requests.head(f"{url}/mine", headers=bob, timeout=10).headers["X-Pacifica-Status"] == "ready"
+    finally:
+        server.stop()
