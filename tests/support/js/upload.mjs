@@ -11,7 +11,7 @@ const say = (record) => process.stdout.write(JSON.stringify(record) + '\n')
 const input = options.file === '-' ? process.stdin : fs.createReadStream(options.file)
 const upload = new tus.Upload(input, {
   endpoint: options.endpoint,
-  headers: { 'X-Http-Authed-User': options.user || 'dmlb2001' },
+  headers: { 'X-Http-Authed-User': options.user || 'dmlb2001', ...(options.headers || {}) },
   chunkSize: options.chunkSize || Infinity,
   parallelUploads: options.parallel || 1,
   uploadLengthDeferred: Boolean(options.deferred),
