@@ -172,3 +172,27 @@ def test_carts_belong_to_their_makers_and_hold_only_their_own_files(tmp_path, in
         assert requests.head(f"{url}/mine", headers=bob, timeout=10).headers["X-Pacifica-Status"] == "ready"
     finally:
         server.stop()
+
+
+def test_cartd_takes_oidc_tokens_too(tmp_path):
+    from tests.support.oidc_issuer import Issuer
+
+    issuer = Issuer()
+    issuer.add_key("k1", "ES256")
+    (tmp_path / "none.ini").write_text("")
+    env = {"CARTD_CONFIG": str(tmp_path / "none.ini"), "CARTD_CPCONFIG": str(tmp_path / "none.ini"),
+           "CARTD_DATA_DIR": str(tmp_path / "cartd"), "INGEST_DATA_DIR": str(tmp_path / "ingest"),
+           "CARTD_AUTH_ISSUER": issuer.url, "CARTD_AUTH_AUDIENCE": "cartd"}
+    port = free_port()
+    server = Proc("cartd-oidc", [str(BIN / "pacifica-cartd"), "-p", str(port)], tmp_path / "cartd.log", env=env).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        server.wait_http(url + "/", 60)
+        good = requests.head(f"{url}/nothing", headers=bearer(issuer.token("k1", audience="cartd")), timeout=10)
+        assert good.status_code == 404
+        for token in (issuer.token("k1", audience="ingest"), issuer.token("k1", audience="cartd", lifetime=-100)):
+            refused = requests.head(f"{url}/nothing", headers=bearer(token), timeout=10)
+            assert refused.status_code == 401 and "invalid_token" in refused.headers["WWW-Authenticate"]
+    finally:
+        server.stop()
+        issuer.close()
