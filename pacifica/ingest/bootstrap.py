@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 
-from ..core.auth.identity import Authenticator, AuthSettings
+from ..core.auth.identity import Authenticator
+from ..core.auth.identity import build_authenticator as authenticator_from
 from ..core.auth.tokens import TokenStore
 from ..core.database import bind, connect_blocking
-from ..core.errors import ConfigError
 from ..core.logs import use_format
 from ..core.metrics import use_directory
 from ..core.redact import hide_paths
@@ -55,16 +55,8 @@ INGEST_APP.provide(configure)
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
-    """Who may do what: the identity settings and the token table of this database."""
-    if settings.auth_issuer and not settings.auth_audience:
-        raise ConfigError("[auth] issuer is set but audience is not (INGEST_AUTH_AUDIENCE): a token for any "
-                          "client of the identity provider would be accepted")
-    return Authenticator(AuthSettings(
-        auth_header=settings.auth_header, default_user=settings.default_user,
-        trusted_proxies=settings.trusted_proxies, operators=settings.operators,
-        allow_anonymous=settings.allow_anonymous, issuer=settings.auth_issuer,
-        audience=settings.auth_audience, user_claim=settings.auth_user_claim,
-        section="ingest", token_command="pacifica-ingest-cmd token create"), TokenStore(IngestToken))
+    """Who may do what: the identity settings and the token table of this service's database."""
+    return authenticator_from(settings, "ingest", "pacifica-ingest-cmd", TokenStore(IngestToken))
 
 
 def runtime() -> Runtime:

@@ -15,7 +15,9 @@ import dataclasses
 import ipaddress
 import logging
 from collections.abc import Mapping
+from typing import Any
 
+from ..errors import ConfigError
 from .oidc import OidcError, OidcVerifier
 from .tokens import PREFIX, SCOPES, TokenStore
 
@@ -207,3 +209,19 @@ class Authenticator:
 
     def _identity(self, user: str, scopes: frozenset[str], source: str) -> Identity:
         return Identity(user, scopes, source, operator=user in self.settings.operators)
+
+
+def build_authenticator(settings: Any, section: str, command: str, tokens: TokenStore) -> Authenticator:
+    """The authenticator of a service from its typed settings (fields ``auth_header``,
+    ``default_user``, ``trusted_proxies``, ``operators``, ``allow_anonymous``, ``auth_issuer``,
+    ``auth_audience``, ``auth_user_claim``); ``section`` and ``command`` name its settings and its
+    admin command in messages."""
+    if settings.auth_issuer and not settings.auth_audience:
+        raise ConfigError(f"[auth] issuer is set but audience is not ({section.upper()}_AUTH_AUDIENCE): a token "
+                          "for any client of the identity provider would be accepted")
+    return Authenticator(AuthSettings(
+        auth_header=settings.auth_header, default_user=settings.default_user,
+        trusted_proxies=settings.trusted_proxies, operators=settings.operators,
+        allow_anonymous=settings.allow_anonymous, issuer=settings.auth_issuer,
+        audience=settings.auth_audience, user_claim=settings.auth_user_claim,
+        section=section, token_command=f"{command} token create"), tokens)
