@@ -262,11 +262,12 @@ class CartRoot:
                                           "characters without / or \\ or control characters")
         if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
             return _retry(str(uid), _owner(identity))
-        raw = cherrypy.request.rfile.read(BODY_LIMIT + 1)
-        if len(raw) > BODY_LIMIT:
-            raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes")
+        declared = cherrypy.request.headers.get("Content-Length")
         try:
-            data = jsonbody.loads(raw)
+            data = jsonbody.loads(jsonbody.read_limited(cherrypy.request.rfile, BODY_LIMIT,
+                                                        int(declared) if declared and declared.isdigit() else None))
+        except jsonbody.TooLarge:
+            raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes") from None
         except jsonbody.JsonRefused as exc:
             raise cherrypy.HTTPError(400, str(exc)) from None
         problems = file_problems(data)

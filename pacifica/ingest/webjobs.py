@@ -219,10 +219,12 @@ def enqueue(ctx: JobMessage) -> dict[str, Any]:
 
 def json_body(limit: int, what: str) -> Any:
     """The request body decoded as JSON; 413 above ``limit`` bytes, 400 if it is not JSON."""
-    raw = cherrypy.request.rfile.read(limit + 1)
-    if len(raw) > limit:
-        raise refuse_body(413, f"{what} larger than {limit} bytes")
+    declared = cherrypy.request.headers.get("Content-Length")
     try:
-        return jsonbody.loads(raw)
+        # The buffer is handed over whole: loads() empties it once decoded, before building objects.
+        return jsonbody.loads(jsonbody.read_limited(cherrypy.request.rfile, limit,
+                                                    int(declared) if declared and declared.isdigit() else None))
+    except jsonbody.TooLarge:
+        raise refuse_body(413, f"{what} larger than {limit} bytes") from None
     except jsonbody.JsonRefused as exc:
         raise cherrypy.HTTPError(400, str(exc)) from None
