@@ -4,6 +4,7 @@ server (its embedded worker included) small."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
@@ -79,3 +80,31 @@ def test_json_nesting_is_bounded_everywhere(ingest, tmp_path):
     write_tar(str(path), [("data/a.txt", b"a")], DEEP)
     final = stack.wait_complete(stack.upload(path).json()["job_id"])
     assert (final["state"], final["task"]) == ("FAILED", "load metadata") and "nests deeper" in final["exception"]
+
+
+def test_a_large_json_body_and_a_bundle_of_200000_members_stay_bounded(ingest, tmp_path):
+    """A 30 MB /validate body costs the server less than 5 times its size at its peak (Python
+    objects cost about 4 times their JSON), and a bundle of 200,000 undescribed members fails
+    with a bounded exception while the server and its embedded worker stay under 300 MiB."""
+    stack = ingest("big")
+    pid = stack.server.popen.pid
+    items = [{"destinationTable": "Files", "name": f"f{number}.dat", "subdir": "data/x", "size": 1,
+              "hashtype": "sha1", "hashsum": f"{number:040x}", "mimetype": "text/plain"} for number in range(160_000)]
+    body = json.dumps(items).encode()
+    before = _peak_rss_mib(pid)
+    answer = requests.post(stack.url + "/validate", data=body, timeout=300)
+    assert answer.status_code == 422
+    grown = _peak_rss_mib(pid) - before
+    assert grown < 5 * len(body) / 2**20, f"{grown:.0f} MiB for a {len(body) / 2**20:.0f} MiB body"
+    path = tmp_path / "members.tar"
+    with tarfile.open(path, "w") as tar:
+        for number in range(200_000):
+            tar.addfile(tarfile.TarInfo(f"data/m{number}"))  # empty members: a small tar of many headers
+        metadata = json.dumps(transaction_metadata()).encode()
+        info = tarfile.TarInfo("metadata.txt")
+        info.size = len(metadata)
+        tar.addfile(info, io.BytesIO(metadata))
+    final = stack.wait_complete(stack.upload(path).json()["job_id"], 300)
+    assert final["state"] == "FAILED" and "and 199980 more" in final["exception"], final["exception"][-200:]
+    assert len(final["exception"]) < 64 * 1024
+    assert _peak_rss_mib(pid) < 300, f"the server peaked at {_peak_rss_mib(pid):.0f} MiB"
