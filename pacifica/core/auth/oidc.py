@@ -40,10 +40,15 @@ class OidcVerifier:
         self._lock = threading.Lock()
         self._client: jwt.PyJWKClient | None = None
         self._fetched = 0.0
+        self._failed = -REFRESH_COOLDOWN
 
     def _jwks(self) -> jwt.PyJWKClient:
         with self._lock:
-            if self._client is None or time.monotonic() - self._fetched > DISCOVERY_TTL:
+            now = time.monotonic()
+            stale = self._client is None or now - self._fetched > DISCOVERY_TTL
+            # A failed discovery is not tried again for REFRESH_COOLDOWN s: while the issuer is down,
+            # each bearer token must not hold a thread (and this lock) for a whole timeout.
+            if stale and now - self._failed >= REFRESH_COOLDOWN:
                 url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
                 try:
                     answer = requests.get(url, timeout=self.timeout, allow_redirects=False)
@@ -51,12 +56,15 @@ class OidcVerifier:
                     jwks_uri = answer.json()["jwks_uri"]
                 except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
                     logger.error("OIDC discovery at %s failed: %s", url, exc)
-                    raise OidcError("the identity provider could not be asked for its keys") from None
-                # An unknown kid fetches the JWKS again at most every REFRESH_COOLDOWN s: a flood of made-up
-                # kids cannot turn this service into a flood of requests to the issuer.
-                self._client = jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=300, timeout=self.timeout,
-                                               cooldown_duration=REFRESH_COOLDOWN)
-                self._fetched = time.monotonic()
+                    self._failed = time.monotonic()
+                else:
+                    # An unknown kid fetches the JWKS again at most every REFRESH_COOLDOWN s: a flood of
+                    # made-up kids cannot turn this service into a flood of requests to the issuer.
+                    self._client = jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=300, timeout=self.timeout,
+                                                   cooldown_duration=REFRESH_COOLDOWN)
+                    self._fetched = time.monotonic()
+            if self._client is None:  # an old client, if any, serves on while discovery fails
+                raise OidcError("the identity provider could not be asked for its keys")
             return self._client
 
     def verify(self, token: str) -> str:
