@@ -23,6 +23,9 @@ setup(
         # OIDC bearer tokens: JWT signatures, JWKS and claim checks by a well-kept JOSE library,
         # never by hand (the crypto extra brings RS256/ES256 through cryptography).
         "pyjwt[crypto]>=2.15",
+        # Large JSON bodies (/validate, /move) checked and read item by item by a streaming C
+        # parser (yajl, bundled in the wheel) instead of being built whole: json cannot stream.
+        "ijson>=3.3",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.17", "import-linter>=2.1",

@@ -9,6 +9,7 @@ is. The log keeps the details, less the credentials (``logs.formatter``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s?#]*)@")
@@ -56,7 +57,43 @@ def public_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
 LISTED = 20
 
 
-def summarise(problems: list[str], separator: str = "; ") -> str:
+class Problems:
+    """Problems as they are found: the first ``LISTED`` kept, every one counted, so that a
+    document with a problem in each of its 300,000 objects costs a counter, not a list."""
+
+    def __init__(self, problems: Iterable[str] = ()) -> None:
+        self.kept: list[str] = []
+        self.count = 0
+        self.extend(problems)
+
+    def add(self, problem: str) -> None:
+        """Count ``problem``, keeping it if it is among the first ``LISTED``."""
+        self.count += 1
+        if len(self.kept) < LISTED:
+            self.kept.append(str(problem)[:300])
+
+    def extend(self, problems: Iterable[str]) -> None:
+        """``add`` each of ``problems`` (another ``Problems`` brings its count along)."""
+        if isinstance(problems, Problems):
+            self.kept.extend(problems.kept[: LISTED - len(self.kept)])
+            self.count += problems.count
+            return
+        for problem in problems:
+            self.add(problem)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def listed(self) -> list[str]:
+        """The problems kept, and ``and N more`` when there were more."""
+        more = self.count - len(self.kept)
+        return self.kept + ([f"and {more} more"] if more else [])
+
+
+def summarise(problems: Sequence[str] | Problems, separator: str = "; ") -> str:
     """The first ``LISTED`` problems, each clipped to 300 characters, and ``and N more``."""
-    shown = separator.join(str(problem)[:300] for problem in problems[:LISTED])
-    return shown + (f"{separator}and {len(problems) - LISTED} more" if len(problems) > LISTED else "")
+    if not isinstance(problems, Problems):
+        counted = Problems(problems[:LISTED])
+        counted.count = len(problems)
+        problems = counted
+    return separator.join(problems.listed())

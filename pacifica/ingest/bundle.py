@@ -12,10 +12,11 @@ import dataclasses
 import hashlib
 import posixpath
 import tarfile
+from collections.abc import Iterable
 from typing import Any
 
 from ..core import jsonbody
-from ..core.redact import summarise
+from ..core.redact import Problems, summarise
 from .errors import MetadataError
 
 FILES_TABLE = "Files"
@@ -23,9 +24,10 @@ TRANSACTION_ID = "Transactions._id"
 REQUIRED_TRANSACTION_FIELDS = ("Transactions.submitter", "Transactions.project", "Transactions.instrument")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class FileEntry:
-    """One Files object of a document, with what the pipeline needs to archive it."""
+    """One Files object of a document, with what the pipeline needs to archive it (slotted: a
+    bundle can describe hundreds of thousands)."""
 
     index: int
     name: str
@@ -46,7 +48,7 @@ class FileEntry:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the entry as JSON-serialisable data (for the job's sidecar)."""
-        return dict(vars(self))
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def clip(path: str) -> str:
@@ -89,40 +91,44 @@ def file_entries(document: list[dict[str, Any]], *, move: bool = False) -> list[
     return entries
 
 
-def checked_entries(document: list[dict[str, Any]], *, move: bool = False) -> tuple[list[FileEntry], list[str]]:
+def checked_entries(document: Iterable[Any], *, move: bool = False) -> tuple[list[FileEntry], list[str]]:
     """Return the complete Files objects of ``document`` and a problem for each incomplete one."""
     entries, problems = [], []
     for index, item in enumerate(document):
-        if item.get("destinationTable") != FILES_TABLE:
-            continue
-        label = f"Files object {index} ({item.get('subdir', '?')}/{item.get('name', '?')})"
-        missing = [key for key in ("name", "subdir", "hashtype", "hashsum") if not isinstance(item.get(key), str)]
-        if move and not isinstance(item.get("source"), str):
-            missing.append("source")
-        if missing:
-            problems.append(f"{label}: missing or non-string {', '.join(missing)}")
-            continue
-        size = item.get("size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            problems.append(f"{label}: size must be a non-negative integer, got {size!r}")
-            continue
-        if item["hashtype"].lower() not in hashlib.algorithms_available:
-            problems.append(f"{label}: hashtype {item['hashtype']!r} is not a known hash algorithm")
-            continue
-        name = item["name"]
-        if not name or "/" in name or name in (".", ".."):
-            problems.append(f"{label}: name must be a plain file name")
-            continue
-        if ".." in clip(item["subdir"]).split("/"):
-            problems.append(f"{label}: subdir must not contain '..'")
-            continue
-        entries.append(FileEntry(
-            index=index, name=name, subdir=item["subdir"], size=size,
-            hashtype=item["hashtype"].lower(),
-            hashsum=normalise_hashsum(item["hashtype"], item["hashsum"]),
-            source=item.get("source"),
-        ))
+        if isinstance(item, dict) and item.get("destinationTable") == FILES_TABLE:
+            entry, problem = checked_entry(index, item, move=move)
+            if entry is not None:
+                entries.append(entry)
+            else:
+                problems.append(problem)
     return entries, problems
+
+
+def checked_entry(index: int, item: dict[str, Any], *, move: bool = False) -> tuple[FileEntry | None, str]:
+    """The ``FileEntry`` of the Files object ``item`` (at ``index``) and no problem, or None and
+    what makes it incomplete."""
+    label = f"Files object {index} ({item.get('subdir', '?')}/{item.get('name', '?')})"
+    missing = [key for key in ("name", "subdir", "hashtype", "hashsum") if not isinstance(item.get(key), str)]
+    if move and not isinstance(item.get("source"), str):
+        missing.append("source")
+    if missing:
+        return None, f"{label}: missing or non-string {', '.join(missing)}"
+    size = item.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        return None, f"{label}: size must be a non-negative integer, got {size!r}"
+    if item["hashtype"].lower() not in hashlib.algorithms_available:
+        return None, f"{label}: hashtype {item['hashtype']!r} is not a known hash algorithm"
+    name = item["name"]
+    if not name or "/" in name or name in (".", ".."):
+        return None, f"{label}: name must be a plain file name"
+    if ".." in clip(item["subdir"]).split("/"):
+        return None, f"{label}: subdir must not contain '..'"
+    return FileEntry(
+        index=index, name=name, subdir=item["subdir"], size=size,
+        hashtype=item["hashtype"].lower(),
+        hashsum=normalise_hashsum(item["hashtype"], item["hashsum"]),
+        source=item.get("source"),
+    ), ""
 
 
 def member_name(name: str) -> str:
@@ -205,30 +211,71 @@ def for_peers(document: list[dict[str, Any]], job_id: int) -> list[dict[str, Any
     Files objects keep their ``_id`` and lose the ``data/`` prefix of ``subdir``; the
     transaction id (the job id) is appended as ``{"destinationTable": "Transactions._id"}``.
     """
-    result = _copied(document)
-    for item in result:
-        if item.get("destinationTable") == FILES_TABLE and isinstance(item.get("subdir"), str):
-            item["subdir"] = clip(item["subdir"])
-    result.append({"destinationTable": TRANSACTION_ID, "value": int(job_id)})
-    return result
+    return [peer_item(item) for item in document] + [{"destinationTable": TRANSACTION_ID, "value": int(job_id)}]
 
 
-def structure_problems(document: Any) -> list[str]:
+def peer_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one object of a document as the peers receive it (see ``for_peers``)."""
+    item = dict(item)
+    if item.get("destinationTable") == FILES_TABLE and isinstance(item.get("subdir"), str):
+        item["subdir"] = clip(item["subdir"])
+    return item
+
+
+def structure_problems(document: Any) -> Problems:
     """Return every structural problem of a metadata document (empty when it is well formed).
 
     A document is a list of objects, names its submitter, project and instrument with a
     non-empty value, and has complete Files objects.
     """
     if not isinstance(document, list):
-        return ["metadata must be a JSON list of objects"]
-    problems = [f"metadata item {index} is not an object" for index, item in enumerate(document)
-                if not isinstance(item, dict)]
-    items = [item for item in document if isinstance(item, dict)]
-    for field in REQUIRED_TRANSACTION_FIELDS:
-        values = [item.get("value") for item in items if item.get("destinationTable") == field]
-        if not values:
-            problems.append(f"{field} is missing")
-        elif any(value in (None, "") for value in values):
-            problems.append(f"{field} has no value")
-    problems.extend(checked_entries(items)[1])
-    return problems
+        return Problems(["metadata must be a JSON list of objects"])
+    check = StructureCheck()
+    for index, item in enumerate(document):
+        check.add(index, item)
+    return check.problems()
+
+
+class StructureCheck:
+    """The checks of ``structure_problems``, fed one object at a time (``add``), so that a document
+    read item by item is checked without being held; ``problems()`` once every object is in.
+
+    With ``keep_entries``, the complete Files objects are kept in ``entries`` (to match them
+    against a member list)."""
+
+    def __init__(self, *, keep_entries: bool = False) -> None:
+        self.keep_entries = keep_entries
+        self.entries: list[FileEntry] = []
+        self.not_objects = Problems()
+        self.incomplete = Problems()
+        self.given: set[str] = set()
+        self.empty: set[str] = set()
+
+    def add(self, index: int, item: Any) -> None:
+        """Check the object at ``index`` of the document."""
+        if not isinstance(item, dict):
+            self.not_objects.add(f"metadata item {index} is not an object")
+            return
+        table = item.get("destinationTable")
+        if table in REQUIRED_TRANSACTION_FIELDS:
+            self.given.add(table)
+            if item.get("value") in (None, ""):
+                self.empty.add(table)
+        elif table == FILES_TABLE:
+            entry, problem = checked_entry(index, item)
+            if entry is None:
+                self.incomplete.add(problem)
+            elif self.keep_entries:
+                self.entries.append(entry)
+
+    def problems(self) -> Problems:
+        """Every problem found: objects that are not objects, missing or empty transaction
+        fields, incomplete Files objects."""
+        found = Problems(self.not_objects)
+        for field in REQUIRED_TRANSACTION_FIELDS:
+            if field not in self.given:
+                found.add(f"{field} is missing")
+            elif field in self.empty:
+                found.add(f"{field} has no value")
+        found.extend(self.incomplete)
+        return found

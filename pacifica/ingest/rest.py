@@ -18,7 +18,6 @@ from ..core import web
 from ..core.database import release as release_connection
 from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
-from ..core.redact import LISTED
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import models, validate
 from .errors import PeerError, UploadError
@@ -41,10 +40,10 @@ from .webjobs import (  # noqa: F401 - get_remote_user and get_authed_user are p
     flag,
     get_authed_user,
     get_remote_user,
-    json_body,
     new_job,
     parse_job_id,
     refuse_body,
+    spooled_json,
     visible_job,
 )
 
@@ -133,9 +132,10 @@ class RestMove:
                                    "must name the directories it may take them from ([ingest] move_roots, "
                                    "INGEST_MOVE_ROOTS)")
         callback = callback_url(kwargs, body_unread=True)
-        document = json_body(MOVE_DOCUMENT_LIMIT, "move document")
-        job_id = new_job(callback, authed_user)
-        path = rt.spool.write_move(job_id, document)
+        document, _shape = spooled_json(MOVE_DOCUMENT_LIMIT, "move document", rt.spool.volume_path)
+        with document:
+            job_id = new_job(callback, authed_user)
+            path = rt.spool.write_move(job_id, document)
         RECEIVED_BUNDLES.labels("move").inc()
         return enqueue(make_context(job_id, path, authed_user, move=True))
 
@@ -155,18 +155,17 @@ class RestValidate:
     def POST(*_args: Any, authed_user: str, **_kwargs: Any) -> dict[str, Any]:
         """Check a metadata document (and optionally the member list) for the user; 200 when
         it would be accepted, 422 listing every problem otherwise."""
-        body = json_body(VALIDATE_DOCUMENT_LIMIT, "metadata document")
-        try:
-            found = validate.problems(body, authed_user, current_runtime().peers.policy)
-        except PeerError as exc:
-            raise cherrypy.HTTPError(503, f"the policy service could not be asked: {exc}") from None
+        rt = current_runtime()
+        body, shape = spooled_json(VALIDATE_DOCUMENT_LIMIT, "metadata document", rt.spool.volume_path)
+        with body:
+            try:
+                found = validate.problems(body, shape, authed_user, rt.peers.policy)
+            except PeerError as exc:
+                raise cherrypy.HTTPError(503, f"the policy service could not be asked: {exc}") from None
         if found:
             cherrypy.response.status = 422
         # The first problems and how many more: a document can have hundreds of thousands.
-        listed = [problem[:300] for problem in found[:LISTED]]
-        if len(found) > LISTED:
-            listed.append(f"and {len(found) - LISTED} more")
-        return {"valid": not found, "problems": listed}
+        return {"valid": not found, "problems": found.listed()}
 
 
 class Root:

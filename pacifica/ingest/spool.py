@@ -126,10 +126,19 @@ class Spool:
             raise
         return received
 
-    def write_move(self, job_id: int, document: Any) -> str:
-        """Store a move request's JSON document; return its path."""
+    def write_move(self, job_id: int, document: BinaryIO) -> str:
+        """Durably store a move request's JSON document (a file, copied as it is); return its path."""
         path = self.move_path(job_id)
-        _write_json_atomically(path, document)
+        temp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(temp, "wb") as handle:
+                shutil.copyfileobj(document, handle, self.block_size)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            _remove(temp)
+            raise
         return path
 
     def write_sidecar(self, job_id: int, data: dict[str, Any]) -> None:

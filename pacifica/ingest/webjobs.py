@@ -7,10 +7,12 @@ Every answer is JSON, errors included; a traceback never reaches a client (it go
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
+import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import cherrypy
 import peewee
@@ -217,14 +219,28 @@ def enqueue(ctx: JobMessage) -> dict[str, Any]:
     return accepted
 
 
-def json_body(limit: int, what: str) -> Any:
-    """The request body decoded as JSON; 413 above ``limit`` bytes, 400 if it is not JSON."""
+def spooled_json(limit: int, what: str, directory: str) -> tuple[IO[bytes], jsonbody.Outline]:
+    """The request body, copied to a temporary file in ``directory`` and checked to be JSON in one
+    streaming pass: the file (for ``jsonbody.items``) and the document's outline. 413 above
+    ``limit`` bytes, 400 if it is not JSON or nests too deep. Whatever its size, the server holds
+    a block of it at a time."""
     declared = cherrypy.request.headers.get("Content-Length")
+    handle = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - handed to the caller, who closes it
     try:
-        # The buffer is handed over whole: loads() empties it once decoded, before building objects.
-        return jsonbody.loads(jsonbody.read_limited(cherrypy.request.rfile, limit,
-                                                    int(declared) if declared and declared.isdigit() else None))
+        jsonbody.spool_limited(cherrypy.request.rfile, handle, limit,
+                               int(declared) if declared and declared.isdigit() else None)
+        return handle, jsonbody.outline(handle)
     except jsonbody.TooLarge:
+        handle.close()
         raise refuse_body(413, f"{what} larger than {limit} bytes") from None
     except jsonbody.JsonRefused as exc:
+        handle.close()
         raise cherrypy.HTTPError(400, str(exc)) from None
+    except OSError as exc:
+        handle.close()
+        if exc.errno == errno.ENOSPC:
+            raise refuse_body(507, f"the volume is full: {what} cannot be kept") from None
+        raise
+    except BaseException:
+        handle.close()
+        raise

@@ -83,8 +83,9 @@ def test_json_nesting_is_bounded_everywhere(ingest, tmp_path):
 
 
 def test_a_large_json_body_and_a_bundle_of_200000_members_stay_bounded(ingest, tmp_path):
-    """A 30 MB /validate body costs the server less than 5 times its size at its peak (Python
-    objects cost about 4 times their JSON), and a bundle of 200,000 undescribed members fails
+    """A 30 MB /validate body costs the server less than its size at its peak (it is kept in a
+    file and read one object at a time; built whole, its objects would cost 4 times it), and a
+    bundle of 200,000 undescribed members fails
     with a bounded exception while the server and its embedded worker stay under 300 MiB."""
     stack = ingest("big")
     pid = stack.server.popen.pid
@@ -95,7 +96,7 @@ def test_a_large_json_body_and_a_bundle_of_200000_members_stay_bounded(ingest, t
     answer = requests.post(stack.url + "/validate", data=body, timeout=300)
     assert answer.status_code == 422
     grown = _peak_rss_mib(pid) - before
-    assert grown < 5 * len(body) / 2**20, f"{grown:.0f} MiB for a {len(body) / 2**20:.0f} MiB body"
+    assert grown < len(body) / 2**20, f"{grown:.0f} MiB for a {len(body) / 2**20:.0f} MiB body"
     path = tmp_path / "members.tar"
     with tarfile.open(path, "w") as tar:
         for number in range(200_000):

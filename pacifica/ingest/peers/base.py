@@ -20,8 +20,9 @@ class UniqueIdPort(Protocol):
 class PolicyPort(Protocol):
     """Decides whether a user may ingest a metadata document."""
 
-    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
-        """Return if allowed; raise ``PeerRejected`` with the policy's reason if not."""
+    def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
+        """Return if allowed; raise ``PeerRejected`` with the policy's reason if not. ``metadata``
+        is the document's objects, read once (a list, or a stream of a large document)."""
 
 
 class ArchivePort(Protocol):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import requests
 
 from ...core.http import call, json_body
+from ...core.jsonbody import dump_items
+from ...core.redact import summarise
 from ..bundle import structure_problems
 from ..errors import PeerRejected
 
@@ -21,10 +25,15 @@ class HttpPolicy:
         self.auth_header = auth_header
         self.session = session
 
-    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
-        """Return if the policy answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise."""
-        response = call(self.session, PEER, "POST", self.url, json=metadata,
-                        headers={self.auth_header: user}, refusals_in_500=True)
+    def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
+        """Return if the policy answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise.
+
+        The document is written to a temporary file object by object and sent from there: a
+        large one is never held as one JSON text besides its objects."""
+        with tempfile.TemporaryFile() as body:
+            dump_items(metadata, body)
+            response = call(self.session, PEER, "POST", self.url, data=body, refusals_in_500=True,
+                            headers={self.auth_header: user, "Content-Type": "application/json"})
         body = json_body(PEER, self.url, response)
         if not isinstance(body, dict) or body.get("status") != "success":
             reason = body.get("message", body) if isinstance(body, dict) else body
@@ -38,8 +47,8 @@ class EmbeddedPolicy:
     WARNING = ("the embedded policy is in use: NO AUTHORISATION IS ENFORCED, any user may ingest "
                "into any project (set [policy] ingest_url to a Pacifica Policy service to enforce one)")
 
-    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
+    def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
         """Raise ``PeerRejected`` listing every structural problem of ``metadata``."""
-        problems = structure_problems(metadata)
+        problems = structure_problems(metadata if isinstance(metadata, list) else list(metadata))
         if problems:
-            raise PeerRejected(PEER, self.url, "refused: " + "; ".join(problems))
+            raise PeerRejected(PEER, self.url, "refused: " + summarise(problems))
