@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import posixpath
-import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core import jsonbody
@@ -40,6 +39,7 @@ class FileEntry:
     offset: int | None = None
     mtime: float | None = None
     file_id: int | None = None
+    digest: str | None = None  # the SHA-1 of the member's bytes taken while the upload arrived
 
     @property
     def path(self) -> str:
@@ -136,60 +136,6 @@ def member_name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/") if name else name
 
 
-def match_members(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> None:
-    """Check the bundle's members against its Files objects and record each entry's member.
-
-    Each Files object must name exactly one regular-file member of the declared size, each
-    regular file under ``data/`` must be described, and no member may be listed twice, be a
-    link or device, or escape the bundle.
-    """
-    problems = member_problems(entries, members)
-    if problems:
-        raise MetadataError(summarise(problems))
-
-
-def member_problems(entries: list[FileEntry], members: list[tarfile.TarInfo]) -> list[str]:
-    """Every disagreement between Files objects and tar members (see ``match_members``); each
-    entry that matches gets its member, size, offset and mtime recorded."""
-    problems = []
-    seen: dict[str, tarfile.TarInfo] = {}
-    for info in members:
-        name = info.name
-        if name.startswith("/") or ".." in name.split("/"):
-            problems.append(f"member {name!r} has an absolute or '..' path")
-            continue
-        normal = member_name(name)
-        if normal in seen and not info.isdir():
-            problems.append(f"member {normal!r} appears more than once in the tar")
-            continue
-        if info.issym() or info.islnk() or info.isdev() or info.isfifo():
-            problems.append(f"member {normal!r} is a link, device or FIFO")
-            continue
-        seen[normal] = info
-    described = set()
-    for entry in entries:
-        path = entry.path
-        info = seen.get(path)
-        if info is None or not info.isfile():
-            problems.append(f"{path}: described in metadata but not a file in the bundle")
-            continue
-        if path in described:
-            problems.append(f"{path}: described by more than one Files object")
-            continue
-        described.add(path)
-        if entry.size is not None and entry.size != info.size:
-            problems.append(f"{path}: metadata says {entry.size} bytes, the bundle holds {info.size}")
-            continue
-        entry.member = info.name
-        entry.size = info.size
-        entry.offset = info.offset_data
-        entry.mtime = float(info.mtime)
-    for normal, info in seen.items():
-        if info.isfile() and normal.startswith("data/") and normal not in described:
-            problems.append(f"{normal}: in the bundle but not described in metadata")
-    return problems
-
-
 def assign_ids(document: list[dict[str, Any]], entries: list[FileEntry], start: int) -> list[dict[str, Any]]:
     """Give each Files object the next id from ``start``; return the document with ``_id`` set."""
     document = _copied(document)
@@ -225,10 +171,10 @@ def peer_item(item: dict[str, Any]) -> dict[str, Any]:
 def structure_problems(document: Any) -> Problems:
     """Return every structural problem of a metadata document (empty when it is well formed).
 
-    A document is a list of objects, names its submitter, project and instrument with a
-    non-empty value, and has complete Files objects.
+    A document is a list of objects (or here an iterator of them, read once), names its
+    submitter, project and instrument with a non-empty value, and has complete Files objects.
     """
-    if not isinstance(document, list):
+    if isinstance(document, (str, bytes, dict)) or not isinstance(document, Iterable):
         return Problems(["metadata must be a JSON list of objects"])
     check = StructureCheck()
     for index, item in enumerate(document):
@@ -240,12 +186,10 @@ class StructureCheck:
     """The checks of ``structure_problems``, fed one object at a time (``add``), so that a document
     read item by item is checked without being held; ``problems()`` once every object is in.
 
-    With ``keep_entries``, the complete Files objects are kept in ``entries`` (to match them
-    against a member list)."""
+    ``on_entry`` is given each complete Files object (to match them against a member list)."""
 
-    def __init__(self, *, keep_entries: bool = False) -> None:
-        self.keep_entries = keep_entries
-        self.entries: list[FileEntry] = []
+    def __init__(self, *, on_entry: Callable[[FileEntry], None] | None = None) -> None:
+        self.on_entry = on_entry
         self.not_objects = Problems()
         self.incomplete = Problems()
         self.given: set[str] = set()
@@ -265,8 +209,8 @@ class StructureCheck:
             entry, problem = checked_entry(index, item)
             if entry is None:
                 self.incomplete.add(problem)
-            elif self.keep_entries:
-                self.entries.append(entry)
+            elif self.on_entry is not None:
+                self.on_entry(entry)
 
     def problems(self) -> Problems:
         """Every problem found: objects that are not objects, missing or empty transaction

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import itertools
 import logging
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -19,18 +20,20 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import cherrypy
 
 from ..core.auth.identity import Identity
-from ..core.auth.web import current_identity
+from ..core.auth.web import current_identity, owner_filter
 from ..core.redact import public_text
 from . import models, states
+from .manifest import open_manifest
 from .peers.metadata import EmbeddedMetadata
 from .runtime import Runtime
 from .stages import job_chain
-from .webjobs import current_runtime, database_errors, owners_apart, parse_job_id, visible_job
+from .webjobs import current_runtime, database_errors, parse_job_id, visible_job
 
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2
 LIMIT = 100
+FILES_SHOWN = 1000
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;width:100%}th,td{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left}
@@ -105,8 +108,9 @@ def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) ->
         query = query.where(models.IngestState.state == state)
     if user:
         query = query.where(models.IngestState.submitter == user)
-    if owners_apart() and not viewer.operator:
-        query = query.where(models.IngestState.submitter == viewer.user)
+    owner = owner_filter(viewer, rt.auth)
+    if owner is not None:
+        query = query.where(models.IngestState.submitter == owner)
     rows = []
     for row in query:
         finished = row.updated if row.complete else now
@@ -130,14 +134,16 @@ def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) ->
 
 
 def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
-    sidecar = rt.spool.read_sidecar(job_id)
-    if sidecar is not None:
-        return [{"id": item.get("file_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
-                 "size": item.get("size")} for item in sidecar.get("files", [])]
-    # The embedded metadata peer keeps the document here; a metadata service keeps it there.
-    document = rt.peers.metadata.get(job_id) if isinstance(rt.peers.metadata, EmbeddedMetadata) else None
+    """The first ``FILES_SHOWN`` files of a job: from its manifest while it is on the volume,
+    else from the document the embedded metadata peer kept (a metadata service keeps it there)."""
+    manifest = open_manifest(rt.spool.manifest_path(job_id))
+    if manifest is not None:
+        with manifest:
+            return [{"id": entry.file_id, "name": "/".join(filter(None, [entry.subdir, entry.name])),
+                     "size": entry.size} for entry in manifest.files(FILES_SHOWN)]
+    document = rt.peers.metadata.files(job_id) if isinstance(rt.peers.metadata, EmbeddedMetadata) else None
     return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
-             "size": item.get("size")} for item in document or [] if item.get("destinationTable") == "Files"]
+             "size": item.get("size")} for item in itertools.islice(document or (), FILES_SHOWN)]
 
 
 def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
@@ -147,8 +153,9 @@ def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
         f"{float(event.task_percent or 0):g}%{' by ' + html.escape(event.operator) if event.operator else ''}"
         f"{': ' + html.escape(public_text(event.message)) if event.message else ''}</li>"
         for event in models.read_history(job_id))
+    listed = _files(job_id, rt)
     files = "".join(f"<tr><td>{html.escape(str(item['id']))}</td><td>{html.escape(item['name'])}</td>"
-                    f"<td>{_size(item['size'])}</td></tr>" for item in _files(job_id, rt))
+                    f"<td>{_size(item['size'])}</td></tr>" for item in listed)
     actions = ""
     if is_operator(viewer):
         if row.state == states.FAILED:
@@ -160,8 +167,13 @@ def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
             f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} of {_size(row.bytes_total)}; "
             f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}"
             f"<h2>History</h2><ol>{events}</ol><h2>Files</h2><table><thead><tr><th>id</th><th>name</th>"
-            f"<th>size</th></tr></thead><tbody>{files}</tbody></table>")
+            f"<th>size</th></tr></thead><tbody>{files}</tbody></table>{_more_files(row, len(listed))}")
     return _page(f"Job {job_id}", body, refresh=not row.complete)
+
+
+def _more_files(row: models.IngestState, listed: int) -> str:
+    total = int(getattr(row, "files_total", 0) or 0)
+    return f"<p>The first {listed} of {total} files.</p>" if listed >= FILES_SHOWN and total > listed else ""
 
 
 def _button(job_id: int, action: str, label: str) -> str:

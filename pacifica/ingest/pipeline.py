@@ -3,8 +3,8 @@
 ``stages`` runs each in a Celery task and ``stage_state`` records its progress: 0 % when it
 starts, 100 % when it ends, FAILED with a readable message when it raises.
 What 'load metadata' derives (the document with file ids, each file's member and offset) is
-written to the job's sidecar on the volume, so later stages, a redelivered task or an
-admin ``retry`` reuse the same file ids.
+written to the job's manifest on the volume (``manifest``), so later stages, a redelivered task
+or an admin ``retry`` reuse the same file ids.
 """
 
 from __future__ import annotations
@@ -16,26 +16,26 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
-from ..core.redact import summarise
+from ..core import jsonbody
+from ..core.redact import Problems, summarise
 from . import bundle, tarhash
 from .errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
+from .manifest import FILE, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
 from .metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
 from .peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .spool import Spool
-from .tarreader import MemberReader, open_bundle, read_metadata
+from .tarreader import METADATA_MEMBER, MemberReader, member_file, walk
 
 logger = logging.getLogger(__name__)
 
-Sidecar = dict[str, Any]
-
-
 def check_tar(path: str) -> None:
-    """'open tar': the body must be a readable, uncompressed tar."""
-    open_bundle(path).close()
+    """'open tar': the body must be a readable, uncompressed tar (every header is read, none kept)."""
+    for _tar, _info in walk(path):
+        pass
 
 
 def _bundle_identity(path: str) -> dict[str, Any]:
@@ -43,69 +43,118 @@ def _bundle_identity(path: str) -> dict[str, Any]:
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _reuse(spool: Spool, job_id: int, identity: dict[str, Any]) -> Sidecar | None:
-    sidecar = spool.read_sidecar(job_id)
-    if sidecar is not None and sidecar.get("bundle") == identity:
+def _reuse(spool: Spool, job_id: int, identity: dict[str, Any]) -> Manifest | None:
+    manifest = open_manifest(spool.manifest_path(job_id))
+    if manifest is None:
+        return _from_sidecar(spool, job_id, identity)
+    if manifest.about.get("bundle") == identity:
         logger.info("job %s: reusing the file ids reserved by an earlier attempt", job_id)
-        return sidecar
+        return manifest
+    manifest.close()
     return None
 
 
-def _record(job_id: int, document: list[dict[str, Any]], entries: list[bundle.FileEntry],
-            identity: dict[str, Any], spool: Spool, uniqueid: UniqueIdPort, kind: str) -> Sidecar:
-    start = uniqueid.reserve(len(entries), "file") if entries else 0
-    document = bundle.assign_ids(document, entries, start)
-    sidecar = {
-        "job_id": int(job_id),
-        "bundle": identity,
-        "metadata": bundle.for_peers(document, job_id),
-        "files": [entry.as_dict() for entry in entries],
-    }
-    spool.write_sidecar(job_id, sidecar)
-    RECEIVED_FILES.labels(kind).inc(len(entries))
-    return sidecar
+def _from_sidecar(spool: Spool, job_id: int, identity: dict[str, Any]) -> Manifest | None:
+    """The manifest of a job whose metadata an earlier version loaded into a JSON sidecar."""
+    sidecar = spool.read_sidecar(job_id)
+    if sidecar is None or sidecar.get("bundle") != identity:
+        return None
+    logger.info("job %s: its metadata was loaded by an earlier version; keeping its file ids", job_id)
+    return from_sidecar(spool.manifest_path(job_id), sidecar)
+
+
+def _commit(writer: ManifestWriter, uniqueid: UniqueIdPort, kind: str) -> Manifest:
+    start = uniqueid.reserve(writer.entries, "file") if writer.entries else 0
+    manifest = writer.commit(start)
+    RECEIVED_FILES.labels(kind).inc(writer.entries)
+    return manifest
+
+
+def _load_document(handle: BinaryIO, writer: ManifestWriter, *, move: bool = False) -> None:
+    """Read a metadata document from ``handle`` one object at a time into ``writer``; raise
+    ``MetadataError`` if it is not a JSON list of objects or has incomplete Files objects."""
+    try:
+        shape = jsonbody.outline(handle)
+    except jsonbody.JsonRefused as exc:
+        raise MetadataError(f"metadata is not valid JSON: {exc}") from None
+    if shape.kind != "array":
+        raise MetadataError("metadata must be a JSON list of objects")
+    incomplete = Problems()
+    for index, item in enumerate(jsonbody.items(handle)):
+        if not isinstance(item, dict):
+            raise MetadataError(f"metadata item {index} is not an object")
+        writer.add_item(index, item)
+        if item.get("destinationTable") != bundle.FILES_TABLE:
+            continue
+        entry, problem = bundle.checked_entry(index, item, move=move)
+        if entry is None:
+            incomplete.add(problem)
+        elif not incomplete:
+            writer.add_entry(entry)
+    if incomplete:
+        raise MetadataError(summarise(incomplete))
 
 
 def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort,
-                         metadata_limit: int = 64 * 1024 * 1024) -> Sidecar:
-    """'load metadata' of an upload: parse metadata.txt, check it against the tar, reserve file ids."""
+                         metadata_limit: int = 64 * 1024 * 1024) -> Manifest:
+    """'load metadata' of an upload: read metadata.txt, check it against the tar, reserve file ids.
+
+    The member list and the document go into the job's manifest as they are read, so neither is
+    ever held in memory, whatever their size.
+    """
     identity = _bundle_identity(path)
-    sidecar = _reuse(spool, job_id, identity)
-    if sidecar is not None:
-        return sidecar
-    with open_bundle(path) as tar:
-        raw = read_metadata(tar, metadata_limit)
-        members = tar.getmembers()
-    document = bundle.parse_document(raw)
-    entries = bundle.file_entries(document)
-    bundle.match_members(entries, members)
-    return _record(job_id, document, entries, identity, spool, uniqueid, "upload")
+    manifest = _reuse(spool, job_id, identity)
+    if manifest is not None:
+        return manifest
+    with ManifestWriter(spool.manifest_path(job_id)) as writer:
+        writer.set("bundle", identity)
+        metadata = None
+        for _tar, info in walk(path):
+            kind = kind_of(info.isfile(), info.isdir(), info.issym() or info.islnk())
+            writer.add_member(info.name, kind, info.size, info.offset_data, float(info.mtime))
+            if metadata is None and kind == FILE and bundle.member_name(info.name) == METADATA_MEMBER:
+                metadata = info
+        if metadata is None:
+            raise MetadataError("bundle has no metadata.txt")
+        if metadata.size > metadata_limit:
+            raise MetadataError(f"metadata.txt is {metadata.size} bytes, more than the {metadata_limit} byte limit "
+                                "([ingest] metadata_limit)")
+        with member_file(path, metadata) as handle:
+            _load_document(handle, writer)
+        problems = writer.match()
+        if problems:
+            raise MetadataError(summarise(problems))
+        with open(path, "rb") as handle:
+            writer.add_digests(tarhash.recorded(path, handle.fileno()))
+            writer.set("digests_of", tarhash.identity(handle.fileno()))
+        return _commit(writer, uniqueid, "upload")
 
 
 def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdPort,
-                       roots: tuple[str, ...] = ()) -> Sidecar:
-    """'load metadata' of a move: parse the document, check its sources, reserve file ids.
+                       roots: tuple[str, ...] = ()) -> Manifest:
+    """'load metadata' of a move: read the document, check its sources, reserve file ids.
 
     With ``roots``, every ``source`` must resolve (links followed) to a path under one of them.
     """
     identity = _bundle_identity(path)
-    sidecar = _reuse(spool, job_id, identity)
-    if sidecar is not None:
-        return sidecar
-    with open(path, "rb") as handle:
-        document = bundle.parse_document(handle.read())
-    entries = bundle.file_entries(document, move=True)
-    if not roots:
-        raise MetadataError("moves are off: [ingest] move_roots names no directory")
-    outside = [entry.source for entry in entries if not _under(entry.source, roots)]
-    if outside:
-        raise MetadataError("sources outside the allowed move roots ([ingest] move_roots): "
-                            + summarise(outside, ", "))
-    wrong = [problem for entry in entries if (problem := _source_mismatch(entry))]
-    if wrong:
-        raise MetadataError("moved files that are not what the document says (each left where it is): "
-                            + summarise(wrong, ", "))
-    return _record(job_id, document, entries, identity, spool, uniqueid, "move")
+    manifest = _reuse(spool, job_id, identity)
+    if manifest is not None:
+        return manifest
+    with ManifestWriter(spool.manifest_path(job_id)) as writer:
+        writer.set("bundle", identity)
+        with open(path, "rb") as handle:
+            _load_document(handle, writer, move=True)
+        if not roots:
+            raise MetadataError("moves are off: [ingest] move_roots names no directory")
+        outside = Problems(entry.source for entry in writer.files() if not _under(entry.source, roots))
+        if outside:
+            raise MetadataError("sources outside the allowed move roots ([ingest] move_roots): "
+                                + summarise(outside, ", "))
+        wrong = Problems(problem for entry in writer.files() if (problem := _source_mismatch(entry)))
+        if wrong:
+            raise MetadataError("moved files that are not what the document says (each left where it is): "
+                                + summarise(wrong, ", "))
+        return _commit(writer, uniqueid, "move")
 
 
 def _source_mismatch(entry: bundle.FileEntry) -> str | None:
@@ -138,13 +187,9 @@ def _under(source: str, roots: tuple[str, ...]) -> bool:
     return any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root) for root in roots)
 
 
-def check_policy(sidecar: Sidecar, user: str, policy: PolicyPort) -> None:
+def check_policy(job_id: int, manifest: Manifest, user: str, policy: PolicyPort) -> None:
     """'Policy Validation': the policy service must accept this user and metadata."""
-    policy.check_ingest(sidecar["metadata"], user)
-
-
-def _files(sidecar: Sidecar) -> list[bundle.FileEntry]:
-    return [bundle.FileEntry(**item) for item in sidecar["files"]]
+    policy.check_ingest(manifest.peer_items(job_id), user)
 
 
 def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries: int = 3,
@@ -287,13 +332,13 @@ RANGE_COPY_MIN = 1 << 20
 
 
 def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable[[int], None],
-          known: dict[int, tuple[int, str]], entry: bundle.FileEntry) -> None:
+          trusted: bool, entry: bundle.FileEntry) -> None:
     """Send one file from its offset in the bundle to the archive, then check its size and hash.
 
-    ``known`` holds the digests taken while the bundle was received; a file whose digest is
-    there is not hashed a second time.
+    With ``trusted``, the digests taken while the bundle was received still hold: a file whose
+    digest was taken is not hashed a second time.
     """
-    digest = _known_digest(known, entry)
+    digest = entry.digest if trusted and entry.hashtype == tarhash.ALGORITHM else None
     reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
     mtime = entry.mtime or time.time()
     put_range = getattr(archive, "put_range", None)
@@ -315,15 +360,7 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable
         _verify(entry, reader, digest)
 
 
-def _known_digest(known: dict[int, tuple[int, str]], entry: bundle.FileEntry) -> str | None:
-    """The digest taken during the upload of exactly this member's bytes, if it is of the right kind."""
-    if entry.hashtype != tarhash.ALGORITHM or entry.offset is None:
-        return None
-    size, digest = known.get(entry.offset, (None, None))
-    return digest if size == entry.size else None
-
-
-def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort, block_size: int,
+def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePort, block_size: int,
                  report: Report | None = None, final: bool = True,
                  concurrency: int = 1, ledger_path: str | None = None, file_retries: int = 3,
                  retry_delay: float = 0.2) -> None:
@@ -338,36 +375,36 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
     verified: a later attempt sends only the files not yet verified. On a failure every file
     any attempt started is deleted from the archive again and the error says so; except when a
     peer was unavailable and this is not the ``final`` attempt: the next attempt goes on.
+    The files are read from the manifest one at a time, never listed whole.
     """
-    entries = _files(sidecar)
     ledger = Ledger(ledger_path)
-    pending = [entry for entry in entries if entry.file_id not in ledger.verified]
-    concurrency = min(concurrency, getattr(archive, "MAX_CONCURRENCY", concurrency))
-    meter = _Meter(sum(entry.size or 0 for entry in entries), len(entries), report)
-    for entry in entries:
+    count = manifest.count()
+    meter = _Meter(manifest.total_bytes(), count, report)
+    for entry in manifest.files():
         if entry.file_id in ledger.verified:
             meter.add(entry.size or 0)
             meter.file_done()
-    if len(pending) < len(entries):
+    if meter.files_done:
         logger.info("job %s: %d of %d files were verified in the archive by an earlier attempt",
-                    job_id, len(entries) - len(pending), len(entries))
+                    job_id, meter.files_done, count)
     meter.flush(final=True)
+    sent: list[int] = []
     try:
         with open(path, "rb") as handle:
-            known = tarhash.load(path, handle.fileno())
+            trusted = manifest.about.get("digests_of") == tarhash.identity(handle.fileno())
 
             def send(entry: bundle.FileEntry) -> None:
-                sent = 0
+                progress = 0
 
                 def add(count: int) -> None:
-                    nonlocal sent
-                    sent += count
+                    nonlocal progress
+                    progress += count
                     meter.add(count)
 
                 try:
-                    _send(handle, archive, block_size, add, known, entry)
+                    _send(handle, archive, block_size, add, trusted, entry)
                 except BaseException:
-                    meter.add(-sent)  # the progress of a failed try is taken back
+                    meter.add(-progress)  # the progress of a failed try is taken back
                     raise
 
             def attempt(entry: bundle.FileEntry) -> None:
@@ -375,12 +412,15 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
                 _retrying(functools.partial(send, entry), file_retries, retry_delay,
                           f"job {job_id}: sending {entry.path} as file {entry.file_id}")
                 ledger.verify(entry.file_id)
+                sent.append(entry.file_id)
                 meter.file_done()
                 ARCHIVED_BYTES.labels("upload").inc(entry.size or 0)
                 ARCHIVED_FILES.labels("upload").inc()
 
-            _run_all(attempt, pending, concurrency, meter.flush)
-            archive.make_durable([entry.file_id for entry in pending])
+            pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified)
+            _run_all(attempt, pending, min(concurrency, getattr(archive, "MAX_CONCURRENCY", concurrency),
+                                           count - meter.files_done), meter.flush)
+            archive.make_durable(sent)
             meter.flush(final=True)
     except PeerUnavailable:
         if not final:
@@ -392,17 +432,17 @@ def ingest_files(job_id: int, path: str, sidecar: Sidecar, archive: ArchivePort,
         ledger.close()
 
 
-def _run_all(work: Callable[[Any], None], items: list[Any], concurrency: int,
+def _run_all(work: Callable[[Any], None], items: Iterable[Any], concurrency: int,
              tick: Callable[[], None] = lambda: None, every: float = 0.5) -> None:
     """Call ``work`` on every item in threads, up to ``concurrency`` at once; stop at the first
     error and raise it. This thread calls ``tick`` every ``every`` seconds meanwhile.
 
-    Each thread takes its next item itself: handing items out from this thread would cost a
-    thread switch per item, which for thousands of small files outweighs the work.
+    Each thread takes its next item itself (``items`` is read under a lock, so it may be a
+    generator): handing items out from this thread would cost a thread switch per item, which
+    for thousands of small files outweighs the work.
     """
-    if not items:
+    if concurrency < 1:
         return
-    concurrency = max(1, min(concurrency, len(items)))
     pending = iter(items)
     taking = threading.Lock()
     failed = threading.Event()
@@ -461,15 +501,15 @@ def _check_digest(entry: bundle.FileEntry, digest: str) -> None:
             f"{entry.path}: {entry.hashtype} of the bytes is {digest}, metadata says {entry.hashsum}")
 
 
-def move_files(sidecar: Sidecar, archive: ArchivePort) -> None:
+def move_files(manifest: Manifest, archive: ArchivePort) -> None:
     """'move files': ask the archive to move each file from its ``source`` path into place."""
-    for entry in _files(sidecar):
+    for entry in manifest.files():
         archive.patch(entry.file_id, entry.source)
         ARCHIVED_BYTES.labels("move").inc(entry.size or 0)
         ARCHIVED_FILES.labels("move").inc()
 
 
-def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archive: ArchivePort,
+def ingest_metadata(job_id: int, manifest: Manifest, metadata: MetadataPort, archive: ArchivePort,
                     move: bool, final: bool = True, ledger_path: str | None = None) -> None:
     """'ingest metadata': record the transaction's metadata.
 
@@ -478,8 +518,8 @@ def ingest_metadata(job_id: int, sidecar: Sidecar, metadata: MetadataPort, archi
     left where the archive put them, since their source is gone.
     """
     try:
-        metadata.ingest(sidecar["metadata"])
+        metadata.ingest(manifest.peer_items(job_id))
     except PeerError as exc:
         if move or (isinstance(exc, PeerUnavailable) and not final):
             raise
-        raise_with_rollback(job_id, archive, [entry.file_id for entry in _files(sidecar)], Ledger(ledger_path))
+        raise_with_rollback(job_id, archive, manifest.file_ids(), Ledger(ledger_path))

@@ -1,8 +1,9 @@
 """The volume: where bundles, move documents and per-job working files are kept.
 
 Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.json`` (a move
-document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.meta.json``
-(what 'load metadata' derived: file ids and members), ``<job_id>.tar.sha1.json`` (the SHA-1 of
+document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.manifest.sqlite3``
+(what 'load metadata' derived: file ids and members, see ``manifest``; an earlier version kept
+it as ``<job_id>.meta.json``), ``<job_id>.tar.sha1.json`` (the SHA-1 of
 each member, taken while the bundle was received), ``<job_id>.tus`` and ``<job_id>.tus.json``
 (a resumable upload still arriving, see ``tus``).
 A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
@@ -45,8 +46,12 @@ class Spool:
         """Return where the move document of ``job_id`` is kept."""
         return os.path.join(self.volume_path, f"{int(job_id)}.json")
 
+    def manifest_path(self, job_id: int) -> str:
+        """Return where the manifest of ``job_id`` (what 'load metadata' derived) is kept."""
+        return os.path.join(self.volume_path, f"{int(job_id)}.manifest.sqlite3")
+
     def sidecar_path(self, job_id: int) -> str:
-        """Return where the derived metadata of ``job_id`` is kept."""
+        """Return where an earlier version kept what 'load metadata' derived for ``job_id``."""
         return os.path.join(self.volume_path, f"{int(job_id)}.meta.json")
 
     def ledger_path(self, job_id: int) -> str:
@@ -141,12 +146,8 @@ class Spool:
             raise
         return path
 
-    def write_sidecar(self, job_id: int, data: dict[str, Any]) -> None:
-        """Durably store what 'load metadata' derived for ``job_id``."""
-        _write_json_atomically(self.sidecar_path(job_id), data)
-
     def read_sidecar(self, job_id: int) -> dict[str, Any] | None:
-        """Return the derived metadata of ``job_id``, or None if 'load metadata' has not run."""
+        """Return what an earlier version's 'load metadata' derived for ``job_id``, or None."""
         try:
             with open(self.sidecar_path(job_id), encoding="utf-8") as handle:
                 return json.load(handle)
@@ -154,9 +155,9 @@ class Spool:
             return None
 
     def exists(self, job_id: int) -> list[bool]:
-        """Which of the job's files (bundle, move document, sidecar, context) are on the volume."""
+        """Which of the job's files (bundle, move document, manifest, context) are on the volume."""
         return [os.path.exists(name) for name in (self.bundle_path(job_id), self.move_path(job_id),
-                                                  self.sidecar_path(job_id), self.job_path(job_id))]
+                                                  self.manifest_path(job_id), self.job_path(job_id))]
 
     def discard_partial(self, job_id: int) -> None:
         """Remove the part of a bundle whose upload never finished."""
@@ -175,9 +176,9 @@ class Spool:
         so ``pacifica-ingest-cmd retry --path`` never deletes an operator's own file.
         """
         path = path if path and self.holds(path) else None
-        for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.sidecar_path(job_id),
-                     self.job_path(job_id), self.ledger_path(job_id), self.resumable_path(job_id),
-                     self.resumable_path(job_id) + ".json"):
+        for name in (path, self.bundle_path(job_id), self.move_path(job_id), self.manifest_path(job_id),
+                     self.sidecar_path(job_id), self.job_path(job_id), self.ledger_path(job_id),
+                     self.resumable_path(job_id), self.resumable_path(job_id) + ".json"):
             if name:
                 _remove(name)
         for name in {path, self.bundle_path(job_id)}:

@@ -22,6 +22,7 @@ from celery import Task, chain
 from . import pipeline, stage_state, states
 from .celery_app import INGEST_APP, StageTask
 from .errors import IngestError
+from .manifest import Manifest, open_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,12 @@ def _register(row: Stage) -> Task:
     return INGEST_APP.task(name=f"pacifica.ingest.{row.task_name}", base=StageTask, bind=True)(run)
 
 
-def _sidecar(task: StageTask, ctx: JobMessage) -> dict[str, Any]:
-    sidecar = task.runtime.spool.read_sidecar(ctx["job_id"])
-    if sidecar is None:
-        raise IngestError(f"job {ctx['job_id']}: its metadata was never loaded (no sidecar on the volume)")
-    return sidecar
+def _manifest(task: StageTask, ctx: JobMessage) -> Manifest:
+    """The job's manifest, which 'load metadata' wrote (the caller closes it)."""
+    manifest = open_manifest(task.runtime.spool.manifest_path(ctx["job_id"]))
+    if manifest is None:
+        raise IngestError(f"job {ctx['job_id']}: its metadata was never loaded (no manifest on the volume)")
+    return manifest
 
 
 def _open_tar(task: StageTask, ctx: JobMessage) -> None:
@@ -80,36 +82,41 @@ def _open_tar(task: StageTask, ctx: JobMessage) -> None:
 
 def _load_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.metadata_limit)
+    pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid,
+                                  rt.settings.metadata_limit).close()
 
 
 def _load_move_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.move_roots)
+    pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.move_roots).close()
 
 
 def _policy(task: StageTask, ctx: JobMessage) -> None:
-    pipeline.check_policy(_sidecar(task, ctx), ctx["user"], task.runtime.peers.policy)
+    with _manifest(task, ctx) as manifest:
+        pipeline.check_policy(ctx["job_id"], manifest, ctx["user"], task.runtime.peers.policy)
 
 
 def _ingest_files(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
     job_id = ctx["job_id"]
-    pipeline.ingest_files(job_id, ctx["path"], _sidecar(task, ctx), rt.peers.archive, rt.settings.transfer_size,
-                          stage_state.reporter(job_id, states.INGEST_FILES), final=task.final_attempt,
-                          concurrency=rt.settings.archive_concurrency,
-                          ledger_path=rt.spool.ledger_path(job_id), file_retries=rt.settings.http_retries)
+    with _manifest(task, ctx) as manifest:
+        pipeline.ingest_files(job_id, ctx["path"], manifest, rt.peers.archive, rt.settings.transfer_size,
+                              stage_state.reporter(job_id, states.INGEST_FILES), final=task.final_attempt,
+                              concurrency=rt.settings.archive_concurrency,
+                              ledger_path=rt.spool.ledger_path(job_id), file_retries=rt.settings.http_retries)
 
 
 def _move_files(task: StageTask, ctx: JobMessage) -> None:
-    pipeline.move_files(_sidecar(task, ctx), task.runtime.peers.archive)
+    with _manifest(task, ctx) as manifest:
+        pipeline.move_files(manifest, task.runtime.peers.archive)
 
 
 def _ingest_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.ingest_metadata(ctx["job_id"], _sidecar(task, ctx), rt.peers.metadata, rt.peers.archive,
-                             move=ctx.get("move", False), final=task.final_attempt,
-                             ledger_path=rt.spool.ledger_path(ctx["job_id"]))
+    with _manifest(task, ctx) as manifest:
+        pipeline.ingest_metadata(ctx["job_id"], manifest, rt.peers.metadata, rt.peers.archive,
+                                 move=ctx.get("move", False), final=task.final_attempt,
+                                 ledger_path=rt.spool.ledger_path(ctx["job_id"]))
 
 
 def _discard(task: StageTask, ctx: JobMessage) -> None:

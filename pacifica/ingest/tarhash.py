@@ -19,8 +19,11 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import ijson
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +213,12 @@ def _identity(stat: os.stat_result) -> dict[str, Any]:
     return {"boot_id": boot_id(), "inode": stat.st_ino, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def identity(bundle_fd: int) -> dict[str, Any]:
+    """What must be unchanged for digests taken of the bundle open as ``bundle_fd`` to hold:
+    this boot of this machine, and the file's inode, size and modification time."""
+    return _identity(os.fstat(bundle_fd))
+
+
 def save(hasher: StreamHasher, bundle_path: str, written: str) -> None:
     """Store the digests of the bundle written at ``written``, to be found beside ``bundle_path``
     (where it is renamed to next).
@@ -235,16 +244,20 @@ def save(hasher: StreamHasher, bundle_path: str, written: str) -> None:
             os.unlink(temp)
 
 
-def load(bundle_path: str, bundle_fd: int) -> dict[int, tuple[int, str]]:
-    """The digests recorded for the bundle open as ``bundle_fd``; empty unless they still hold."""
+def recorded(bundle_path: str, bundle_fd: int) -> Iterator[tuple[int, int, str]]:
+    """The (data offset, size, digest) of each member recorded for the bundle open as
+    ``bundle_fd``, one at a time; none unless they still hold (see ``identity``)."""
     try:
-        with open(digests_path(bundle_path), encoding="utf-8") as handle:
-            document = json.load(handle)
-        if document.get("algorithm") != ALGORITHM or document.get("bundle") != _identity(os.fstat(bundle_fd)):
-            return {}
-        return {int(offset): (int(size), str(digest)) for offset, (size, digest) in document["members"].items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return {}
+        with open(digests_path(bundle_path), "rb") as handle:
+            header = next(ijson.items(handle, "bundle"), None)
+            handle.seek(0)
+            if header != identity(bundle_fd) or next(ijson.items(handle, "algorithm"), None) != ALGORITHM:
+                return
+            handle.seek(0)
+            for offset, (size, digest) in ijson.kvitems(handle, "members"):
+                yield int(offset), int(size), str(digest)
+    except (OSError, ValueError, TypeError, ijson.JSONError):
+        return
 
 
 def discard(bundle_path: str) -> None:

@@ -1,7 +1,9 @@
-"""Reading bundles: opening the tar and streaming members from their offsets, hashing inline."""
+"""Reading bundles: opening the tar, walking its members one header at a time, and streaming
+members from their offsets, hashing inline."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -16,6 +18,67 @@ from .errors import BundleError, IntegrityError, MetadataError
 logger = logging.getLogger(__name__)
 
 METADATA_MEMBER = "metadata.txt"
+# A pax or GNU long-name header is read whole by tarfile: one larger than this is refused unread.
+MAX_EXTENDED_HEADER = 1 << 20
+MAX_EXTENDED_CHAIN = 8
+_EXTENDED = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                       tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A ``TarInfo`` that refuses what ``tarfile`` would otherwise read whole into memory, however
+    large the tar says it is: an extended header over ``MAX_EXTENDED_HEADER``, global headers
+    adding up to more, more than ``MAX_EXTENDED_CHAIN`` extended headers in a row (each is held
+    until the member they describe is read), and the maps of sparse members (which this service
+    cannot archive by offset anyway).
+
+    ``_proc_member`` and ``_proc_gnusparse_10`` are where ``tarfile`` reads them (the same since
+    Python 3.2); ``tests/unit/ingest/test_tarreader.py`` holds a hostile tar of each kind to them.
+    """
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.ReadError(f"member {self.name!r} is a sparse file, which bundles may not hold")
+        if self.type not in _EXTENDED:
+            return super()._proc_member(tarfile_)  # type: ignore[misc]
+        if self.size > MAX_EXTENDED_HEADER:
+            raise tarfile.ReadError(f"an extended header of {self.size} bytes (more than {MAX_EXTENDED_HEADER})")
+        bounds = tarfile_.__dict__.setdefault("_bounds", {"chain": 0, "global": 0})
+        if bounds["chain"] >= MAX_EXTENDED_CHAIN:
+            raise tarfile.ReadError(f"more than {MAX_EXTENDED_CHAIN} extended headers in a row")
+        if self.type == tarfile.XGLTYPE:
+            bounds["global"] += self.size
+            if bounds["global"] > MAX_EXTENDED_HEADER:
+                raise tarfile.ReadError(f"global headers of more than {MAX_EXTENDED_HEADER} bytes")
+        bounds["chain"] += 1
+        try:
+            return super()._proc_member(tarfile_)  # type: ignore[misc]
+        finally:
+            bounds["chain"] -= 1
+
+    def _proc_gnusparse_10(self, next_: tarfile.TarInfo, pax_headers: dict, tarfile_: tarfile.TarFile) -> None:
+        raise tarfile.ReadError(f"member {next_.name!r} is a sparse file, which bundles may not hold")
+
+
+def walk(path: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Every member of the tar at ``path`` with the open tar, one header at a time: nothing is
+    kept, so a tar of millions of members costs one ``TarInfo``. ``BundleError`` if the tar
+    cannot be opened or read."""
+    try:
+        tar = tarfile.open(path, "r:", tarinfo=BoundedTarInfo)  # noqa: SIM115 - closed below
+    except (tarfile.TarError, OSError) as exc:
+        raise BundleError(f"Failed to open tarfile: {exc}") from None
+    with tar:
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.TarError, OSError) as exc:
+                raise BundleError(f"Failed to read tarfile: {exc}") from None
+            if info is None:
+                return
+            # tarfile remembers every member it has read; this walk needs none of them again.
+            tar.members.clear()
+            yield tar, info
 
 
 def open_bundle(path: str) -> tarfile.TarFile:
@@ -30,6 +93,20 @@ def open_bundle(path: str) -> tarfile.TarFile:
         tar.close()
         raise BundleError(f"Failed to read tarfile: {exc}") from None
     return tar
+
+
+@contextlib.contextmanager
+def member_file(path: str, info: tarfile.TarInfo) -> Iterator[BinaryIO]:
+    """The bytes of the member ``info`` (found by ``walk``) of the tar at ``path``, as a
+    seekable file."""
+    try:
+        tar = tarfile.open(path, "r:", tarinfo=BoundedTarInfo)  # noqa: SIM115 - closed below
+    except (tarfile.TarError, OSError) as exc:
+        raise BundleError(f"Failed to open tarfile: {exc}") from None
+    with tar:
+        handle = tar.extractfile(info)
+        assert handle is not None  # a regular file
+        yield handle
 
 
 def read_metadata(tar: tarfile.TarFile, limit: int = 64 * 1024 * 1024) -> bytes:

@@ -12,6 +12,8 @@ holding it as Python objects, which would cost four times its size.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -19,6 +21,7 @@ from ..core import jsonbody
 from ..core.redact import Problems
 from . import bundle
 from .errors import PeerRejected
+from .manifest import FILE, ManifestWriter
 from .peers.base import PolicyPort
 from .peers.policy import EmbeddedPolicy
 
@@ -26,45 +29,23 @@ SHAPE = 'the body must be the metadata (a JSON list) or {"metadata": [...], "fil
 FILES_SHAPE = '"files" must be a list of {"name", "size"} objects'
 
 
-class ListedMember:
-    """A tar member as a /validate request lists it: a regular file of ``size`` bytes (what
-    ``bundle.member_problems`` asks of a ``TarInfo``, at a tenth of its memory)."""
-
-    __slots__ = ("name", "size")
-    offset_data = 0
-    mtime = 0
-
-    def __init__(self, name: str, size: int) -> None:
-        self.name = name
-        self.size = size
-
-    @staticmethod
-    def isfile() -> bool:
-        return True
-
-    @staticmethod
-    def isdir() -> bool:
-        return False
-
-    issym = islnk = isdev = isfifo = isdir
-
-
-def listed_members(files: Iterator[Any], found: Problems) -> list[ListedMember]:
-    """The members of a request's ``files`` list; a problem in ``found`` for each malformed one."""
-    members = []
+def listed_members(files: Iterator[Any], found: Problems, writer: ManifestWriter) -> None:
+    """The members of a request's ``files`` list into ``writer``, each a regular file; a problem
+    in ``found`` for each malformed one."""
     for position, item in enumerate(files):
         name = item.get("name") if isinstance(item, dict) else None
         size = item.get("size") if isinstance(item, dict) else None
         if not isinstance(name, str) or not name or isinstance(size, bool) or not isinstance(size, int) or size < 0:
             found.add(f"files[{position}] must be {{\"name\": member name, \"size\": bytes}}, got {item!r}"[:300])
             continue
-        members.append(ListedMember(name, size))
-    return members
+        writer.add_member(name, FILE, size)
 
 
-def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: PolicyPort) -> Problems:
+def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: PolicyPort,
+             scratch: str | None = None) -> Problems:
     """Every problem of the preflight request in ``handle`` (outlined as ``shape``): its shape,
-    the document, the members, the policy.
+    the document, the members, the policy. A member list is matched against the Files objects
+    by the rules of 'load metadata', in a manifest made in the directory ``scratch`` and dropped.
 
     A policy that cannot be reached raises ``PeerUnavailable`` (the caller answers 503).
     """
@@ -84,16 +65,19 @@ def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: Poli
     else:
         found.add(SHAPE)
         return found
-    listing = files == "array"
-    check = bundle.StructureCheck(keep_entries=listing)
-    for index, item in enumerate(jsonbody.items(handle, prefix)):
-        check.add(index, item)
-    if listing:
-        members = listed_members(jsonbody.items(handle, "files.item"), found)
-        found.extend(check.problems())
-        found.extend(bundle.member_problems(check.entries, members))
-        del members
+    if files == "array":
+        with tempfile.TemporaryDirectory(dir=scratch) as directory, \
+                ManifestWriter(os.path.join(directory, "validate.sqlite3")) as writer:
+            check = bundle.StructureCheck(on_entry=writer.add_entry)
+            for index, item in enumerate(jsonbody.items(handle, prefix)):
+                check.add(index, item)
+            listed_members(jsonbody.items(handle, "files.item"), found, writer)
+            found.extend(check.problems())
+            found.extend(writer.match())
     else:
+        check = bundle.StructureCheck()
+        for index, item in enumerate(jsonbody.items(handle, prefix)):
+            check.add(index, item)
         found.extend(check.problems())
     if check.not_objects or isinstance(policy, EmbeddedPolicy):
         return found  # the embedded policy only runs the structural checks above again

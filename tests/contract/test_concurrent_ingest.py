@@ -56,7 +56,7 @@ def target(request, tmp_path, archive):
     return HttpArchive(archive.url, session), read_http
 
 
-def _sidecar(tmp_path, path, request):
+def _manifest(tmp_path, path, request):
     """Load the bundle's metadata; file ids start at a place of this test's own in the shared archive."""
     uniqueid = EmbeddedUniqueId()
     uniqueid.reserve(8_000_000 + (abs(hash(request.node.nodeid)) % 10_000) * 100, "file")
@@ -70,12 +70,12 @@ def test_concurrent_sends_store_every_byte(tmp_path, target, request):
     contents = _bundle(path, [SMALL] * 9 + [LARGE, 0, LARGE])
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        sidecar = _sidecar(tmp_path, path, request)
         reports = []
-        pipeline.ingest_files(1, str(path), sidecar, port, 1 << 16,
-                              lambda done, total, *_files: reports.append((done, total)), concurrency=4)
-    for item in sidecar["files"]:
-        assert read(item["file_id"]) == contents[item["name"]]
+        with _manifest(tmp_path, path, request) as manifest:
+            pipeline.ingest_files(1, str(path), manifest, port, 1 << 16,
+                                  lambda done, total, *_files: reports.append((done, total)), concurrency=4)
+            for entry in manifest.files():
+                assert read(entry.file_id) == contents[entry.name]
     done = [done for done, _total in reports]
     assert done == sorted(done) and done[-1] == reports[-1][1] == sum(len(data) for data in contents.values())
     if isinstance(port, LocalArchive):
@@ -89,9 +89,9 @@ def test_first_failure_stops_the_rest_and_undoes_every_write(tmp_path, target, c
     _bundle(path, [SMALL] * 9 + [LARGE] + [SMALL] * 30, corrupt=corrupt)
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        sidecar = _sidecar(tmp_path, path, request)
-        with pytest.raises(IngestError, match=rf"f{corrupt}\.bin: sha1 of the bytes is .*; deleted the \d+ files"):
-            pipeline.ingest_files(1, str(path), sidecar, port, 1 << 16, concurrency=4)
-    assert [item["file_id"] for item in sidecar["files"] if read(item["file_id"]) is not None] == []
+        with _manifest(tmp_path, path, request) as manifest:
+            with pytest.raises(IngestError, match=rf"f{corrupt}\.bin: sha1 of the bytes is .*; deleted the \d+ files"):
+                pipeline.ingest_files(1, str(path), manifest, port, 1 << 16, concurrency=4)
+            assert [file_id for file_id in manifest.file_ids() if read(file_id) is not None] == []
     if isinstance(port, LocalArchive):
         assert archive_listing(port.root) == []

@@ -61,3 +61,15 @@ def current_identity(scope: str | None = None) -> Identity:
 def may_see(owner: str | None, identity: Identity, enforce: bool) -> bool:
     """Whether ``identity`` may see a thing owned by ``owner`` (``enforce``: owners are kept apart)."""
     return not enforce or identity.operator or owner == identity.user
+
+
+def owners_apart(auth: Authenticator | None) -> bool:
+    """Whether jobs, uploads and carts are kept to their owners: once any identity source is
+    configured."""
+    return auth is not None and auth.identities_configured()
+
+
+def owner_filter(identity: Identity, auth: Authenticator | None) -> str | None:
+    """The owner whose things ``identity`` may reach: None (any) for an operator, or while owners
+    are not kept apart."""
+    return None if identity.operator or not owners_apart(auth) else identity.user

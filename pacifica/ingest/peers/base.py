@@ -47,7 +47,8 @@ class ArchivePort(Protocol):
 class MetadataPort(Protocol):
     """Records the metadata of an ingested transaction."""
 
-    def ingest(self, metadata: list[dict[str, Any]]) -> None:
-        """Store ``metadata``; raise ``PeerRejected`` with the reason if it is refused."""
+    def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
+        """Store ``metadata``; raise ``PeerRejected`` with the reason if it is refused. ``metadata``
+        is the document's objects, read once (a list, or a stream of a large document)."""
 
 

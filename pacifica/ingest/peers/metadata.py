@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from typing import Any
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
+import ijson
+import peewee
 import requests
 
 from ...core.http import call, json_body
+from ...core.jsonbody import dump_items
+from ...core.redact import Problems, summarise
 from ..bundle import FILES_TABLE, TRANSACTION_ID
 from ..errors import PeerRejected
 from ..models import DB, IngestMetadata
 
 PEER = "metadata"
+BLOCK = 1 << 20
 
 
 class HttpMetadata:
@@ -23,9 +32,15 @@ class HttpMetadata:
         self.url = url
         self.session = session
 
-    def ingest(self, metadata: list[dict[str, Any]]) -> None:
-        """Return if the service answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise."""
-        response = call(self.session, PEER, "PUT", self.url, json=metadata, refusals_in_500=True)
+    def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
+        """Return if the service answers ``{"status": "success"}``; raise ``PeerRejected`` otherwise.
+
+        The document is written to a temporary file object by object and sent from there: a
+        large one is never held as one JSON text besides its objects."""
+        with tempfile.TemporaryFile() as document:
+            dump_items(metadata, document)
+            response = call(self.session, PEER, "PUT", self.url, data=document, refusals_in_500=True,
+                            headers={"Content-Type": "application/json"})
         body = json_body(PEER, self.url, response)
         if not isinstance(body, dict) or body.get("status") != "success":
             reason = body.get("message", body) if isinstance(body, dict) else body
@@ -40,27 +55,72 @@ class EmbeddedMetadata:
 
     url = "embedded:"
 
-    def ingest(self, metadata: list[dict[str, Any]]) -> None:
-        """Store ``metadata`` under its ``Transactions._id``; raise ``PeerRejected`` if it is malformed."""
-        problems = []
-        job_ids = [item.get("value") for item in metadata if item.get("destinationTable") == TRANSACTION_ID]
-        if len(job_ids) != 1 or not isinstance(job_ids[0], int):
-            problems.append("exactly one integer Transactions._id is required")
-        for item in metadata:
-            if item.get("destinationTable") != FILES_TABLE:
-                continue
-            if not isinstance(item.get("_id"), int):
-                problems.append(f"Files object {item.get('name')!r} has no integer _id")
-            if "mimetype" in item and not MIMETYPE.match(str(item["mimetype"])):
-                problems.append(f"Files object {item.get('name')!r}: invalid mimetype {item['mimetype']!r}")
-        if problems:
-            raise PeerRejected(PEER, self.url, "refused: " + "; ".join(problems))
-        with DB.atomic():
-            document = json.dumps(metadata)
-            if not IngestMetadata.update(document=document).where(IngestMetadata.job_id == job_ids[0]).execute():
-                IngestMetadata.insert(job_id=job_ids[0], document=document).execute()
+    def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
+        """Store ``metadata`` under its ``Transactions._id``; raise ``PeerRejected`` if it is malformed.
+
+        The objects are checked and written out one at a time: only the JSON text that is
+        stored is ever held whole."""
+        problems, job_ids = Problems(), list[Any]()
+        with tempfile.TemporaryFile() as text:
+            dump_items(_checked(metadata, problems, job_ids), text)
+            if len(job_ids) != 1 or not isinstance(job_ids[0], int):
+                problems.add("exactly one integer Transactions._id is required")
+            if problems:
+                raise PeerRejected(PEER, self.url, "refused: " + summarise(problems))
+            _store(job_ids[0], text)
 
     def get(self, job_id: int) -> list[dict[str, Any]] | None:
         """Return the document stored for ``job_id``, or None."""
         row = IngestMetadata.get_or_none(IngestMetadata.job_id == int(job_id))
         return json.loads(row.document) if row is not None else None
+
+    def files(self, job_id: int) -> Iterator[dict[str, Any]] | None:
+        """The Files objects of the document stored for ``job_id``, one at a time (the document's
+        text is held, not its objects); None if there is no document."""
+        row = IngestMetadata.select(IngestMetadata.document).where(IngestMetadata.job_id == int(job_id)).first()
+        if row is None:
+            return None
+        document = row.document.encode() if isinstance(row.document, str) else row.document
+        return (item for item in ijson.items(document, "item", use_float=True)
+                if isinstance(item, dict) and item.get("destinationTable") == FILES_TABLE)
+
+
+def _store(job_id: int, text: BinaryIO) -> None:
+    """Keep the document in the file ``text`` as the row of ``job_id``.
+
+    On SQLite the row's value is reserved at its size (``zeroblob``) and the text written into
+    it in blocks (incremental BLOB I/O): the document costs SQLite the value once while the row
+    is written, and Python never holds it (given as one string, it was held three times, about
+    140 MB more for the largest ``metadata.txt``). The value is then a BLOB of the UTF-8 text,
+    which peewee and cartd read as text. Other databases are given the text as one value.
+    """
+    size = text.seek(0, os.SEEK_END)
+    text.seek(0)
+    connection = DB.connection()
+    with DB.atomic():
+        if not isinstance(connection, sqlite3.Connection):
+            document = text.read().decode("ascii")  # json.dumps escapes every other character
+            if not IngestMetadata.update(document=document).where(IngestMetadata.job_id == job_id).execute():
+                IngestMetadata.insert(job_id=job_id, document=document).execute()
+            return
+        reserved = peewee.fn.zeroblob(size)
+        if not IngestMetadata.update(document=reserved).where(IngestMetadata.job_id == job_id).execute():
+            IngestMetadata.insert(job_id=job_id, document=reserved).execute()
+        with connection.blobopen(IngestMetadata._meta.table_name, "document", job_id) as blob:
+            while block := text.read(BLOCK):
+                blob.write(block)
+
+
+def _checked(metadata: Iterable[dict[str, Any]], problems: Problems, job_ids: list[Any]) -> Iterator[dict[str, Any]]:
+    """The objects of ``metadata``, each checked on the way: a problem in ``problems`` for a
+    malformed one, and every ``Transactions._id`` value in ``job_ids``."""
+    for item in metadata:
+        table = item.get("destinationTable")
+        if table == TRANSACTION_ID:
+            job_ids.append(item.get("value"))
+        elif table == FILES_TABLE:
+            if not isinstance(item.get("_id"), int):
+                problems.add(f"Files object {item.get('name')!r} has no integer _id")
+            if "mimetype" in item and not MIMETYPE.match(str(item["mimetype"])):
+                problems.add(f"Files object {item.get('name')!r}: invalid mimetype {item['mimetype']!r}")
+        yield item

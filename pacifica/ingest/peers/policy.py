@@ -49,6 +49,6 @@ class EmbeddedPolicy:
 
     def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
         """Raise ``PeerRejected`` listing every structural problem of ``metadata``."""
-        problems = structure_problems(metadata if isinstance(metadata, list) else list(metadata))
+        problems = structure_problems(metadata)
         if problems:
             raise PeerRejected(PEER, self.url, "refused: " + summarise(problems))

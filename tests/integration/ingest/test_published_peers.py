@@ -21,8 +21,8 @@ import requests
 
 from pacifica.core.http import make_session
 from pacifica.ingest import migrations, pipeline
-from pacifica.ingest.bundle import FileEntry
 from pacifica.ingest.errors import IngestError, PeerUnavailable
+from pacifica.ingest.manifest import open_manifest
 from pacifica.ingest.peers.archive import ArchiveGate, HttpArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
 from pacifica.ingest.spool import Spool
@@ -62,22 +62,21 @@ def test_a_retry_sends_only_what_is_not_verified_and_a_rollback_removes_every_at
                                                                                        tmp_path):
     archive_service = stacks.archive_for(deployment)
     path, _files = _job(tmp_path)
+    # The embedded uniqueid starts at 1: move the ids well away from any other test's.
+    base = 7_000_000 + (1000 if deployment == "cherrypy" else 2000)
     with bound_database("sqlite", tmp_path) as db:
         migrations.upgrade(db)
         spool = Spool(str(tmp_path / "volume"), 1 << 20)
-        sidecar = pipeline.load_bundle_metadata(1, str(path), spool, EmbeddedUniqueId())
-    # The embedded uniqueid starts at 1: move the ids well away from any other test's.
-    base = 7_000_000 + (1000 if deployment == "cherrypy" else 2000)
-    for number, item in enumerate(sidecar["files"]):
-        item["file_id"] = base + number
-    ids = [item["file_id"] for item in sidecar["files"]]
+        manifest = pipeline.load_bundle_metadata(1, str(path), spool, _ids_from(base))
+    ids = manifest.file_ids()
+    assert ids[0] == base
     client = HttpArchive(archive_service.url, make_session(10, 2), gate=ArchiveGate(str(tmp_path / "lock")))
     ledger = str(tmp_path / "1.sent")
 
     # Attempt 1: file 3 keeps failing; 0-2 are verified, the retry of the stage is still to come.
     first = FailingArchive(client, {ids[3]})
     with pytest.raises(PeerUnavailable):
-        pipeline.ingest_files(1, str(path), sidecar, first, 4096, final=False, ledger_path=ledger,
+        pipeline.ingest_files(1, str(path), manifest, first, 4096, final=False, ledger_path=ledger,
                               retry_delay=0.01)
     assert first.puts[:3] == ids[:3] and set(first.puts[3:]) == {ids[3]}, first.puts
     assert all(archive_service.exists(file_id) for file_id in ids[:3])
@@ -85,7 +84,7 @@ def test_a_retry_sends_only_what_is_not_verified_and_a_rollback_removes_every_at
     # Attempt 2 (the last): 0-2 are not sent again; file 6 fails for good, so everything goes.
     second = FailingArchive(client, {ids[6]})
     with pytest.raises(IngestError) as failed:
-        pipeline.ingest_files(1, str(path), sidecar, second, 4096, final=True, ledger_path=ledger,
+        pipeline.ingest_files(1, str(path), manifest, second, 4096, final=True, ledger_path=ledger,
                               retry_delay=0.01)
     assert not set(second.puts) & set(ids[:3]), "verified files were sent again"
     assert "deleted the 7 files this job wrote" in str(failed.value), str(failed.value)
@@ -94,7 +93,8 @@ def test_a_retry_sends_only_what_is_not_verified_and_a_rollback_removes_every_at
 
     # An operator's retry after the rollback sends every file again, and completes.
     third = FailingArchive(client, set())
-    pipeline.ingest_files(1, str(path), sidecar, third, 4096, final=True, ledger_path=ledger)
+    pipeline.ingest_files(1, str(path), manifest, third, 4096, final=True, ledger_path=ledger)
+    manifest.close()
     assert sorted(third.puts) == ids
     assert all(archive_service.exists(file_id) for file_id in ids)
 
@@ -107,24 +107,23 @@ def test_no_request_meets_a_connection_the_archive_closed(deployment, keeps, sta
     documented deployment."""
     archive_service = stacks.archive_for(deployment)
     path, files = _job(tmp_path, 60)
+    base = 7_100_000 + 1000 * PublishedArchive.DEPLOYMENTS.index(deployment)
     with bound_database("sqlite", tmp_path) as db:
         migrations.upgrade(db)
-        sidecar = pipeline.load_bundle_metadata(1, str(path), Spool(str(tmp_path / "volume"), 1 << 20),
-                                                EmbeddedUniqueId())
-    base = 7_100_000 + 1000 * PublishedArchive.DEPLOYMENTS.index(deployment)
-    for number, item in enumerate(sidecar["files"]):
-        item["file_id"] = base + number
+        manifest = pipeline.load_bundle_metadata(1, str(path), Spool(str(tmp_path / "volume"), 1 << 20),
+                                                 _ids_from(base))
     client = HttpArchive(archive_service.url, make_session(10, 0), confirm=True,
                          gate=ArchiveGate(str(tmp_path / "lock")))
-    pipeline.ingest_files(1, str(path), sidecar, client, 4096, file_retries=0)
-    assert client.keep_alive is keeps
-    for item in sidecar["files"]:
-        # Read from the posix backend's directory: a GET of the archive under uWSGI
-        # --http11-socket ends only at its 4 s socket timeout (no length, connection kept).
-        assert archive_service.file(item["file_id"]).read_bytes() == files[FileEntry(**item).path]
-    for item in sidecar["files"]:
-        client.delete(item["file_id"])
-        assert not archive_service.exists(item["file_id"])
+    with manifest:
+        pipeline.ingest_files(1, str(path), manifest, client, 4096, file_retries=0)
+        assert client.keep_alive is keeps
+        for entry in manifest.files():
+            # Read from the posix backend's directory: a GET of the archive under uWSGI
+            # --http11-socket ends only at its 4 s socket timeout (no length, connection kept).
+            assert archive_service.file(entry.file_id).read_bytes() == files[entry.path]
+        for entry in manifest.files():
+            client.delete(entry.file_id)
+            assert not archive_service.exists(entry.file_id)
 
 
 @pytest.mark.parametrize("name", ["postgres-redis", "postgres-redis-uwsgi"])
@@ -145,14 +144,16 @@ def test_metadata_refusal_fails_at_once_and_leaves_no_file(name, stacks, tmp_pat
     began = datetime.datetime.fromisoformat(started[0]["time"])
     ended = datetime.datetime.fromisoformat(started[-1]["time"])
     assert started[-1]["state"] == "FAILED" and (ended - began).total_seconds() < 5, started
-    ids = [item["file_id"] for item in _sidecar_files(http_stack, job_id)]
+    with open_manifest(str(http_stack.volume / f"{job_id}.manifest.sqlite3")) as manifest:
+        ids = manifest.file_ids()
     assert ids and not any(http_stack.archive.exists(file_id) for file_id in ids)
 
 
-def _sidecar_files(stack, job_id):
-    import json
-
-    return json.loads((stack.volume / f"{job_id}.meta.json").read_text())["files"]
+def _ids_from(base: int) -> EmbeddedUniqueId:
+    """The embedded uniqueid (in the test's bound database), whose next file id is ``base``."""
+    uniqueid = EmbeddedUniqueId()
+    uniqueid.reserve(base - 1, "file")
+    return uniqueid
 
 
 def test_ten_scientists_at_once_each_get_their_own_job(stacks, peers, tmp_path):

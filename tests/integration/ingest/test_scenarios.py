@@ -8,12 +8,12 @@ states are polled with a deadline.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 
 import pytest
 
+from pacifica.ingest.manifest import open_manifest
 from tests.support.bundles import make_bundle, move_document, write_tar
 from tests.support.procs import wait_for
 from tests.support.stack import wait_results
@@ -78,9 +78,9 @@ def test_bad_project_fails_policy_validation(stack, tmp_path):
 
 
 def _archived_ids(stack, job_id):
-    """The file ids 'load metadata' reserved for a job (its sidecar stays on the volume after a failure)."""
-    sidecar = json.loads((stack.volume / f"{job_id}.meta.json").read_text())
-    return [item["file_id"] for item in sidecar["files"]]
+    """The file ids 'load metadata' reserved for a job (its manifest stays on the volume after a failure)."""
+    with open_manifest(str(stack.volume / f"{job_id}.manifest.sqlite3")) as manifest:
+        return manifest.file_ids()
 
 
 def test_wrong_hashsum_fails_ingest_files(stack, tmp_path):

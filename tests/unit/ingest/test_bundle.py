@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import pytest
 
@@ -12,23 +10,6 @@ from pacifica.ingest import bundle
 from pacifica.ingest.errors import MetadataError
 from pacifica.ingest.tarutils import MemberReader, file_count, get_clipped, open_tar, read_metadata
 from tests.support.bundles import file_object, transaction_metadata, write_tar
-
-
-def members(tmp_path, entries, kinds=None):
-    """Write a tar of (name, bytes) entries plus special members; return its members."""
-    path = tmp_path / "t.tar"
-    with tarfile.open(path, "w") as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, kind in (kinds or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.linkname = "data/a.txt" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
-            tar.addfile(info)
-    with tarfile.open(path) as tar:
-        return tar.getmembers()
 
 
 def test_parse_document_accepts_a_list_of_objects():
@@ -67,36 +48,6 @@ def test_file_entries_normalise_hashsum_and_need_source_for_moves():
     assert entries[0].hashsum == file_object("data/x", "a.txt", b"abc")["hashsum"]
     with pytest.raises(MetadataError, match="source"):
         bundle.file_entries([item], move=True)
-
-
-def test_match_members_records_offsets_and_sizes(tmp_path):
-    document = [file_object("data//a/b", "x.txt", b"12345"), file_object("data", "y.txt", b"")]
-    entries = bundle.file_entries(document)
-    bundle.match_members(entries, members(tmp_path, [("data//a/b/x.txt", b"12345"), ("data/y.txt", b"")]))
-    assert [entry.path for entry in entries] == ["data/a/b/x.txt", "data/y.txt"]
-    assert entries[0].member == "data//a/b/x.txt" and entries[0].size == 5 and entries[0].offset > 0
-
-
-@pytest.mark.parametrize(("tar_entries", "kinds", "message"), [
-    ([("data/a.txt", b"abc"), ("data/extra.txt", b"?")], None, "data/extra.txt: in the bundle but not described"),
-    ([], None, "described in metadata but not a file"),
-    ([("data/a.txt", b"abcd")], None, "metadata says 3 bytes, the bundle holds 4"),
-    ([("data/a.txt", b"abc"), ("data/a.txt", b"abc")], None, "appears more than once"),
-    ([("data/a.txt", b"abc"), ("../evil", b"x")], None, "absolute or '..'"),
-    ([("data/a.txt", b"abc"), ("/etc/evil", b"x")], None, "absolute or '..'"),
-    ([("data/a.txt", b"abc")], {"data/link": tarfile.SYMTYPE}, "link, device or FIFO"),
-    ([("data/a.txt", b"abc")], {"data/fifo": tarfile.FIFOTYPE}, "link, device or FIFO"),
-])
-def test_match_members_refuses(tmp_path, tar_entries, kinds, message):
-    entries = bundle.file_entries([file_object("data", "a.txt", b"abc")])
-    with pytest.raises(MetadataError, match=message):
-        bundle.match_members(entries, members(tmp_path, tar_entries, kinds))
-
-
-def test_two_files_objects_for_one_member_are_refused(tmp_path):
-    entries = bundle.file_entries([file_object("data", "a.txt", b"abc"), file_object("data/", "a.txt", b"abc")])
-    with pytest.raises(MetadataError, match="more than one Files object"):
-        bundle.match_members(entries, members(tmp_path, [("data/a.txt", b"abc")]))
 
 
 def test_assign_ids_and_for_peers():

@@ -99,13 +99,13 @@ def test_a_job_archives_exactly_or_leaves_nothing(tmp_path, members, metadata_fi
         spool = Spool(os.path.join(work, "volume"), 1024)
         archive = LocalArchive(os.path.join(work, "archive"))
         try:
-            sidecar = pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId())
+            manifest = pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId())
         except IngestError:
             event("refused before 'ingest files'")
             assert not os.path.exists(archive.root), "a refused bundle wrote to the archive"
             return
         try:
-            pipeline.ingest_files(1, path, sidecar, archive, 1024)
+            pipeline.ingest_files(1, path, manifest, archive, 1024)
         except IngestError as exc:
             event("rolled back in 'ingest files'")
             assert "deleted" in str(exc) or "nothing had been written" in str(exc)
@@ -117,8 +117,9 @@ def test_a_job_archives_exactly_or_leaves_nothing(tmp_path, members, metadata_fi
                        for info in tar.getmembers()
                        if info.isfile() and pipeline.bundle.member_name(info.name).startswith("data/")}
         archived = {}
-        for entry in sidecar["files"]:
-            with open(archive.path(entry["file_id"]), "rb") as handle:
-                archived[entry["file_id"]] = handle.read()
+        for entry in manifest.files():
+            with open(archive.path(entry.file_id), "rb") as handle:
+                archived[entry.file_id] = handle.read()
+        manifest.close()
         assert sorted(archived.values()) == sorted(regular.values()), "archived bytes differ from the bundle"
         assert listing(archive.root) == sorted(str(file_id) for file_id in archived)

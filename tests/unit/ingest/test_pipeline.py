@@ -35,8 +35,8 @@ class FakePolicy:
         self.refuse = refuse
         self.asked: list[tuple[list[dict[str, Any]], str]] = []
 
-    def check_ingest(self, metadata: list[dict[str, Any]], user: str) -> None:
-        self.asked.append((metadata, user))
+    def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
+        self.asked.append((list(metadata), user))
         if self.refuse:
             raise PeerRejected("policy", "memory:", self.refuse)
 
@@ -72,10 +72,10 @@ class FakeMetadata:
         self.refuse = refuse
         self.documents: list[list[dict[str, Any]]] = []
 
-    def ingest(self, metadata: list[dict[str, Any]]) -> None:
+    def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
         if self.refuse:
             raise PeerRejected("metadata", "memory:", self.refuse)
-        self.documents.append(metadata)
+        self.documents.append(list(metadata))
 
 
 FILES = {"data/run1/a.txt": b"alpha\n" * 1000, "data/run1/deep/b.bin": bytes(range(256)) * 300}
@@ -89,11 +89,11 @@ def _run(tmp_path, files=FILES, corrupt=None, policy=None, metadata=None, archiv
     fakes = {"uniqueid": FakeUniqueId(), "policy": policy or FakePolicy(), "archive": archive or FakeArchive(),
              "metadata": metadata or FakeMetadata()}
     pipeline.check_tar(path)
-    sidecar = pipeline.load_bundle_metadata(7, path, spool, fakes["uniqueid"])
-    pipeline.check_policy(sidecar, "dmlb2001", fakes["policy"])
-    pipeline.ingest_files(7, path, sidecar, fakes["archive"], 4096, ledger_path=spool.ledger_path(7))
-    pipeline.ingest_metadata(7, sidecar, fakes["metadata"], fakes["archive"], move=False,
-                             ledger_path=spool.ledger_path(7))
+    with pipeline.load_bundle_metadata(7, path, spool, fakes["uniqueid"]) as manifest:
+        pipeline.check_policy(7, manifest, "dmlb2001", fakes["policy"])
+        pipeline.ingest_files(7, path, manifest, fakes["archive"], 4096, ledger_path=spool.ledger_path(7))
+        pipeline.ingest_metadata(7, manifest, fakes["metadata"], fakes["archive"], move=False,
+                                 ledger_path=spool.ledger_path(7))
     return fakes
 
 
@@ -122,9 +122,9 @@ def test_a_file_whose_bytes_disagree_with_its_hash_is_rolled_back(tmp_path):
     path = str(tmp_path / "bundle.tar")
     make_bundle(path, FILES, corrupt_hash="data/run1/deep/b.bin")
     spool = Spool(str(tmp_path / "volume"), 4096)
-    sidecar = pipeline.load_bundle_metadata(8, path, spool, FakeUniqueId())
+    manifest = pipeline.load_bundle_metadata(8, path, spool, FakeUniqueId())
     with pytest.raises(IngestError, match=r"b\.bin: sha1 of the bytes is .*deleted the 2 files"):
-        pipeline.ingest_files(8, path, sidecar, archive, 4096, ledger_path=spool.ledger_path(8))
+        pipeline.ingest_files(8, path, manifest, archive, 4096, ledger_path=spool.ledger_path(8))
     assert archive.files == {}, "a file of the failed job stayed in the archive"
 
 

@@ -97,7 +97,7 @@ def test_a_size_that_does_not_fit_octal_is_read_as_base_256():
 
 
 def _stored_bundle(tmp_path, data: bytes, hashsum: str | None = None):
-    """A bundle of one file received through the spool, as an upload is; its sidecar."""
+    """A bundle of one file received through the spool, as an upload is."""
     metadata = transaction_metadata()
     item = file_object("d", "f.bin", data)
     if hashsum:
@@ -108,9 +108,12 @@ def _stored_bundle(tmp_path, data: bytes, hashsum: str | None = None):
     spool = Spool(str(tmp_path / "volume"), 1 << 16)
     with open(source, "rb") as body:
         spool.receive(1, body)
-    path = spool.bundle_path(1)
-    uniqueid = EmbeddedUniqueId()
-    return path, pipeline.load_bundle_metadata(1, path, spool, uniqueid)
+    return spool, spool.bundle_path(1)
+
+
+def _recorded(path: str) -> dict[int, tuple[int, str]]:
+    with open(path, "rb") as handle:
+        return {offset: (size, digest) for offset, size, digest in tarhash.recorded(path, handle.fileno())}
 
 
 @pytest.mark.parametrize("size", [3000, (1 << 20) + 5])
@@ -118,51 +121,53 @@ def test_the_worker_trusts_the_upload_digests_and_still_checks_them(tmp_path, si
     data = os.urandom(size)
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        path, sidecar = _stored_bundle(tmp_path, data)
+        spool, path = _stored_bundle(tmp_path, data)
         document = json.loads(Path(tarhash.digests_path(path)).read_text())
-        offset = str(sidecar["files"][0]["offset"])
+        offset = next(key for key, (length, _digest) in document["members"].items() if length == size)
         assert document["members"][offset] == [size, hashlib.sha1(data).hexdigest()]
         # A digest that disagrees with the metadata fails the file without the bytes being read.
         document["members"][offset] = [size, "f" * 40]
         Path(tarhash.digests_path(path)).write_text(json.dumps(document))
         archive = LocalArchive(str(tmp_path / "archive"))
-        with pytest.raises(IngestError, match=r"f{40}, metadata says"):
-            pipeline.ingest_files(1, path, sidecar, archive, 1 << 16, concurrency=2)
-        assert not os.path.exists(archive.path(sidecar["files"][0]["file_id"]))
+        with pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId()) as manifest:
+            (entry,) = manifest.files()
+            assert (entry.offset, entry.digest) == (int(offset), "f" * 40)
+            with pytest.raises(IngestError, match=r"f{40}, metadata says"):
+                pipeline.ingest_files(1, path, manifest, archive, 1 << 16, concurrency=2)
+        assert not os.path.exists(archive.path(entry.file_id))
 
 
 def test_digests_of_a_bundle_changed_after_the_upload_are_not_trusted(tmp_path):
     data = os.urandom(5000)
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        path, sidecar = _stored_bundle(tmp_path, data)
-        offset = sidecar["files"][0]["offset"]
-        with open(path, "r+b") as bundle_file:  # one byte flipped in place: same inode and size
-            bundle_file.seek(offset)
-            bundle_file.write(bytes([data[0] ^ 1]))
-        with open(path, "rb") as handle:
-            assert tarhash.load(path, handle.fileno()) == {}
-        archive = LocalArchive(str(tmp_path / "archive"))
-        with pytest.raises(IngestError, match="metadata says"):
-            pipeline.ingest_files(1, path, sidecar, archive, 1 << 16)
+        spool, path = _stored_bundle(tmp_path, data)
+        with pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId()) as manifest:
+            (entry,) = manifest.files()
+            with open(path, "r+b") as bundle_file:  # one byte flipped in place: same inode and size
+                bundle_file.seek(entry.offset)
+                bundle_file.write(bytes([data[0] ^ 1]))
+            assert _recorded(path) == {}
+            archive = LocalArchive(str(tmp_path / "archive"))
+            with pytest.raises(IngestError, match="metadata says"):
+                pipeline.ingest_files(1, path, manifest, archive, 1 << 16)
 
 
 def test_digests_from_another_boot_are_not_trusted(tmp_path):
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        path, _sidecar = _stored_bundle(tmp_path, b"z" * 100)
-        with open(path, "rb") as handle:
-            assert tarhash.load(path, handle.fileno())
+        _spool, path = _stored_bundle(tmp_path, b"z" * 100)
+        assert _recorded(path)
         document = json.loads(Path(tarhash.digests_path(path)).read_text())
         document["bundle"]["boot_id"] = "another-boot"
         Path(tarhash.digests_path(path)).write_text(json.dumps(document))
-        with open(path, "rb") as handle:
-            assert tarhash.load(path, handle.fileno()) == {}
+        assert _recorded(path) == {}
 
 
 def test_discarding_a_job_removes_its_digests(tmp_path):
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
-        path, _sidecar = _stored_bundle(tmp_path, b"q" * 10)
-        Spool(str(tmp_path / "volume"), 1 << 16).discard(1, path)
+        spool, path = _stored_bundle(tmp_path, b"q" * 10)
+        pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId()).close()
+        spool.discard(1, path)
         assert os.listdir(tmp_path / "volume") == []

@@ -32,7 +32,7 @@ def bundle(tmp_path):
 
 def _load(path: str) -> dict[int, tuple[int, str]]:
     with open(path, "rb") as handle:
-        return tarhash.load(path, handle.fileno())
+        return {offset: (size, digest) for offset, size, digest in tarhash.recorded(path, handle.fileno())}
 
 
 def test_a_single_upload_received_in_chunks_leaves_the_digests(tmp_path, bundle):
