@@ -9,15 +9,21 @@ import datetime
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from typing import Any
 
 import peewee
 
+from ..core.redact import LISTED
 from . import progress
 from .models import Cart, CartTasks, File
 from .tarlayout import CartEntry, TarLayout
 
 logger = logging.getLogger(__name__)
+
+# File rows are inserted this many at a time: a request of a few hundred thousand files is never
+# held whole, and a statement has fewer parameters than any database allows (999 on old SQLite).
+ROW_BATCH = 100
 
 
 def _now() -> datetime.datetime:
@@ -180,17 +186,32 @@ class CartStore:
             touch(cart)
 
     @classmethod
-    def update_cart_files(cls, cart: Cart, file_ids: list[dict[str, Any]]) -> Exception | None:
-        """Record the files of a cart request (paths relative to the cart); the error, if one lacks a key."""
+    def update_cart_files(cls, cart: Cart, file_ids: Iterable[dict[str, Any]]) -> Exception | None:
+        """Record the files of a cart request (paths relative to the cart), a batch of rows at a time;
+        the error, if one lacks a key."""
+        batch: list[dict[str, Any]] = []
         try:
             with Cart.atomic():
                 for item in file_ids:
-                    File.create(cart=cart, file_name=str(item["id"]), bundle_path=str(item["path"]).lstrip("/"),
-                                hash_type=item["hashtype"], hash_value=item["hashsum"], status="waiting")
+                    batch.append({"cart": cart.id, "file_name": str(item["id"]),
+                                  "bundle_path": str(item["path"]).lstrip("/"), "hash_type": item["hashtype"],
+                                  "hash_value": item["hashsum"], "status": "waiting"})
+                    if len(batch) >= ROW_BATCH:
+                        File.insert_many(batch).execute()
+                        batch.clear()
+                if batch:
+                    File.insert_many(batch).execute()
         except (KeyError, TypeError) as exc:
             return exc
         touch(cart)
         return None
+
+    @staticmethod
+    def repeated_paths(cart: Cart) -> list[str]:
+        """The paths that more than one of the cart's files would take (at most ``LISTED``)."""
+        query = (File.select(File.bundle_path).where(File.cart == cart.id).group_by(File.bundle_path)
+                 .having(peewee.fn.COUNT(File.id) > 1).limit(LISTED))
+        return [row.bundle_path for row in query]
 
     def tar_files(self, cartid: int) -> str:
         """Make the cart ready: with ``bundle``, write its tar and drop the staged copies. Return the path."""

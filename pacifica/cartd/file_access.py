@@ -10,10 +10,10 @@ docs/security.md).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+import ijson
 import peewee
 
 from ..core.database import make_database
@@ -56,9 +56,12 @@ class IngestFileOwners:
         return found
 
 
-def _items(document: str) -> list[dict]:
+def _items(document: str | bytes) -> Iterator[dict]:
+    """The objects of a stored metadata document, one at a time (a document of a few hundred
+    thousand files is never built whole); none of a document that is not a JSON list."""
     try:
-        items = json.loads(document)
-    except ValueError:
-        return []
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        for item in ijson.items(document, "item", use_float=True):
+            if isinstance(item, dict):
+                yield item
+    except ijson.JSONError:
+        return

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import posixpath
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -20,11 +21,11 @@ from cherrypy.lib import httputil, static
 
 from ..core import jsonbody, web
 from ..core.auth.identity import Identity
-from ..core.auth.web import current_identity
+from ..core.auth.web import current_identity, owner_filter
 from ..core.database import release
 from ..core.health import HealthResource, ReadyResource
 from ..core.openapi import OpenApiResource
-from ..core.redact import public_text, summarise
+from ..core.redact import Problems, public_text, summarise
 from ..core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from . import progress
 from .carts import CartStore
@@ -68,42 +69,71 @@ def _has_control(text: str) -> bool:
     return any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
-def file_problems(data: Any) -> list[str]:
-    """Every problem of a cart request body ``{"fileids": [{"id", "path", "hashtype", "hashsum"}]}``."""
-    if not isinstance(data, dict) or not isinstance(data.get("fileids"), list) or not data["fileids"]:
-        return ['the body must be {"fileids": [{"id", "path", "hashtype", "hashsum"}, ...]} with at least one file']
+SHAPE = 'the body must be {"fileids": [{"id", "path", "hashtype", "hashsum"}, ...]} with at least one file'
+
+
+def item_problems(label: str, item: Any) -> list[str]:
+    """Every problem of one file of a cart request (``label`` names it); a usable ``path`` is made
+    relative and normal in place."""
+    if not isinstance(item, dict):
+        return [f"{label} must be an object"]
     problems = []
-    if "bundle" in data and not isinstance(data["bundle"], bool):
-        problems.append("bundle must be true or false")
-    paths = set()
-    for index, item in enumerate(data["fileids"]):
-        label = f"fileids[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{label} must be an object")
-            continue
-        if not isinstance(item.get("id"), (str, int)) or isinstance(item.get("id"), bool) or str(item["id"]) == "":
-            problems.append(f"{label}: id must be the file's id in the archive")
-        elif _has_control(str(item["id"])) or len(str(item["id"])) > 1024:
-            problems.append(f"{label}: id must not hold control characters (NUL included) or exceed 1024 characters")
-        path = item.get("path")
-        if isinstance(path, str) and (_has_control(path) or len(path) > 4096):
-            problems.append(f"{label}: path must not hold control characters (NUL included) or exceed 4096 "
-                            "characters")
-            continue
+    if not isinstance(item.get("id"), (str, int)) or isinstance(item.get("id"), bool) or str(item["id"]) == "":
+        problems.append(f"{label}: id must be the file's id in the archive")
+    elif _has_control(str(item["id"])) or len(str(item["id"])) > 1024:
+        problems.append(f"{label}: id must not hold control characters (NUL included) or exceed 1024 characters")
+    path = item.get("path")
+    if isinstance(path, str) and (_has_control(path) or len(path) > 4096):
+        problems.append(f"{label}: path must not hold control characters (NUL included) or exceed 4096 characters")
+    else:
         normal = posixpath.normpath(path.lstrip("/")) if isinstance(path, str) and path.strip("/") else None
         if normal is None or normal.startswith("..") or normal == ".":
             problems.append(f"{label}: path must be a relative file path inside the cart")
-        elif normal in paths:
-            problems.append(f"{label}: path {normal!r} is given twice")
         else:
-            paths.add(normal)
             item["path"] = normal
-        hashtype = item.get("hashtype")
-        if not isinstance(hashtype, str) or hashtype.lower() not in hashlib.algorithms_available:
-            problems.append(f"{label}: hashtype must be a hashlib algorithm such as md5 or sha1")
-        if not isinstance(item.get("hashsum"), str):
-            problems.append(f"{label}: hashsum must be the file's hex digest (may be empty)")
+    hashtype = item.get("hashtype")
+    if not isinstance(hashtype, str) or hashtype.lower() not in hashlib.algorithms_available:
+        problems.append(f"{label}: hashtype must be a hashlib algorithm such as md5 or sha1")
+    if not isinstance(item.get("hashsum"), str):
+        problems.append(f"{label}: hashsum must be the file's hex digest (may be empty)")
     return problems
+
+
+def file_problems(data: Any) -> list[str]:
+    """Every problem of a whole cart request ``{"fileids": [{"id", "path", "hashtype", "hashsum"}]}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("fileids"), list) or not data["fileids"]:
+        return [SHAPE]
+    problems = [] if isinstance(data.get("bundle", False), bool) else ["bundle must be true or false"]
+    paths = set()
+    for index, item in enumerate(data["fileids"]):
+        found = item_problems(f"fileids[{index}]", item)
+        if not found and item["path"] in paths:
+            found = [f"fileids[{index}]: path {item['path']!r} is given twice"]
+        paths.add(item.get("path") if isinstance(item, dict) else None)
+        problems += found
+    return problems
+
+
+class _CheckedFiles:
+    """The files of a cart request read one at a time: each valid one is passed on, each problem
+    counted (``problems``), and, with ``collect_ids``, the ids kept for the access check."""
+
+    def __init__(self, items: Iterator[Any], collect_ids: bool) -> None:
+        self.items = items
+        self.problems = Problems()
+        self.ids: set[str] | None = set() if collect_ids else None
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index, item in enumerate(self.items):
+            self.count += 1
+            found = item_problems(f"fileids[{index}]", item)
+            if found:
+                self.problems.extend(found)
+                continue
+            if self.ids is not None:
+                self.ids.add(str(item["id"]))
+            yield item
 
 
 def _download_name(filename: Any, cart: Cart) -> str:
@@ -137,11 +167,8 @@ def _header_text(text: str, limit: int = 1024) -> str:
 
 
 def _owner(identity: Identity) -> str | None:
-    """The owner whose carts this request may reach (None: any, for an operator or while no identity
-    source is configured)."""
-    auth = _runtime().auth
-    enforce = auth is not None and auth.identities_configured()
-    return None if identity.operator or not enforce else identity.user
+    """The owner whose carts this request may reach (None: any)."""
+    return owner_filter(identity, _runtime().auth)
 
 
 def _requested_range(size: int, etag: str) -> tuple[int, int] | None:
@@ -262,26 +289,32 @@ class CartRoot:
                                           "characters without / or \\ or control characters")
         if str(_kwargs.get("retry", "")).lower() in ("1", "true", "yes", "on"):
             return _retry(str(uid), _owner(identity))
-        declared = cherrypy.request.headers.get("Content-Length")
-        try:
-            data = jsonbody.loads(jsonbody.read_limited(cherrypy.request.rfile, BODY_LIMIT,
-                                                        int(declared) if declared and declared.isdigit() else None))
-        except jsonbody.TooLarge:
-            raise cherrypy.HTTPError(413, f"the cart request is larger than {BODY_LIMIT} bytes") from None
-        except jsonbody.JsonRefused as exc:
-            raise cherrypy.HTTPError(400, str(exc)) from None
-        problems = file_problems(data)
-        if problems:
-            raise cherrypy.HTTPError(400, summarise(problems))
-        _check_access(identity, [str(item["id"]) for item in data["fileids"]])
-        bundle = data.get("bundle", _runtime().settings.bundle_task)
-        with Cart.atomic():
-            # 'staging' at once, as the published service: its downloader stops waiting on any
-            # other status. The file rows are made here, with the cart, so that a cart whose
-            # message was lost (a killed embedded worker) can be queued again from the database.
-            cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle, owner=identity.user)
-            CartStore.update_cart_files(cart, data["fileids"])
-        result = stage_files.delay(data["fileids"], cart.id)
+        settings = _runtime().settings
+        body, shape = web.spooled_json(BODY_LIMIT, "the cart request", settings.volume_path)
+        with body:
+            if shape.kind != "map" or shape.members.get("fileids") != "array":
+                raise cherrypy.HTTPError(400, SHAPE)
+            if shape.members.get("bundle") not in (None, "boolean"):
+                raise cherrypy.HTTPError(400, "bundle must be true or false")
+            bundle = next(jsonbody.items(body, "bundle")) if "bundle" in shape.members else settings.bundle_task
+            # 'staging' at once, as the published service: its downloader stops waiting on any other
+            # status. The file rows are made here, with the cart, one at a time as the request is
+            # read: the worker reads them, and a cart whose message was lost (a killed embedded
+            # worker) can be queued again from the database. A refused request leaves nothing.
+            with Cart.atomic():
+                cart = Cart.create(cart_uid=str(uid), status="staging", bundle=bundle, owner=identity.user)
+                files = _CheckedFiles(jsonbody.items(body, "fileids.item"), _access_checked(identity))
+                CartStore.update_cart_files(cart, files)
+                problems = files.problems
+                if not files.count:
+                    problems.add(SHAPE)
+                for path in CartStore.repeated_paths(cart):
+                    problems.add(f"path {path!r} is given twice")
+                if problems:
+                    raise cherrypy.HTTPError(400, summarise(problems))
+                if files.ids is not None:
+                    _check_access(identity, files.ids)
+        result = stage_files.delay([], cart.id)
         CartTasks.create(cart_id=cart.id, celery_task_id=str(result.id))
         cherrypy.response.status = 201
         return bytes_type(json.dumps({"message": "Cart Processing has begun"}))
@@ -295,18 +328,20 @@ class CartRoot:
         return bytes_type(json.dumps({"message": str(message)}))
 
 
-def _check_access(identity: Identity, file_ids: list[str]) -> None:
+def _access_checked(identity: Identity) -> bool:
+    """Whether the files ``identity`` asks for must be theirs: in the embedded stack, once identities
+    are configured, unless they are an operator."""
+    return _owner(identity) is not None and archive_embedded(_runtime().settings)
+
+
+def _check_access(identity: Identity, file_ids: set[str]) -> None:
     """404 unless ``identity`` may read every file asked for (embedded stack: the files of their own
-    jobs; operators and unconfigured services: any). The answer does not tell a file of someone
-    else's from a file that does not exist."""
-    settings = _runtime().settings
-    if _owner(identity) is None or not archive_embedded(settings):
-        return
+    jobs). The answer does not tell a file of someone else's from a file that does not exist."""
     try:
-        readable = IngestFileOwners(settings.ingest_database).readable(identity.user, file_ids)
+        readable = IngestFileOwners(_runtime().settings.ingest_database).readable(identity.user, file_ids)
     except FileAccessUnknown:
         raise cherrypy.HTTPError(503, "cannot tell which files you may read now; try again shortly") from None
-    missing = [file_id for file_id in file_ids if file_id not in readable]
+    missing = sorted(file_ids - readable)
     if missing:
         raise cherrypy.HTTPError(404, "no such files of yours in the archive: " + summarise(missing, ", "))
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import cherrypy
 
+from . import jsonbody
 from .auth import web as _auth_web  # noqa: F401 - registers the pacifica_auth tool
 from .guarded_server import GuardedServer
 from .redact import public_text
@@ -95,3 +99,44 @@ def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()
     cherrypy.engine.block()
+
+
+def refuse_body(status: int, message: str) -> cherrypy.HTTPError:
+    """An error for a request whose body we will not read, answered at once.
+
+    cheroot reads and discards an unread body before answering (except for 413), which for a
+    multi-gigabyte upload means the refusal arrives only after the whole body. Marking the body
+    as consumed skips that, and ``Connection: close`` tells the client not to reuse the socket.
+    """
+    cherrypy.response.headers["Connection"] = "close"
+    if hasattr(cherrypy.request.rfile, "remaining"):
+        cherrypy.request.rfile.remaining = 0
+    return cherrypy.HTTPError(status, message)
+
+
+def spooled_json(limit: int, what: str, directory: str) -> tuple[IO[bytes], jsonbody.Outline]:
+    """The request body, copied to a temporary file in ``directory`` and checked to be JSON in one
+    streaming pass: the file (for ``jsonbody.items``) and the document's outline. 413 above
+    ``limit`` bytes, 400 if it is not JSON or nests too deep. Whatever its size, the server holds
+    a block of it at a time."""
+    declared = cherrypy.request.headers.get("Content-Length")
+    os.makedirs(directory, exist_ok=True)
+    handle = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - handed to the caller, who closes it
+    try:
+        jsonbody.spool_limited(cherrypy.request.rfile, handle, limit,
+                               int(declared) if declared and declared.isdigit() else None)
+        return handle, jsonbody.outline(handle)
+    except jsonbody.TooLarge:
+        handle.close()
+        raise refuse_body(413, f"{what} larger than {limit} bytes") from None
+    except jsonbody.JsonRefused as exc:
+        handle.close()
+        raise cherrypy.HTTPError(400, str(exc)) from None
+    except OSError as exc:
+        handle.close()
+        if exc.errno == errno.ENOSPC:
+            raise refuse_body(507, f"the volume is full: {what} cannot be kept") from None
+        raise
+    except BaseException:
+        handle.close()
+        raise

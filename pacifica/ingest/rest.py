@@ -42,8 +42,6 @@ from .webjobs import (  # noqa: F401 - get_remote_user and get_authed_user are p
     get_remote_user,
     new_job,
     parse_job_id,
-    refuse_body,
-    spooled_json,
     visible_job,
 )
 
@@ -108,7 +106,7 @@ class RestUpload:
         except UploadError as exc:
             logger.warning("job %s: upload refused: %s", job_id, exc)
             fail(job_id, str(exc))
-            raise refuse_body(exc.status, str(exc)) from None
+            raise web.refuse_body(exc.status, str(exc)) from None
         logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
         RECEIVED_BYTES.labels("upload").inc(size)
         RECEIVED_BUNDLES.labels("upload").inc()
@@ -128,11 +126,11 @@ class RestMove:
         """Store the move document and start its move."""
         rt = current_runtime()
         if not rt.settings.move_roots:
-            raise refuse_body(403, "POST /move is off: it takes files from this server's own disk, so an operator "
+            raise web.refuse_body(403, "POST /move is off: it takes files from this server's own disk, so an operator "
                                    "must name the directories it may take them from ([ingest] move_roots, "
                                    "INGEST_MOVE_ROOTS)")
         callback = callback_url(kwargs, body_unread=True)
-        document, _shape = spooled_json(MOVE_DOCUMENT_LIMIT, "move document", rt.spool.volume_path)
+        document, _shape = web.spooled_json(MOVE_DOCUMENT_LIMIT, "move document", rt.spool.volume_path)
         with document:
             job_id = new_job(callback, authed_user)
             path = rt.spool.write_move(job_id, document)
@@ -156,10 +154,10 @@ class RestValidate:
         """Check a metadata document (and optionally the member list) for the user; 200 when
         it would be accepted, 422 listing every problem otherwise."""
         rt = current_runtime()
-        body, shape = spooled_json(VALIDATE_DOCUMENT_LIMIT, "metadata document", rt.spool.volume_path)
+        body, shape = web.spooled_json(VALIDATE_DOCUMENT_LIMIT, "metadata document", rt.spool.volume_path)
         with body:
             try:
-                found = validate.problems(body, shape, authed_user, rt.peers.policy)
+                found = validate.problems(body, shape, authed_user, rt.peers.policy, rt.spool.volume_path)
             except PeerError as exc:
                 raise cherrypy.HTTPError(503, f"the policy service could not be asked: {exc}") from None
         if found:

@@ -20,6 +20,7 @@ from typing import Any
 import cherrypy
 
 from ..core.auth.web import current_identity, may_see
+from ..core.web import refuse_body
 from . import models, states
 from .httpbody import request_body
 from .metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
@@ -46,7 +47,6 @@ from .webjobs import (
     new_job,
     owners_apart,
     parse_job_id,
-    refuse_body,
 )
 
 logger = logging.getLogger(__name__)

@@ -7,21 +7,20 @@ Every answer is JSON, errors included; a traceback never reaches a client (it go
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
-import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import cherrypy
 import peewee
 from kombu.exceptions import OperationalError as BrokerError
 
-from ..core import jsonbody
+from ..core.auth import web as auth_web
 from ..core.auth.identity import Identity
 from ..core.auth.web import current_identity, may_see
 from ..core.database import discard as discard_connection
+from ..core.web import refuse_body
 from . import callbacks, models, states
 from .errors import PeerError
 from .responses import create_state_response
@@ -59,8 +58,7 @@ def get_authed_user(func):
 
 def owners_apart() -> bool:
     """Whether jobs are kept to their owners: once any identity source is configured."""
-    auth = current_runtime().auth
-    return auth is not None and auth.identities_configured()
+    return auth_web.owners_apart(current_runtime().auth)
 
 
 def visible_job(job_id: int, identity: Identity | None = None) -> models.IngestState:
@@ -115,19 +113,6 @@ def database_errors(job_id: int | None = None) -> Iterator[None]:
         with contextlib.suppress(peewee.PeeweeException):
             discard_connection(models.DB.obj)
         raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
-
-
-def refuse_body(status: int, message: str) -> cherrypy.HTTPError:
-    """An error for a request whose body we will not read, answered at once.
-
-    cheroot reads and discards an unread body before answering (except for 413), which for a
-    multi-gigabyte upload means the refusal arrives only after the whole body. Marking the body
-    as consumed skips that, and ``Connection: close`` tells the client not to reuse the socket.
-    """
-    cherrypy.response.headers["Connection"] = "close"
-    if hasattr(cherrypy.request.rfile, "remaining"):
-        cherrypy.request.rfile.remaining = 0
-    return cherrypy.HTTPError(status, message)
 
 
 def admit_upload(max_size: int, spool) -> int | None:
@@ -219,28 +204,3 @@ def enqueue(ctx: JobMessage) -> dict[str, Any]:
     return accepted
 
 
-def spooled_json(limit: int, what: str, directory: str) -> tuple[IO[bytes], jsonbody.Outline]:
-    """The request body, copied to a temporary file in ``directory`` and checked to be JSON in one
-    streaming pass: the file (for ``jsonbody.items``) and the document's outline. 413 above
-    ``limit`` bytes, 400 if it is not JSON or nests too deep. Whatever its size, the server holds
-    a block of it at a time."""
-    declared = cherrypy.request.headers.get("Content-Length")
-    handle = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - handed to the caller, who closes it
-    try:
-        jsonbody.spool_limited(cherrypy.request.rfile, handle, limit,
-                               int(declared) if declared and declared.isdigit() else None)
-        return handle, jsonbody.outline(handle)
-    except jsonbody.TooLarge:
-        handle.close()
-        raise refuse_body(413, f"{what} larger than {limit} bytes") from None
-    except jsonbody.JsonRefused as exc:
-        handle.close()
-        raise cherrypy.HTTPError(400, str(exc)) from None
-    except OSError as exc:
-        handle.close()
-        if exc.errno == errno.ENOSPC:
-            raise refuse_body(507, f"the volume is full: {what} cannot be kept") from None
-        raise
-    except BaseException:
-        handle.close()
-        raise

@@ -106,6 +106,33 @@ def test_control_characters_are_refused_at_the_door_and_failed_carts_say_so(cart
         assert "/ingest/archive" not in text and "/cartd" not in text, text
 
 
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+
+
+def test_a_large_cart_request_is_read_one_file_at_a_time(cartd):
+    """A 33 MB request of 250,000 files whose last path repeats the first: 400 naming it, no cart,
+    and the server grew by less than the body (held as objects, the request cost it 4 times)."""
+    start, _files = cartd
+    url, server, _env = start()
+    items = [{"id": str(number), "path": f"run/{number}.dat", "hashtype": "sha1", "hashsum": "0" * 40}
+             for number in range(250_000)]
+    items.append(dict(items[0], id="250000"))
+    body = json.dumps({"fileids": items, "bundle": True}).encode()
+    del items
+    before = _peak_rss_mib(server.popen.pid)
+    answer = requests.post(f"{url}/large", data=body, timeout=300)
+    assert answer.status_code == 400 and "path 'run/0.dat' is given twice" in answer.json()["message"], answer.text
+    grown = _peak_rss_mib(server.popen.pid) - before
+    assert grown < len(body) / 2**20, f"{grown:.0f} MiB for a {len(body) / 2**20:.0f} MiB request"
+    assert requests.head(f"{url}/large", timeout=10).status_code == 404, "a refused cart was made"
+    for shape in ({"fileids": []}, {"fileids": {"a": 1}}, [], {"fileids": [{"id": "1"}], "bundle": "yes"}):
+        refused = requests.post(f"{url}/shape", data=json.dumps(shape), timeout=10)
+        assert refused.status_code == 400, (shape, refused.text)
+    assert requests.head(f"{url}/shape", timeout=10).status_code == 404
+
+
 def test_cartd_is_protected_like_ingest(cartd, remote):
     start, _files = cartd
     url, server, _env = start("0.0.0.0")

@@ -147,5 +147,25 @@ def _text(value: datetime.datetime | None) -> str | None:
 
 
 def create_table(database: peewee.Database, table: str) -> None:
-    """Create the token table ``table`` as it is at its first version (a migration step)."""
-    database.create_tables([token_model(database, table)], safe=True)
+    """Create the token table ``table`` as it was at its first version (ingest schema 2.4, cartd
+    2.1): a migration step.
+
+    A frozen copy of ``token_model``'s columns, as every migration step keeps: when the model
+    gains a column, its own step adds it, and this one still makes the table it always made."""
+
+    class ApiTokenV1(peewee.Model):
+        token_id = peewee.AutoField()
+        digest = peewee.CharField(max_length=64, unique=True)
+        user = peewee.CharField()
+        scopes = peewee.CharField()
+        note = peewee.CharField(default="")
+        created = peewee.DateTimeField(default=_utcnow)
+        expires = peewee.DateTimeField(null=True)
+        last_used = peewee.DateTimeField(null=True)
+        revoked = peewee.DateTimeField(null=True)
+
+        class Meta:
+            table_name = table
+
+    ApiTokenV1.bind(database)
+    database.create_tables([ApiTokenV1], safe=True)

@@ -1,0 +1,41 @@
+"""The rules for the files of a cart request (``POST /<uid>``), each file on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from pacifica.cartd.rest import SHAPE, file_problems, item_problems
+
+GOOD = {"id": "17", "path": "/run/./a.dat", "hashtype": "sha1", "hashsum": ""}
+
+
+def test_a_good_file_has_no_problem_and_its_path_is_made_relative():
+    item = dict(GOOD)
+    assert item_problems("f", item) == []
+    assert item["path"] == "run/a.dat"
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"id": ""}, "id must be the file's id"),
+    ({"id": True}, "id must be the file's id"),
+    ({"id": "1\x002"}, "control characters"),
+    ({"id": "9" * 1025}, "exceed 1024"),
+    ({"path": "../etc/passwd"}, "relative file path inside the cart"),
+    ({"path": "/"}, "relative file path inside the cart"),
+    ({"path": "a/../.."}, "relative file path inside the cart"),
+    ({"path": "a\nb"}, "control characters"),
+    ({"path": 7}, "relative file path inside the cart"),
+    ({"hashtype": "crc99"}, "hashlib algorithm"),
+    ({"hashsum": None}, "hashsum must be"),
+])
+def test_each_bad_field_is_named(change, problem):
+    found = item_problems("fileids[3]", {**GOOD, **change})
+    assert len(found) == 1 and found[0].startswith("fileids[3]") and problem in found[0], found
+
+
+def test_a_whole_request_names_every_problem():
+    assert file_problems({"fileids": []}) == [SHAPE]
+    assert file_problems([GOOD]) == [SHAPE]
+    found = file_problems({"fileids": [dict(GOOD), "x", dict(GOOD, path="run/a.dat")], "bundle": "yes"})
+    assert found == ["bundle must be true or false", "fileids[1] must be an object",
+                     "fileids[2]: path 'run/a.dat' is given twice"]
