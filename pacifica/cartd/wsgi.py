@@ -13,7 +13,7 @@ import os
 import cherrypy
 
 from ..core.logs import configure_logging
-from ..core.wsgiapp import with_duties
+from ..core.wsgiapp import with_client_share, with_duties
 from . import globals as cartd_globals
 from .bootstrap import check_schema, configure
 from .server import compose
@@ -23,4 +23,5 @@ _runtime = configure()
 check_schema(_runtime.settings)
 cherrypy.config.update({"engine.autoreload.on": False})
 _cp_config = cartd_globals.cherrypy_config()
-application = with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None))
+application = with_client_share(with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None)),
+                                _runtime.settings.trusted_proxies)

@@ -29,6 +29,8 @@ from cherrypy._cpwsgi_server import CPWSGIHTTPRequest, CPWSGIServer
 logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
+TOO_MANY = {"status": "429 Too Many Requests",
+            "message": "too many requests at once from this address; try again shortly"}
 
 
 class _DeadlineReader:
@@ -90,8 +92,7 @@ class GuardedConnection(cheroot.server.HTTPConnection):
     def _too_many(self, address: str) -> None:
         logger.warning("refused a request from %s: it already holds %d of the server's threads", address,
                        self.server.per_client)
-        body = json.dumps({"status": "429 Too Many Requests",
-                           "message": "too many requests at once from this address; try again shortly"}).encode()
+        body = json.dumps(TOO_MANY).encode()
         head = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
                 b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         try:
@@ -101,29 +102,20 @@ class GuardedConnection(cheroot.server.HTTPConnection):
             pass
 
 
-class GuardedServer(CPWSGIServer):
-    """CherryPy's WSGI server with a header deadline and a per-client share of the threads."""
+class ClientShares:
+    """How many threads each client address holds; at most ``per_client`` at once. Loopback and
+    the ``exempt`` networks (trusted proxies) are not counted."""
 
-    def __init__(self, server_adapter: Any, exempt: tuple[str, ...] = ()) -> None:
-        super().__init__(server_adapter)
-        self.ConnectionClass = GuardedConnection
-        self.header_timeout = float(getattr(server_adapter, "header_timeout", HEADER_TIMEOUT))
-        threads = int(server_adapter.thread_pool or 10)
-        self.per_client = int(getattr(server_adapter, "per_client_threads", 0) or max(1, threads // 4))
+    def __init__(self, per_client: int, exempt: tuple[str, ...] = ()) -> None:
+        self.per_client = per_client
         self.exempt = tuple(ipaddress.ip_network(item, strict=False) for item in exempt)
         self._active: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
-    def client_key(self, sock: socket.socket) -> str | None:
-        """The address whose share this connection uses; None when it is exempt."""
+    def key(self, address: str) -> str | None:
+        """The address whose share a request from ``address`` uses; None when it is exempt."""
         try:
-            peer = sock.getpeername()
-        except OSError:
-            return None
-        if not isinstance(peer, tuple):
-            return None  # a UNIX socket
-        try:
-            ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return None
         ip = getattr(ip, "ipv4_mapped", None) or ip
@@ -145,3 +137,38 @@ class GuardedServer(CPWSGIServer):
             self._active[address] -= 1
             if self._active[address] <= 0:
                 del self._active[address]
+
+
+def share_of(threads: int) -> int:
+    """A client's share of ``threads``: a quarter, at least one."""
+    return max(1, threads // 4)
+
+
+class GuardedServer(CPWSGIServer):
+    """CherryPy's WSGI server with a header deadline and a per-client share of the threads."""
+
+    def __init__(self, server_adapter: Any, exempt: tuple[str, ...] = ()) -> None:
+        super().__init__(server_adapter)
+        self.ConnectionClass = GuardedConnection
+        self.header_timeout = float(getattr(server_adapter, "header_timeout", HEADER_TIMEOUT))
+        threads = int(server_adapter.thread_pool or 10)
+        self.per_client = int(getattr(server_adapter, "per_client_threads", 0) or share_of(threads))
+        self.shares = ClientShares(self.per_client, exempt)
+
+    def client_key(self, sock: socket.socket) -> str | None:
+        """The address whose share this connection uses; None when it is exempt."""
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            return None
+        if not isinstance(peer, tuple):
+            return None  # a UNIX socket
+        return self.shares.key(peer[0])
+
+    def enter(self, address: str) -> bool:
+        """Take a thread for ``address``; False when it holds its share already."""
+        return self.shares.enter(address)
+
+    def leave(self, address: str) -> None:
+        """Give back a thread of ``address``."""
+        self.shares.leave(address)

@@ -15,7 +15,7 @@ import os
 import cherrypy
 
 from ..core.logs import configure_logging
-from ..core.wsgiapp import with_duties
+from ..core.wsgiapp import with_client_share, with_duties
 from . import globals as ingest_globals
 from .bootstrap import check_schema, configure
 from .rest import SERVER_DEFAULTS
@@ -26,4 +26,5 @@ _runtime = configure()
 check_schema(_runtime.settings)
 cherrypy.config.update({key: value for key, value in SERVER_DEFAULTS.items() if key.startswith("engine.")})
 _cp_config = ingest_globals.cherrypy_config()
-application = with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None))
+application = with_client_share(with_duties(compose(_runtime, _cp_config if os.path.exists(_cp_config) else None)),
+                                _runtime.settings.trusted_proxies)

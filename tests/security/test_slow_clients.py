@@ -34,12 +34,13 @@ print("dropped", dropped, "after", round(time.monotonic() - started, 1), flush=T
 """
 
 
-def test_two_hundred_slow_header_connections_leave_the_server_answering(ingest, remote, tmp_path):
-    stack = ingest("loris", address="0.0.0.0", allow_anonymous="true")
+def slow_header_attack(stack, remote, tmp_path, seconds: float) -> tuple[list[float], str]:
+    """200 slow-header connections to ``stack`` from ``remote`` for ``seconds``; meanwhile ten
+    get_state requests from loopback. Their latencies, and what the attacker saw."""
     script = tmp_path / "loris.py"
     script.write_text(LORIS)
-    attacker = remote.popen([sys.executable, str(script), remote.host_address, str(stack.port), "200", "40"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    attacker = remote.popen([sys.executable, str(script), remote.host_address, str(stack.port), "200",
+                             str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert attacker.stdout.readline().strip() == "open 200"
         latencies = []
@@ -49,25 +50,35 @@ def test_two_hundred_slow_header_connections_leave_the_server_answering(ingest, 
             latencies.append(time.monotonic() - started)
             assert answer.status_code == 404
             time.sleep(0.5)
-        assert max(latencies) < 1.0, latencies
         output, _ = attacker.communicate(timeout=60)
     finally:
         attacker.kill()
+    return latencies, output
+
+
+def test_two_hundred_slow_header_connections_leave_the_server_answering(ingest, remote, tmp_path):
+    stack = ingest("loris", address="0.0.0.0", allow_anonymous="true")
+    latencies, output = slow_header_attack(stack, remote, tmp_path, 40)
+    assert max(latencies) < 1.0, latencies
     dropped, seconds = int(output.split()[1]), float(output.split()[3])
     assert dropped == 200 and seconds < 20, output  # each within the 10 s header deadline
 
 
-def test_an_upload_that_pauses_for_minutes_mid_body_still_succeeds(ingest, tmp_path):
-    stack = ingest("pause")
+def upload_with_a_pause(stack, tmp_path, pause: float) -> None:
+    """Upload a bundle, stopping ``pause`` seconds half-way through its body; it must complete."""
     path = tmp_path / "b.tar"
     make_bundle(str(path), {"data/a.bin": b"m" * 2_000_000})
     body = path.read_bytes()
-    with socket.create_connection(("127.0.0.1", stack.port), timeout=400) as sock:
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=pause + 100) as sock:
         sock.sendall(f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
-        time.sleep(290)  # under the 300 s socket timeout of the body's reads
+        time.sleep(pause)
         sock.sendall(body[len(body) // 2:])
         answer = sock.recv(65536).decode()
     assert answer.startswith("HTTP/1.1 200"), answer[:300]
     job_id = int(answer.split('"job_id": ')[1].split(",")[0])
     assert stack.wait_complete(job_id)["state"] == "OK"
+
+
+def test_an_upload_that_pauses_for_minutes_mid_body_still_succeeds(ingest, tmp_path):
+    upload_with_a_pause(ingest("pause"), tmp_path, 290)  # under the 300 s socket timeout of the body's reads
