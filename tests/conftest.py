@@ -215,7 +215,7 @@ def bound_database(kind: str, tmp_path: Path, proxy=None, prefix: str = "pacific
     """Bind ``proxy`` (ingest's ``orm.DB`` by default) to a new, empty database of ``kind`` for
     the duration of the block."""
     from pacifica.core.database import make_database
-    from pacifica.ingest import orm
+    from pacifica.ingest.compat import orm
 
     proxy = proxy or orm.DB
     url = services.database_url(kind, f"{prefix}_{kind}", tmp_path)
@@ -255,7 +255,7 @@ def database(request, tmp_path):
 @pytest.fixture(params=ENGINES)
 def cart_database(request, tmp_path):
     """An empty database of each kind, bound to cartd's ``orm.DB`` for the test."""
-    from pacifica.cartd.orm import DB
+    from pacifica.cartd.compat.orm import DB
 
     with bound_database(request.param, tmp_path, DB, "pacifica_cartd_unit") as db:
         yield db

@@ -19,13 +19,13 @@ from ..core.errors import ConfigError
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
 from ..core.web import serve
-from . import globals as cartd_globals
-from . import migrations, models
-from .bootstrap import check_schema, configure
-from .carts import CartStore
-from .celery_app import CART_APP
-from .config import load_settings
-from .server import compose
+from .app.bootstrap import check_schema, configure
+from .app.server import compose
+from .common import environment as cartd_globals
+from .common.settings import load_settings
+from .db import migrations, models
+from .jobs.celery_app import CART_APP
+from .volume.store import CartStore
 
 logger = logging.getLogger(__name__)
 

@@ -1,25 +1,13 @@
-"""Where the service's configuration files are looked for (``CARTD_CONFIG``, ``CARTD_CPCONFIG``)."""
+"""The published ``globals`` module of cartd: where its configuration files are looked for.
+
+They live in ``common.environment``; the two paths are still offered as constants.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from .common.environment import CONFIG_ENV, CPCONFIG_ENV, cherrypy_config, config_file
 
-CONFIG_ENV = "CARTD_CONFIG"
-CPCONFIG_ENV = "CARTD_CPCONFIG"
-
-
-def config_file(environ: Mapping[str, str] | None = None) -> str:
-    """The service configuration file: ``CARTD_CONFIG`` or ``~/.pacifica-cartd/config.ini``."""
-    environ = os.environ if environ is None else environ
-    return environ.get(CONFIG_ENV) or os.path.join(os.path.expanduser("~"), ".pacifica-cartd", "config.ini")
-
-
-def cherrypy_config(environ: Mapping[str, str] | None = None) -> str:
-    """The CherryPy configuration file: ``CARTD_CPCONFIG`` or ``~/.pacifica-cartd/cpconfig.ini``."""
-    environ = os.environ if environ is None else environ
-    return environ.get(CPCONFIG_ENV) or os.path.join(os.path.expanduser("~"), ".pacifica-cartd", "cpconfig.ini")
-
+__all__ = ["CHERRYPY_CONFIG", "CONFIG_ENV", "CONFIG_FILE", "CPCONFIG_ENV", "cherrypy_config", "config_file"]
 
 # The published module exposed these two paths as constants.
 CONFIG_FILE = config_file()

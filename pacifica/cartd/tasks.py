@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bootstrap import runtime
-from .celery_app import CART_APP, CartTask, app, celery_config, configure_celery
-from .staging import STAGE_TIMEOUT, CartDeleted, CartError, stage_files
-from .staging import build_cart as build_cart_with
+from .app.bootstrap import runtime
+from .jobs.build import STAGE_TIMEOUT, CartDeleted, CartError, stage_files
+from .jobs.build import build_cart as build_cart_with
+from .jobs.celery_app import CART_APP, CartTask, app, celery_config, configure_celery
 
 __all__ = ["CART_APP", "STAGE_TIMEOUT", "CartDeleted", "CartError", "CartTask", "app", "build_cart",
            "celery_config", "configure_celery", "stage_files"]

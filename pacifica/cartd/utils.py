@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..core.settings import parse_size
-from .bootstrap import runtime
-from .carts import CartStore
-from .published import PublishedChecks
+from .app.bootstrap import runtime
+from .compat.published import PublishedChecks
+from .volume.store import CartStore
 
 __all__ = ["Cartutils", "parse_size"]
 

@@ -14,9 +14,9 @@ import cherrypy
 
 from ..core.logs import configure_logging
 from ..core.wsgiapp import with_client_share, with_duties
-from . import globals as cartd_globals
-from .bootstrap import check_schema, configure
-from .server import compose
+from .app.bootstrap import check_schema, configure
+from .app.server import compose
+from .common import environment as cartd_globals
 
 configure_logging()
 _runtime = configure()

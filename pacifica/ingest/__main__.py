@@ -17,19 +17,20 @@ from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
 from ..core.web import serve
-from . import globals as ingest_globals
-from . import migrations, models, states
-from .bootstrap import announce, check_schema, configure
-from .errors import ConfigError, PeerError
-from .housekeeping import expire_failed_bundles, stalled_jobs
+from .app.bootstrap import announce, check_schema, configure
+from .app.server import compose
+from .common import environment as ingest_globals
+from .common import states
+from .common.errors import ConfigError, PeerError
+from .common.settings import load_settings
+from .db import migrations, models
+from .db.responses import event_response
+from .jobs.housekeeping import expire_failed_bundles, stalled_jobs
+from .jobs.runtime import Runtime
+from .jobs.stages import make_context, run_job
 from .peers.metadata import EmbeddedMetadata
-from .responses import event_response
-from .rest import SERVER_DEFAULTS
-from .runtime import Runtime
-from .server import compose
-from .settings import load_settings
-from .stages import make_context, run_job
-from .tus_rest import expire_uploads, store
+from .web.resources import SERVER_DEFAULTS
+from .web.uploads import expire_uploads, store
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import configparser
 
 from ..core.settings import Option, parse_size
-from .bootstrap import runtime
-from .settings import DEFAULT_DATA_DIR, EMBEDDED, OPTIONS, Settings, load_settings, settings_as_config
+from .app.bootstrap import runtime
+from .common.settings import DEFAULT_DATA_DIR, EMBEDDED, OPTIONS, Settings, load_settings, settings_as_config
 
 __all__ = ["DEFAULT_DATA_DIR", "EMBEDDED", "OPTIONS", "Option", "Settings", "get_config", "load_settings",
            "parse_size", "settings_as_config"]

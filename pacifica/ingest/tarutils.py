@@ -6,7 +6,8 @@ documented name importable from here.
 
 from __future__ import annotations
 
-from .published import (
+from .bundles.tar import METADATA_MEMBER, MemberReader, open_bundle, read_metadata
+from .compat.published import (
     FileIngester,
     FileIngestor,
     HashValidationException,
@@ -19,7 +20,6 @@ from .published import (
     open_tar,
     patch_files,
 )
-from .tarreader import METADATA_MEMBER, MemberReader, open_bundle, read_metadata
 
 __all__ = ["METADATA_MEMBER", "FileIngester", "FileIngestor", "HashValidationException", "MemberReader",
            "MetaParser", "TarIngester", "TarIngestor", "bundle_json", "file_count", "get_clipped", "open_bundle",

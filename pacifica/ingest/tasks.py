@@ -8,10 +8,8 @@ from ``published``) importable from here, with their documented signatures.
 
 from __future__ import annotations
 
-from . import bootstrap  # noqa: F401 - gives the app the factory of its runtime
-from .callbacks import deliver_callback
-from .celery_app import INGEST_APP, IngestTask, StageTask, app, celery_config, configure_celery
-from .published import (
+from .app import bootstrap  # noqa: F401 - gives the app the factory of its runtime
+from .compat.published import (
     IngestException,
     ingest_check_tarfile,
     ingest_files,
@@ -22,7 +20,9 @@ from .published import (
     move_metadata_parser,
     validate_meta,
 )
-from .stages import MOVE, UPLOAD, Context, JobMessage, Stage, ingest, job_chain, make_context, move, run_job
+from .jobs.callbacks import deliver_callback
+from .jobs.celery_app import INGEST_APP, IngestTask, StageTask, app, celery_config, configure_celery
+from .jobs.stages import MOVE, UPLOAD, Context, JobMessage, Stage, ingest, job_chain, make_context, move, run_job
 
 __all__ = ["INGEST_APP", "MOVE", "UPLOAD", "Context", "IngestException", "IngestTask", "JobMessage", "Stage",
            "StageTask", "app", "celery_config", "configure_celery", "deliver_callback", "ingest",

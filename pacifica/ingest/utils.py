@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..core.settings import parse_size
-from .bootstrap import runtime
-from .responses import create_state_response
+from .app.bootstrap import runtime
+from .db.responses import create_state_response
 
 __all__ = ["create_state_response", "get_unique_id", "parse_size"]
 

@@ -16,10 +16,10 @@ import cherrypy
 
 from ..core.logs import configure_logging
 from ..core.wsgiapp import with_client_share, with_duties
-from . import globals as ingest_globals
-from .bootstrap import check_schema, configure
-from .rest import SERVER_DEFAULTS
-from .server import compose
+from .app.bootstrap import check_schema, configure
+from .app.server import compose
+from .common import environment as ingest_globals
+from .web.resources import SERVER_DEFAULTS
 
 configure_logging()
 _runtime = configure()

@@ -9,11 +9,12 @@ import pytest
 import requests
 
 from pacifica.core.http import make_session
-from pacifica.ingest import migrations, pipeline
-from pacifica.ingest.errors import IngestError
+from pacifica.ingest.common.errors import IngestError
+from pacifica.ingest.db import migrations
+from pacifica.ingest.jobs import pipeline
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database
 from tests.support.archive import archive_listing
 from tests.support.bundles import file_object, transaction_metadata, write_tar

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from pacifica.core.http import make_session
-from pacifica.ingest import migrations
-from pacifica.ingest.errors import IntegrityError, PeerError, PeerRejected
+from pacifica.ingest.common.errors import IntegrityError, PeerError, PeerRejected
+from pacifica.ingest.db import migrations
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
@@ -94,7 +94,7 @@ def test_uniqueid_refuses_an_empty_range(uniqueid):
 
 
 def test_embedded_job_ids_start_after_existing_jobs(tmp_path):
-    from pacifica.ingest.orm import update_state
+    from pacifica.ingest.compat.orm import update_state
 
     with bound_database("sqlite", tmp_path) as db:
         migrations.upgrade(db)
@@ -248,7 +248,7 @@ class ForgetfulArchiveApp:
 
 
 def test_http_archive_does_not_trust_an_acknowledgement(session):
-    from pacifica.ingest.errors import PeerUnavailable
+    from pacifica.ingest.common.errors import PeerUnavailable
     from tests.support.peers import PeerServer
 
     server = PeerServer(ForgetfulArchiveApp()).start()

@@ -164,7 +164,7 @@ class Stack:
     def state_after_stop(self, job_id: int) -> dict[str, Any]:
         """Read a job's state straight from the stack's database (its server is not running)."""
         from pacifica.core.database import make_database
-        from pacifica.ingest.orm import IngestState
+        from pacifica.ingest.compat.orm import IngestState
         from pacifica.ingest.utils import create_state_response
 
         url = self.settings.get("database", {}).get("peewee_url", f"sqliteext:///{self.data_dir}/ingest.sqlite3")

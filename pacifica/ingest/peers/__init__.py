@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ...core.http import make_session
-from ..errors import ConfigError
-from ..settings import EMBEDDED, Settings
+from ..common.errors import ConfigError
+from ..common.settings import EMBEDDED, Settings
 from .archive import ArchiveGate, HttpArchive, LocalArchive
 from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
 from .metadata import EmbeddedMetadata, HttpMetadata

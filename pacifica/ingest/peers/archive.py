@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 import requests
 
 from ...core.http import lean_call
-from ..errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
+from ..common.errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
 
 logger = logging.getLogger(__name__)
 

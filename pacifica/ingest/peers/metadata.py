@@ -17,9 +17,9 @@ import requests
 from ...core.http import call, json_body
 from ...core.jsonbody import dump_items
 from ...core.redact import Problems, summarise
-from ..bundle import FILES_TABLE, TRANSACTION_ID
-from ..errors import PeerRejected
-from ..models import DB, IngestMetadata
+from ..bundles.document import FILES_TABLE, TRANSACTION_ID
+from ..common.errors import PeerRejected
+from ..db.models import DB, IngestMetadata
 
 PEER = "metadata"
 BLOCK = 1 << 20

@@ -11,8 +11,8 @@ import requests
 from ...core.http import call, json_body
 from ...core.jsonbody import dump_items
 from ...core.redact import summarise
-from ..bundle import structure_problems
-from ..errors import PeerRejected
+from ..bundles.document import structure_problems
+from ..common.errors import PeerRejected
 
 PEER = "policy"
 

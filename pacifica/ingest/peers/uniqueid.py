@@ -8,8 +8,8 @@ import peewee
 import requests
 
 from ...core.http import call, json_body
-from ..errors import PeerRejected, PeerUnavailable
-from ..models import DB, IngestState, IngestUniqueId
+from ..common.errors import PeerRejected, PeerUnavailable
+from ..db.models import DB, IngestState, IngestUniqueId
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from pacifica.cartd.openapi import openapi
+from pacifica.cartd.web.openapi import openapi
 from tests.support.fuzz import CASES, CHECKS, check_no_leak
 from tests.support.procs import BIN, Proc, free_port
 

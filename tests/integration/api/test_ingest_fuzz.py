@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from pacifica.ingest.openapi import openapi
+from pacifica.ingest.web.openapi import openapi
 from tests.support.fuzz import CASES, CHECKS, check_no_leak
 
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from pacifica.cartd.archive_requests import ArchiveRequests
+from pacifica.cartd.peers.archive import ArchiveRequests
 from pacifica.core.http import make_session
-from pacifica.ingest.errors import IntegrityError, PeerError
+from pacifica.ingest.common.errors import IntegrityError, PeerError
 from pacifica.ingest.peers.archive import HttpArchive
 
 FILE_ID = 987_650_001

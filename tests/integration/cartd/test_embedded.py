@@ -12,11 +12,11 @@ import tarfile
 import pytest
 import requests
 
-from pacifica.cartd import bootstrap as cart_bootstrap
-from pacifica.cartd.archive_requests import LocalArchiveRequests, archive_for
-from pacifica.cartd.celery_app import CART_APP
-from pacifica.cartd.config import load_settings
-from pacifica.cartd.orm import DB, Cart, File, OrmSync
+from pacifica.cartd.app import bootstrap as cart_bootstrap
+from pacifica.cartd.common.settings import load_settings
+from pacifica.cartd.compat.orm import DB, Cart, File, OrmSync
+from pacifica.cartd.jobs.celery_app import CART_APP
+from pacifica.cartd.peers.archive import LocalArchiveRequests, archive_for
 from pacifica.cartd.tasks import build_cart
 from pacifica.cartd.utils import Cartutils
 from pacifica.core.database import make_database

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from pacifica.cartd.archive_requests import ArchiveRequests
+from pacifica.cartd.peers.archive import ArchiveRequests
 from pacifica.core.http import make_session
 from pacifica.ingest.peers.archive import HttpArchive
 from tests.support.cartd import cart_service

@@ -48,7 +48,7 @@ def test_a_database_of_0_7_0_is_taken_over_and_stays_usable_by_it(legacy_cartd, 
     assert synced.returncode == 0 and "upgraded to 2.1" in synced.stdout, synced.stdout + synced.stderr
     assert _legacy(legacy_cartd, url, tmp_path, "pacifica-cartd-cmd", "dbchk").returncode == 0
 
-    from pacifica.cartd.orm import DB, Cart, File
+    from pacifica.cartd.compat.orm import DB, Cart, File
     from pacifica.cartd.utils import Cartutils
     from pacifica.core.database import make_database
 

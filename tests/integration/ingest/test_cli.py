@@ -98,7 +98,7 @@ def test_retry_of_a_broken_bundle_exits_non_zero(cli_stack, tmp_path):
 
 def _state(cli_stack, job_id):
     from pacifica.core.database import make_database
-    from pacifica.ingest.orm import IngestState
+    from pacifica.ingest.compat.orm import IngestState
 
     database = make_database(cli_stack.settings["database"]["peewee_url"])
     try:

@@ -20,12 +20,13 @@ import pytest
 import requests
 
 from pacifica.core.http import make_session
-from pacifica.ingest import migrations, pipeline
-from pacifica.ingest.errors import IngestError, PeerUnavailable
-from pacifica.ingest.manifest import open_manifest
+from pacifica.ingest.common.errors import IngestError, PeerUnavailable
+from pacifica.ingest.db import migrations
+from pacifica.ingest.jobs import pipeline
 from pacifica.ingest.peers.archive import ArchiveGate, HttpArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.volume.manifest import open_manifest
+from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database
 from tests.support.bundles import make_bundle
 from tests.support.procs import wait_for
@@ -239,7 +240,7 @@ def test_a_range_handed_out_twice_is_asked_for_again(tmp_path):
 
 
 def test_a_job_id_in_use_is_never_taken_over(tmp_path):
-    from pacifica.ingest import orm
+    from pacifica.ingest.compat import orm
 
     with bound_database("sqlite", tmp_path) as db:
         migrations.upgrade(db)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from pacifica.ingest.manifest import open_manifest
+from pacifica.ingest.volume.manifest import open_manifest
 from tests.support.bundles import make_bundle, move_document, write_tar
 from tests.support.procs import wait_for
 from tests.support.stack import wait_results

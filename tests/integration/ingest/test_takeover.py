@@ -51,7 +51,7 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
     assert legacy_check.returncode == 0, "the published 0.4.1 no longer accepts the upgraded database"
 
     from pacifica.core.database import make_database
-    from pacifica.ingest.orm import DB, read_state, update_state
+    from pacifica.ingest.compat.orm import DB, read_state, update_state
     from pacifica.ingest.utils import create_state_response
 
     previous = DB.obj

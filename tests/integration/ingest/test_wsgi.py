@@ -41,7 +41,7 @@ def test_wsgi_application(tmp_path):
 
 def test_wsgi_refuses_an_old_database(tmp_path):
     from pacifica.core.database import make_database
-    from pacifica.ingest import migrations
+    from pacifica.ingest.db import migrations
     from tests.support.procs import run
 
     old = make_database(f"sqliteext:///{tmp_path}/old.sqlite3")
@@ -68,7 +68,7 @@ def test_wsgi_creates_the_schema_of_an_empty_database(tmp_path):
 def test_cartd_wsgi_creates_the_schema_of_an_empty_database_and_refuses_an_old_one(tmp_path):
     """``pacifica.cartd.wsgi`` starts up as ``pacifica-cartd`` does (against an empty database, every
     request used to answer 500)."""
-    from pacifica.cartd import migrations
+    from pacifica.cartd.db import migrations
     from pacifica.core.database import make_database
     from tests.support.procs import run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pacifica.cartd.rest import SHAPE, file_problems, item_problems
+from pacifica.cartd.web.resources import SHAPE, file_problems, item_problems
 
 GOOD = {"id": "17", "path": "/run/./a.dat", "hashtype": "sha1", "hashsum": ""}
 

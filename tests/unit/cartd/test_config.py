@@ -7,9 +7,9 @@ import os
 import pytest
 
 from pacifica.cartd.__main__ import cmd
-from pacifica.cartd.config import get_config, load_settings, run_embedded_worker
+from pacifica.cartd.common.settings import get_config, load_settings, run_embedded_worker
 from pacifica.core.errors import ConfigError
-from pacifica.ingest.errors import ConfigError as IngestConfigError
+from pacifica.ingest.common.errors import ConfigError as IngestConfigError
 
 
 def test_defaults_keep_everything_in_the_data_directory(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 
-from pacifica.cartd.orm import Cart, OrmSync
+from pacifica.cartd.compat.orm import Cart, OrmSync
 from pacifica.cartd.utils import Cartutils
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
-from pacifica.cartd.openapi import openapi
-from pacifica.cartd.rest import make_app
+from pacifica.cartd.web.openapi import openapi
+from pacifica.cartd.web.resources import make_app
 from tests.support.openapi import documented_routes, served_routes
 
 

@@ -7,8 +7,8 @@ import datetime
 
 import peewee
 
-from pacifica.cartd import migrations
-from pacifica.cartd.orm import Cart, CartSystem, CartTasks, File, OrmSync
+from pacifica.cartd.compat.orm import Cart, CartSystem, CartTasks, File, OrmSync
+from pacifica.cartd.db import migrations
 
 
 def columns(db, table):

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from pacifica.cartd.tarlayout import CartEntry, TarLayout
+from pacifica.cartd.volume.tarlayout import CartEntry, TarLayout
 
 
 def _entries(root, files: dict[str, bytes], hash_type: str = "sha1") -> list[CartEntry]:

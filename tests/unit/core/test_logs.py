@@ -9,13 +9,13 @@ from pacifica.core.logs import JsonFormatter
 
 
 def test_a_record_becomes_one_json_object_with_its_fields():
-    record = logging.LogRecord("pacifica.ingest.stage_state", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("pacifica.ingest.jobs.record", logging.WARNING, __file__, 1,
                                "job %s failed in %r", (7, "open tar"), None)
     record.job_id, record.stage, record.duration = 7, "open tar", 0.25
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "job 7 failed in 'open tar'"
     assert (entry["level"], entry["logger"], entry["job_id"], entry["stage"], entry["duration"]) == \
-        ("WARNING", "pacifica.ingest.stage_state", 7, "open tar", 0.25)
+        ("WARNING", "pacifica.ingest.jobs.record", 7, "open tar", 0.25)
     assert "cart_id" not in entry and entry["time"].endswith("+00:00")
 
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from pacifica.ingest import bundle
-from pacifica.ingest.errors import MetadataError
+from pacifica.ingest.bundles import document
+from pacifica.ingest.common.errors import MetadataError
 from pacifica.ingest.tarutils import MemberReader, file_count, get_clipped, open_tar, read_metadata
 from tests.support.bundles import file_object, transaction_metadata, write_tar
 
 
 def test_parse_document_accepts_a_list_of_objects():
-    assert bundle.parse_document(b'[{"a": 1}]') == [{"a": 1}]
+    assert document.parse_document(b'[{"a": 1}]') == [{"a": 1}]
 
 
 @pytest.mark.parametrize(("raw", "message"), [
@@ -22,11 +22,11 @@ def test_parse_document_accepts_a_list_of_objects():
 ])
 def test_parse_document_rejects(raw, message):
     with pytest.raises(MetadataError, match=message):
-        bundle.parse_document(raw)
+        document.parse_document(raw)
 
 
 def test_file_entries_report_every_problem_at_once():
-    document = transaction_metadata() + [
+    metadata = transaction_metadata() + [
         {"destinationTable": "Files", "name": "a", "subdir": "data"},
         file_object("data", "b", b"x", hashtype="sha1") | {"hashtype": "crc99"},
         file_object("data", "c", b"x") | {"size": -1},
@@ -34,7 +34,7 @@ def test_file_entries_report_every_problem_at_once():
         file_object("data", "e/f", b"x"),
     ]
     with pytest.raises(MetadataError) as caught:
-        bundle.file_entries(document)
+        document.file_entries(metadata)
     message = str(caught.value)
     for expected in ("missing or non-string hashtype, hashsum", "crc99", "non-negative integer", "'..'",
                      "plain file name"):
@@ -44,19 +44,19 @@ def test_file_entries_report_every_problem_at_once():
 def test_file_entries_normalise_hashsum_and_need_source_for_moves():
     item = file_object("data/x", "a.txt", b"abc", hashtype="sha1")
     item["hashsum"] = "SHA1:" + item["hashsum"].upper()
-    entries = bundle.file_entries([item])
+    entries = document.file_entries([item])
     assert entries[0].hashsum == file_object("data/x", "a.txt", b"abc")["hashsum"]
     with pytest.raises(MetadataError, match="source"):
-        bundle.file_entries([item], move=True)
+        document.file_entries([item], move=True)
 
 
 def test_assign_ids_and_for_peers():
-    document = transaction_metadata() + [file_object("data/a/b", "x", b"1"), file_object("data", "y", b"2")]
-    entries = bundle.file_entries(document)
-    with_ids = bundle.assign_ids(document, entries, 100)
+    metadata = transaction_metadata() + [file_object("data/a/b", "x", b"1"), file_object("data", "y", b"2")]
+    entries = document.file_entries(metadata)
+    with_ids = document.assign_ids(metadata, entries, 100)
     assert [entry.file_id for entry in entries] == [100, 101]
-    assert "_id" not in document[-1], "assign_ids changed its input"
-    sent = bundle.for_peers(with_ids, 42)
+    assert "_id" not in metadata[-1], "assign_ids changed its input"
+    sent = document.for_peers(with_ids, 42)
     files = [item for item in sent if item["destinationTable"] == "Files"]
     assert [(item["_id"], item["subdir"]) for item in files] == [(100, "a/b"), (101, "")]
     assert sent[-1] == {"destinationTable": "Transactions._id", "value": 42}
@@ -65,10 +65,10 @@ def test_assign_ids_and_for_peers():
 @pytest.mark.parametrize("metadata_first", [True, False])
 def test_metadata_may_come_first_or_last(tmp_path, metadata_first):
     path = tmp_path / "b.tar"
-    document = [file_object("data", "a.txt", b"abc")]
-    write_tar(str(path), [("data/a.txt", b"abc")], document, metadata_first=metadata_first)
+    metadata = [file_object("data", "a.txt", b"abc")]
+    write_tar(str(path), [("data/a.txt", b"abc")], metadata, metadata_first=metadata_first)
     tar = open_tar(str(path))
-    assert json.loads(read_metadata(tar)) == document
+    assert json.loads(read_metadata(tar)) == metadata
     assert file_count(tar) == 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pacifica.ingest.__main__ import cmd, main
-from pacifica.ingest.orm import read_history, read_state
+from pacifica.ingest.compat.orm import read_history, read_state
 
 
 @pytest.fixture
@@ -90,8 +90,8 @@ def test_retry_of_a_missing_file(config, capsys):
 
 def test_server_refuses_an_old_non_empty_schema(config, capsys):
     """An empty database gets its schema on first start; one holding an older schema needs dbsync."""
-    from pacifica.ingest import migrations
-    from pacifica.ingest.orm import DB
+    from pacifica.ingest.compat.orm import DB
+    from pacifica.ingest.db import migrations
 
     assert cmd(["-c", config, "dbchk"]) == -1  # binds orm.DB to the config's database
     DB.connect(reuse_if_open=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pacifica.ingest import globals as ingest_globals
+from pacifica.ingest.common import environment as ingest_globals
+from pacifica.ingest.common.errors import ConfigError
 from pacifica.ingest.config import OPTIONS, load_settings, parse_size, settings_as_config
-from pacifica.ingest.errors import ConfigError
 
 
 @pytest.fixture

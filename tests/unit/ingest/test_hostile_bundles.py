@@ -19,11 +19,12 @@ import tempfile
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pacifica.ingest import migrations, pipeline
-from pacifica.ingest.errors import IngestError
+from pacifica.ingest.common.errors import IngestError
+from pacifica.ingest.db import migrations
+from pacifica.ingest.jobs import pipeline
 from pacifica.ingest.peers.archive import LocalArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database
 from tests.support.archive import archive_listing
 
@@ -113,9 +114,9 @@ def test_a_job_archives_exactly_or_leaves_nothing(tmp_path, members, metadata_fi
             return
         event("archived")
         with tarfile.open(path) as tar:
-            regular = {pipeline.bundle.member_name(info.name): tar.extractfile(info).read()
+            regular = {pipeline.document.member_name(info.name): tar.extractfile(info).read()
                        for info in tar.getmembers()
-                       if info.isfile() and pipeline.bundle.member_name(info.name).startswith("data/")}
+                       if info.isfile() and pipeline.document.member_name(info.name).startswith("data/")}
         archived = {}
         for entry in manifest.files():
             with open(archive.path(entry.file_id), "rb") as handle:

@@ -11,10 +11,10 @@ import tracemalloc
 
 import pytest
 
-from pacifica.ingest import pipeline
-from pacifica.ingest.errors import MetadataError
-from pacifica.ingest.manifest import open_manifest
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.common.errors import MetadataError
+from pacifica.ingest.jobs import pipeline
+from pacifica.ingest.volume.manifest import open_manifest
+from pacifica.ingest.volume.spool import Spool
 from tests.support.bundles import file_object, transaction_metadata, write_tar
 from tests.unit.ingest.test_pipeline import FakeUniqueId
 

@@ -6,8 +6,8 @@ import datetime
 
 import peewee
 
-from pacifica.ingest import migrations
-from pacifica.ingest.orm import IngestState, IngestStateSystem, OrmSync, read_history, read_state, update_state
+from pacifica.ingest.compat.orm import IngestState, IngestStateSystem, OrmSync, read_history, read_state, update_state
+from pacifica.ingest.db import migrations
 
 
 def columns(db, table):

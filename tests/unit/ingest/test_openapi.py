@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
-from pacifica.ingest.openapi import openapi
-from pacifica.ingest.rest import make_app
+from pacifica.ingest.web.openapi import openapi
+from pacifica.ingest.web.resources import make_app
 from tests.support.openapi import documented_routes, served_routes
 
 

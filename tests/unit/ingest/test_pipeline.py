@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pacifica.ingest import pipeline
-from pacifica.ingest.errors import IngestError, PeerRejected
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.common.errors import IngestError, PeerRejected
+from pacifica.ingest.jobs import pipeline
+from pacifica.ingest.volume.spool import Spool
 from tests.support.bundles import make_bundle
 
 

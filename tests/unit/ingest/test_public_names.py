@@ -76,8 +76,8 @@ def test_documented_members():
 IMPORT_CHECK = """
 import pacifica.ingest, pacifica.ingest.config, pacifica.ingest.globals, pacifica.ingest.orm
 import pacifica.ingest.rest, pacifica.ingest.tarutils, pacifica.ingest.tasks, pacifica.ingest.utils
-import pacifica.ingest.__main__, pacifica.ingest.pipeline, pacifica.ingest.bootstrap
-from pacifica.ingest import orm, tasks, bootstrap
+import pacifica.ingest.__main__, pacifica.ingest.jobs.pipeline, pacifica.ingest.app.bootstrap
+from pacifica.ingest import orm, tasks
 assert orm.DB.obj is None, "the database was set up at import"
 assert not tasks.INGEST_APP.configured, "the Celery app read its configuration at import"
 assert not tasks.INGEST_APP.has_runtime(), "the runtime was built at import"

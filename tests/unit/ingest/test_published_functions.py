@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from pacifica.ingest import bootstrap, migrations, tarutils, tasks
+from pacifica.ingest import tarutils, tasks
+from pacifica.ingest.app import bootstrap
+from pacifica.ingest.compat.orm import DB, read_state
 from pacifica.ingest.config import load_settings
-from pacifica.ingest.orm import DB, read_state
+from pacifica.ingest.db import migrations
 from tests.support.bundles import make_bundle, move_document
 
 

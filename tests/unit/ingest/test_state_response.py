@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pacifica.ingest import migrations
-from pacifica.ingest.orm import read_state, update_state
+from pacifica.ingest.compat.orm import read_state, update_state
+from pacifica.ingest.db import migrations
 from pacifica.ingest.utils import create_state_response
 
 KEYS = {"job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"}

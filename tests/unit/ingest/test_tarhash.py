@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pacifica.ingest import migrations, pipeline, tarhash
-from pacifica.ingest.errors import IngestError
+from pacifica.ingest.bundles import digests
+from pacifica.ingest.common.errors import IngestError
+from pacifica.ingest.db import migrations
+from pacifica.ingest.jobs import pipeline
 from pacifica.ingest.peers.archive import LocalArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
-from pacifica.ingest.spool import Spool
+from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database
 from tests.support.bundles import file_object, transaction_metadata, write_tar
 
@@ -44,8 +46,8 @@ def _tar(members, tar_format, pax_size=False) -> bytes:
     return out.getvalue()
 
 
-def _feed(raw: bytes, cuts) -> tarhash.StreamHasher:
-    hasher = tarhash.StreamHasher()
+def _feed(raw: bytes, cuts) -> digests.StreamHasher:
+    hasher = digests.StreamHasher()
     position = 0
     for cut in sorted(set(cuts)) + [len(raw)]:
         if cut > position:
@@ -93,7 +95,7 @@ def test_a_size_that_does_not_fit_octal_is_read_as_base_256():
     header.size = 9 * 2**30
     block = header.tobuf(tarfile.GNU_FORMAT)
     assert block[124] == 0o200
-    assert tarhash._number(block[124:136]) == 9 * 2**30
+    assert digests._number(block[124:136]) == 9 * 2**30
 
 
 def _stored_bundle(tmp_path, data: bytes, hashsum: str | None = None):
@@ -113,7 +115,7 @@ def _stored_bundle(tmp_path, data: bytes, hashsum: str | None = None):
 
 def _recorded(path: str) -> dict[int, tuple[int, str]]:
     with open(path, "rb") as handle:
-        return {offset: (size, digest) for offset, size, digest in tarhash.recorded(path, handle.fileno())}
+        return {offset: (size, digest) for offset, size, digest in digests.recorded(path, handle.fileno())}
 
 
 @pytest.mark.parametrize("size", [3000, (1 << 20) + 5])
@@ -122,12 +124,12 @@ def test_the_worker_trusts_the_upload_digests_and_still_checks_them(tmp_path, si
     with bound_database("sqlite", tmp_path) as database:
         migrations.upgrade(database)
         spool, path = _stored_bundle(tmp_path, data)
-        document = json.loads(Path(tarhash.digests_path(path)).read_text())
+        document = json.loads(Path(digests.digests_path(path)).read_text())
         offset = next(key for key, (length, _digest) in document["members"].items() if length == size)
         assert document["members"][offset] == [size, hashlib.sha1(data).hexdigest()]
         # A digest that disagrees with the metadata fails the file without the bytes being read.
         document["members"][offset] = [size, "f" * 40]
-        Path(tarhash.digests_path(path)).write_text(json.dumps(document))
+        Path(digests.digests_path(path)).write_text(json.dumps(document))
         archive = LocalArchive(str(tmp_path / "archive"))
         with pipeline.load_bundle_metadata(1, path, spool, EmbeddedUniqueId()) as manifest:
             (entry,) = manifest.files()
@@ -158,9 +160,9 @@ def test_digests_from_another_boot_are_not_trusted(tmp_path):
         migrations.upgrade(database)
         _spool, path = _stored_bundle(tmp_path, b"z" * 100)
         assert _recorded(path)
-        document = json.loads(Path(tarhash.digests_path(path)).read_text())
+        document = json.loads(Path(digests.digests_path(path)).read_text())
         document["bundle"]["boot_id"] = "another-boot"
-        Path(tarhash.digests_path(path)).write_text(json.dumps(document))
+        Path(digests.digests_path(path)).write_text(json.dumps(document))
         assert _recorded(path) == {}
 
 

@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from pacifica.ingest import pipeline
-from pacifica.ingest.errors import BundleError
-from pacifica.ingest.tarreader import MAX_EXTENDED_CHAIN, MAX_EXTENDED_HEADER, walk
+from pacifica.ingest.bundles.tar import MAX_EXTENDED_CHAIN, MAX_EXTENDED_HEADER, walk
+from pacifica.ingest.common.errors import BundleError
+from pacifica.ingest.jobs import pipeline
 
 
 def _tar_bytes(members, fmt=tarfile.PAX_FORMAT, pax_headers=None) -> bytes:

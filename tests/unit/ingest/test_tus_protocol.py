@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from pacifica.ingest.callbacks import MAX_DELAY, check_url, delay
-from pacifica.ingest.tus import TusError, parse_checksum, parse_metadata
+from pacifica.ingest.jobs.callbacks import MAX_DELAY, check_url, delay
+from pacifica.ingest.volume.resumable import TusError, parse_checksum, parse_metadata
 
 
 def _b64(text: str) -> str:

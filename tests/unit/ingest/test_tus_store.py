@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pacifica.ingest import tarhash
-from pacifica.ingest.spool import Spool
-from pacifica.ingest.tus import TusError, TusStore
+from pacifica.ingest.bundles import digests
+from pacifica.ingest.volume.resumable import TusError, TusStore
+from pacifica.ingest.volume.spool import Spool
 from tests.support.bundles import make_bundle
 
 
@@ -32,7 +32,7 @@ def bundle(tmp_path):
 
 def _load(path: str) -> dict[int, tuple[int, str]]:
     with open(path, "rb") as handle:
-        return {offset: (size, digest) for offset, size, digest in tarhash.recorded(path, handle.fileno())}
+        return {offset: (size, digest) for offset, size, digest in digests.recorded(path, handle.fileno())}
 
 
 def test_a_single_upload_received_in_chunks_leaves_the_digests(tmp_path, bundle):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cherrypy
 import pytest
 
-from pacifica.ingest.webjobs import MAX_JOB_ID, parse_job_id
+from pacifica.ingest.web.kit import MAX_JOB_ID, parse_job_id
 
 
 @pytest.mark.parametrize(("given", "problem"), [

@@ -1,0 +1,1 @@
+"""The ground: settings, metrics, and where the configuration files are (``environment``)."""

@@ -1,0 +1,1 @@
+"""The cart database: models (``models``) and schema versions (``migrations``)."""

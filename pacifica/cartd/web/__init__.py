@@ -1,0 +1,3 @@
+"""HTTP only: the cart resource (``resources``), operations endpoints (``ops``) and the OpenAPI
+document (``openapi``).
+"""

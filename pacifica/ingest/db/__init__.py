@@ -1,0 +1,3 @@
+"""The job database: models and the state functions (``models``), the schema versions
+(``migrations``), and the state answer every API gives (``responses``).
+"""

@@ -1,0 +1,58 @@
+"""What ``GET /metrics`` reads at each scrape: the jobs now in each state and stage, the jobs ended
+in each state, uploads in flight and open, and the volume's free bytes."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from collections.abc import Iterator
+
+import peewee
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..common import states
+from ..db import models
+
+
+def _as_datetime(value) -> datetime.datetime:
+    """SQLite hands an aggregate's datetime back as text."""
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value))
+
+
+def state_metrics(volume_path: str, open_uploads) -> Iterator:
+    """The metrics read from the database and the volume at a scrape: jobs now in each state and
+    stage, jobs ended in each state, uploads in flight, resumable uploads open, free bytes."""
+    now = GaugeMetricFamily("pacifica_ingest_jobs", "Jobs not finished, by state and stage (task).",
+                            labels=["state", "task"])
+    ended = CounterMetricFamily("pacifica_ingest_jobs_ended", "Jobs finished, by final state (OK or FAILED) "
+                                "and the stage they ended in.", labels=["state", "task"])
+    in_flight = 0
+    query = (models.IngestState.select(models.IngestState.state, models.IngestState.task,
+                                       models.IngestState.complete, peewee.fn.COUNT(models.IngestState.job_id))
+             .group_by(models.IngestState.state, models.IngestState.task, models.IngestState.complete).tuples())
+    for state, task, complete, count in query:
+        if complete:
+            ended.add_metric([state, task], count)
+        else:
+            now.add_metric([state, task], count)
+            if state == states.OK and task == states.UPLOADING:
+                in_flight += count
+    yield now
+    yield ended
+    idle = GaugeMetricFamily("pacifica_ingest_jobs_idle_seconds_max", "Of the jobs not finished, the longest "
+                             "time one has gone without a change of state or progress, by stage (task).",
+                             labels=["task"])
+    oldest = (models.IngestState.select(models.IngestState.task, peewee.fn.MIN(models.IngestState.updated))
+              .where(models.IngestState.complete == False)  # noqa: E712 - SQL, not Python
+              .group_by(models.IngestState.task).tuples())
+    clock = models.utcnow()
+    for task, updated in oldest:
+        if updated is not None:
+            idle.add_metric([task], max(0.0, (clock - _as_datetime(updated)).total_seconds()))
+    yield idle
+    yield GaugeMetricFamily("pacifica_ingest_uploads_in_flight", "Jobs whose bundle is still arriving "
+                            "(classic uploads and resumable uploads alike).", value=in_flight)
+    yield GaugeMetricFamily("pacifica_ingest_resumable_uploads_open", "Resumable (tus) uploads on the volume, "
+                            "started and not yet finished.", value=len(open_uploads()))
+    yield GaugeMetricFamily("pacifica_ingest_volume_free_bytes", "Free bytes on the volume's filesystem.",
+                            value=shutil.disk_usage(volume_path).free)

@@ -1,0 +1,86 @@
+"""The one writer of a stage's state: started, progress, finished, retried or FAILED.
+
+Every change a stage makes to its job's row goes through here (``models.update_state``), so
+the rules of what a client sees live in one place: 0 % when a stage starts, the byte and file
+counts while it runs (below 100 % until it ends), 100 % when it ends, and a readable message
+when it fails or will be tried again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from ..common import states
+from ..common.errors import IngestError, PeerUnavailable
+from ..common.metrics import STAGE_SECONDS
+from ..db import models
+
+logger = logging.getLogger(__name__)
+
+Reporter = Callable[..., None]
+
+
+@contextlib.contextmanager
+def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
+    """Record ``task`` of ``job_id`` as started, then finished or FAILED with the error's message.
+
+    With ``will_retry``, a transient peer failure leaves the job OK with a note that the stage
+    will be tried again (the caller schedules the retry) instead of failing it.
+    """
+    models.update_state(job_id, states.OK, task, 0)
+    started = time.monotonic()
+    outcome = "failed"
+    fields = {"job_id": job_id, "stage": task}
+    try:
+        yield
+        outcome = "ok"
+    except PeerUnavailable as exc:
+        if not will_retry:
+            logger.warning("job %s failed in %r: %s", job_id, task, exc, extra=fields)
+            models.update_state(job_id, states.FAILED, task, 0, str(exc))
+            raise
+        logger.warning("job %s: %r will be retried: %s", job_id, task, exc, extra=fields)
+        models.update_state(job_id, states.OK, task, 0, f"will retry: {exc}")
+        outcome = "retry"
+        raise
+    except IngestError as exc:
+        logger.warning("job %s failed in %r: %s", job_id, task, exc, extra=fields)
+        models.update_state(job_id, states.FAILED, task, 0, str(exc))
+        raise
+    except Exception as exc:
+        logger.exception("job %s: unexpected error in %r", job_id, task, extra=fields)
+        models.update_state(job_id, states.FAILED, task, 0, f"internal error: {exc.__class__.__name__}: {exc}")
+        raise
+    finally:
+        duration = time.monotonic() - started
+        STAGE_SECONDS.labels(task, outcome).observe(duration)
+        logger.info("job %s: %r %s in %.3f s", job_id, task, outcome, duration,
+                    extra={**fields, "duration": round(duration, 6)})
+    models.update_state(job_id, states.OK, task, 100)
+
+
+def reporter(job_id: int, task: str, interval: float = 0.5) -> Reporter:
+    """Return ``report(done, total, files_done, files_total, final=False)``, which records the
+    stage's progress at most every ``interval`` seconds (and always when ``final``): the percent of
+    bytes done, below 100 until the stage ends, and the byte and file counts."""
+    last = time.monotonic()
+
+    def report(done: int, total: int, files_done: int, files_total: int, final: bool = False) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= interval or final:
+            last = now
+            percent = min(99.9, round(100.0 * done / total, 1)) if total else 0
+            models.update_state(job_id, states.OK, task, percent, progress=(done, total, files_done, files_total),
+                                event=False)
+
+    return report
+
+
+def fail_unscheduled_retry(job_id: int, error: Exception, scheduling: Exception) -> None:
+    """FAILED in the stage the job is in: it was to be retried, but the retry could not be queued."""
+    task = models.read_state(job_id).task
+    models.update_state(job_id, states.FAILED, task, 0, f"{error}; the retry could not be queued: {scheduling}")

@@ -1,0 +1,20 @@
+"""What a process of the service works with, built by the composition root (``bootstrap``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ...core.auth.identity import Authenticator
+from ..common.settings import Settings
+from ..peers import Peers
+from ..volume.spool import Spool
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Everything a process of the service works with, built from one ``Settings``."""
+
+    settings: Settings
+    peers: Peers
+    spool: Spool
+    auth: Authenticator | None = None

@@ -1,0 +1,208 @@
+"""What the web resources share: the runtime of the request's application, who the user is,
+job ids, the database and broker turned into JSON errors, and creating and queueing a job.
+
+Every answer is JSON, errors included; a traceback never reaches a client (it goes to the log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import cherrypy
+import peewee
+from kombu.exceptions import OperationalError as BrokerError
+
+from ...core.auth import web as auth_web
+from ...core.auth.identity import Identity
+from ...core.auth.web import current_identity, may_see
+from ...core.database import discard as discard_connection
+from ...core.web import refuse_body
+from ..common import states
+from ..common.errors import PeerError
+from ..db import models
+from ..db.responses import create_state_response
+from ..jobs import callbacks
+from ..jobs.runtime import Runtime
+from ..jobs.stages import JobMessage, job_chain
+
+logger = logging.getLogger(__name__)
+
+
+# Job ids are stored as 64-bit integers (BIGINT) by every database.
+MAX_JOB_ID = 2**63 - 1
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the application serving this request (set by ``rest.make_app``)."""
+    return cherrypy.request.app.runtime
+
+
+def get_remote_user() -> str:
+    """The user the request acts for, as ``core.auth`` decided it before the handler ran: an API
+    token, an OIDC token, the auth header from a trusted proxy (or from loopback while no identity
+    source is configured), else ``default_user`` for a loopback client; otherwise 401 or 403."""
+    return current_identity().user
+
+
+def get_authed_user(func):
+    """Decorator to pull out authed user."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, authed_user=current_identity("upload").user, **kwargs)
+
+    return wrapper
+
+
+def owners_apart() -> bool:
+    """Whether jobs are kept to their owners: once any identity source is configured."""
+    return auth_web.owners_apart(current_runtime().auth)
+
+
+def visible_job(job_id: int, identity: Identity | None = None) -> models.IngestState:
+    """The state row of ``job_id`` if this request may see it; 404 otherwise (also for a job of
+    someone else, so that ids cannot be probed)."""
+    identity = identity or current_identity("read")
+    with database_errors(job_id):
+        try:
+            record = models.read_state(job_id)
+        except models.IngestState.DoesNotExist:
+            record = None
+    if record is None or not may_see(record.submitter, identity, owners_apart()):
+        raise cherrypy.HTTPError(404, f"job ID {job_id} does not exist.")
+    return record
+
+
+def parse_job_id(job_id: Any) -> int:
+    """Return ``job_id`` as a non-negative integer or answer 400."""
+    if job_id is None or job_id == "":
+        raise cherrypy.HTTPError(400, "job_id is required")
+    try:
+        value = int(job_id)
+    except (TypeError, ValueError):
+        raise cherrypy.HTTPError(400, f"job_id must be an integer, got {str(job_id)[:64]!r}") from None
+    if value < 0:
+        raise cherrypy.HTTPError(400, "job_id must not be negative")
+    if value > MAX_JOB_ID:
+        raise cherrypy.HTTPError(400, f"job_id must be at most {MAX_JOB_ID} (a 64-bit integer)")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """A boolean query parameter: absent, ``false``/``0``/``no`` or ``true``/``1``/``yes``."""
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise cherrypy.HTTPError(400, f"{name} must be true or false, got {str(value)[:40]!r}")
+
+
+@contextlib.contextmanager
+def database_errors(job_id: int | None = None) -> Iterator[None]:
+    """Turn a database failure into a 503 JSON answer, dropping the broken connection so that
+    the next request connects again."""
+    try:
+        yield
+    except peewee.PeeweeException as exc:
+        logger.error("job %s: database unavailable: %s", job_id, exc)
+        with contextlib.suppress(peewee.PeeweeException):
+            discard_connection(models.DB.obj)
+        raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
+
+
+def admit_upload(max_size: int, spool) -> int | None:
+    """Check a body's declared size before reading it; return it (None when not declared).
+
+    400 for a malformed or zero Content-Length, 413 above ``max_size`` (0: no limit), 507 when
+    the volume has not that much room. Nothing is created for a refused body.
+    """
+    header = cherrypy.request.headers.get("Content-Length")
+    if header is None:
+        return None
+    try:
+        length = int(header)
+        if length < 0:
+            raise ValueError(header)
+    except ValueError:
+        raise refuse_body(400, f"Content-Length must be a non-negative integer, got {header[:40]!r}") from None
+    if length == 0:
+        raise refuse_body(400, "the request body is empty: send the bundle (a tar) as the body")
+    if max_size and length > max_size:
+        raise refuse_body(413, f"the body of {length} bytes is larger than the {max_size} byte limit")
+    free = spool.free_space()
+    if length > free:
+        raise refuse_body(507, f"the volume has {free} bytes free, the body needs {length}")
+    return length
+
+
+def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | None:
+    """The completion callback URL of a request (header or query parameter); 400 if it is unusable."""
+    url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
+    if not url:
+        return None
+    problem = callbacks.check_url(str(url), current_runtime().settings.callback_hosts)
+    if problem:
+        raise refuse_body(400, problem) if body_unread else cherrypy.HTTPError(400, problem)
+    return str(url)
+
+
+# How many job ids are asked for before giving up when each one is already in use.
+JOB_ID_ATTEMPTS = 10
+
+
+def new_job(callback: str | None = None, submitter: str | None = None) -> int:
+    """Reserve a job id and record it as UPLOADING for ``submitter`` (with its completion callback, if any);
+    503 if a peer or the database is down."""
+    job_id = None
+    for _attempt in range(JOB_ID_ATTEMPTS):
+        with database_errors():
+            try:
+                job_id = current_runtime().peers.uniqueid.reserve(1, "upload_job")
+            except PeerError as exc:
+                logger.error("cannot reserve a job id: %s", exc)
+                raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
+            if models.claim_job(job_id, submitter):
+                break
+            logger.warning("the uniqueid service handed out job id %s, which an existing job has; "
+                           "asking for another", job_id)
+    else:
+        raise cherrypy.HTTPError(503, f"the uniqueid service handed out only job ids already in use "
+                                      f"({JOB_ID_ATTEMPTS} tries, the last {job_id})")
+    with database_errors(job_id):
+        if callback:
+            callbacks.register(job_id, callback)
+    return job_id
+
+
+def fail(job_id: int, message: str) -> None:
+    try:
+        models.update_state(job_id, states.FAILED, states.UPLOADING, 0, message)
+    except peewee.PeeweeException:
+        logger.exception("job %s: could not record FAILED: %s", job_id, message)
+        with contextlib.suppress(peewee.PeeweeException):
+            discard_connection(models.DB.obj)
+
+
+def enqueue(ctx: JobMessage) -> dict[str, Any]:
+    """Start a job's chain; on a broker failure mark the job FAILED and answer 503."""
+    job_id = ctx["job_id"]
+    # The answer is the job as accepted: a fast worker may move it on before we could read it back.
+    with database_errors(job_id):
+        accepted = create_state_response(models.read_state(job_id))
+    try:
+        current_runtime().spool.write_job(job_id, ctx)
+        job_chain(ctx).apply_async()
+    except (BrokerError, OSError) as exc:
+        logger.error("job %s: cannot queue: %s", job_id, exc)
+        fail(job_id, f"could not queue the job: the message broker is unavailable ({exc})")
+        raise cherrypy.HTTPError(503, "the message broker is unavailable; the job was not queued") from None
+    return accepted
+
+
