@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 import peewee
 
@@ -28,7 +29,7 @@ from .db.responses import event_response
 from .jobs.housekeeping import expire_failed_bundles, stalled_jobs
 from .jobs.runtime import Runtime
 from .jobs.stages import make_context, run_job
-from .peers.metadata import EmbeddedMetadata
+from .peers.base import ReadableMetadataPort
 from .web.resources import SERVER_DEFAULTS
 from .web.uploads import expire_uploads, store
 
@@ -244,12 +245,11 @@ def _cmd_history(args: argparse.Namespace, rt: Runtime) -> int:
 
 
 def _cmd_metadata(args: argparse.Namespace, rt: Runtime) -> int:
-    kept = rt.peers.metadata
-    if not isinstance(kept, EmbeddedMetadata):
+    if not rt.peers.metadata.readable:
         sys.stderr.write("metadata is kept by the metadata service at "
                          f"{rt.settings.metadata_url}, not here; ask it\n")
         return 2
-    document = kept.get(args.job_id)
+    document = cast(ReadableMetadataPort, rt.peers.metadata).get(args.job_id)
     if document is None:
         sys.stderr.write(f"no metadata stored for job {args.job_id}\n")
         return 1

@@ -1,7 +1,9 @@
-"""One contract per peer port, run against both implementations so that they cannot drift.
+"""One contract per peer port, run against every implementation so that they cannot drift.
 
 The embedded implementations run on each database; the HTTP clients talk to the published
-archive interface and to the HTTP test peers over loopback.
+archive interface and to the HTTP test peers over loopback; the in-memory adapters the
+pipeline's unit tests use (``peers.memory``) are held to the same contract. What an adapter
+declares it can do (``peers.base``) is checked here too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pacifica.core.http import make_session
 from pacifica.ingest.common.errors import IntegrityError, PeerError, PeerRejected
 from pacifica.ingest.db import migrations
 from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
+from pacifica.ingest.peers.memory import MemoryArchive, MemoryMetadata, MemoryPolicy, MemoryUniqueId
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId, HttpUniqueId
@@ -49,8 +52,10 @@ def _bind(request, kind: str, tmp_path) -> None:
 
 # ---- uniqueid ---------------------------------------------------------------------------------
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=[*IMPLEMENTATIONS, "memory"])
 def uniqueid(request, session, peers, tmp_path):
+    if request.param == "memory":
+        return MemoryUniqueId()
     if _embedded(request, tmp_path):
         return EmbeddedUniqueId()
     # The HTTP client keeps the end of the highest range it was given in the service's database.
@@ -104,10 +109,12 @@ def test_embedded_job_ids_start_after_existing_jobs(tmp_path):
 
 # ---- policy -----------------------------------------------------------------------------------
 
-@pytest.fixture(params=["embedded", "http"])
+@pytest.fixture(params=["embedded", "http", "memory"])
 def policy(request, session, peers):
     if request.param == "embedded":
         return EmbeddedPolicy()
+    if request.param == "memory":
+        return MemoryPolicy()
     return HttpPolicy(peers.policy.url + "/ingest", "X-Http-Authed-User", session)
 
 
@@ -144,8 +151,11 @@ class ArchiveUnderTest:
         self.read = read
 
 
-@pytest.fixture(params=["local", "http"])
+@pytest.fixture(params=["local", "http", "memory"])
 def archive_port(request, session, tmp_path, archive):
+    if request.param == "memory":
+        held = MemoryArchive()
+        return ArchiveUnderTest(held, held.files.get)
     if request.param == "local":
         local = LocalArchive(str(tmp_path / "archive"))
 
@@ -199,8 +209,11 @@ class MetadataUnderTest:
         self.stored = stored
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=[*IMPLEMENTATIONS, "memory"])
 def metadata_port(request, session, peers, tmp_path):
+    if request.param == "memory":
+        kept = MemoryMetadata()
+        return MetadataUnderTest(kept, lambda job_id: _summary(kept.get(job_id)))
     if _embedded(request, tmp_path):
         store = EmbeddedMetadata()
         return MetadataUnderTest(store, lambda job_id: _summary(store.get(job_id)))
@@ -300,3 +313,41 @@ def test_local_archive_sweeps_the_leftovers_of_dead_writers(tmp_path):
     (incoming / f"6-{os.getpid()}-def").write_bytes(b"still being written")
     local.put(7, [b"x"], 1, 1_600_000_000)
     assert sorted(os.listdir(incoming)) == [f"6-{os.getpid()}-def"]
+
+
+# ---- what each adapter declares it can do -------------------------------------------------------
+
+def test_an_archive_does_what_it_declares(archive_port, request, tmp_path):
+    port = archive_port.port
+    assert isinstance(port.max_concurrency, int) and port.max_concurrency >= 1
+    assert hasattr(port, "put_range") is port.copies_ranges
+    if port.copies_ranges:
+        file_id, _ = _ids(request)
+        source = tmp_path / "bundle"
+        source.write_bytes(b"head" + b"range" * 100 + b"tail")
+        with open(source, "rb") as handle:
+            port.put_range(file_id, handle.fileno(), 4, 500, 1_600_000_000)
+        assert archive_port.read(file_id) == b"range" * 100
+        port.delete(file_id)
+
+
+def test_a_metadata_store_reads_back_only_when_it_declares_so(metadata_port):
+    port = metadata_port.port
+    assert hasattr(port, "get") is port.readable and hasattr(port, "files") is port.readable
+    if port.readable:
+        document = _document(8_100_003)
+        port.ingest(document)
+        assert _summary(port.get(8_100_003)) == _summary(document)
+        assert [item["_id"] for item in port.files(8_100_003)] == [81_000_030]
+        assert port.get(8_100_004) is None and port.files(8_100_004) is None
+
+
+def test_only_a_structural_policy_takes_any_well_formed_document(policy):
+    """A well-formed document naming a project no one has: a structural policy lets it in, a
+    policy that decides who may ingest what refuses it."""
+    document = transaction_metadata("no-such-project-4711") + [file_object("data/a", "x.txt", b"x")]
+    if policy.structural_only:
+        policy.check_ingest(document, "alice")
+    else:
+        with pytest.raises(PeerRejected):
+            policy.check_ingest(document, "alice")

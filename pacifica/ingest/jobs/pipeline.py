@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ...core import jsonbody
 from ...core.redact import Problems, summarise
@@ -26,7 +26,7 @@ from ..bundles import digests, document
 from ..bundles.tar import METADATA_MEMBER, MemberReader, member_file, walk
 from ..common.errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from ..common.metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
-from ..peers.base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
+from ..peers.base import ArchivePort, MetadataPort, PolicyPort, RangeArchivePort, UniqueIdPort
 from ..volume.manifest import FILE, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
 from ..volume.spool import Spool
 
@@ -341,12 +341,12 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable
     digest = entry.digest if trusted and entry.hashtype == digests.ALGORITHM else None
     reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
     mtime = entry.mtime or time.time()
-    put_range = getattr(archive, "put_range", None)
-    if put_range is not None and digest:
-        put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime,
+    ranged = cast(RangeArchivePort, archive) if archive.copies_ranges else None
+    if ranged is not None and digest:
+        ranged.put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime,
                   check=functools.partial(_check_digest, entry, digest))
         add(entry.size)
-    elif put_range is not None and entry.size >= RANGE_COPY_MIN:
+    elif ranged is not None and entry.size >= RANGE_COPY_MIN:
         with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
             hashed = hashing.submit(reader.drain)
 
@@ -354,7 +354,7 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable
                 hashed.result()
                 _verify(entry, reader)
 
-            put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime, check=check)
+            ranged.put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime, check=check)
     else:
         archive.put(entry.file_id, reader, entry.size, mtime)
         _verify(entry, reader, digest)
@@ -418,7 +418,7 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                 ARCHIVED_FILES.labels("upload").inc()
 
             pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified)
-            _run_all(attempt, pending, min(concurrency, getattr(archive, "MAX_CONCURRENCY", concurrency),
+            _run_all(attempt, pending, min(concurrency, archive.max_concurrency,
                                            count - meter.files_done), meter.flush)
             archive.make_durable(sent)
             meter.flush(final=True)

@@ -22,7 +22,6 @@ from ...core.redact import Problems
 from ..bundles import document
 from ..common.errors import PeerRejected
 from ..peers.base import PolicyPort
-from ..peers.policy import EmbeddedPolicy
 from ..volume.manifest import FILE, ManifestWriter
 
 SHAPE = 'the body must be the metadata (a JSON list) or {"metadata": [...], "files": [...]}'
@@ -79,8 +78,8 @@ def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: Poli
         for index, item in enumerate(jsonbody.items(handle, prefix)):
             check.add(index, item)
         found.extend(check.problems())
-    if check.not_objects or isinstance(policy, EmbeddedPolicy):
-        return found  # the embedded policy only runs the structural checks above again
+    if check.not_objects or policy.structural_only:
+        return found  # such a policy would only run the structural checks above again
     try:
         policy.check_ingest((document.peer_item(item) for item in jsonbody.items(handle, prefix)), user)
     except PeerRejected as exc:

@@ -24,6 +24,7 @@ import requests
 
 from ...core.http import lean_call
 from ..common.errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
+from .base import UNLIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class HttpArchive:
 
     # How long the first answer's connection is watched for the server closing it (seconds).
     PROBE_WAIT = 0.2
+    # The gate (or, without it, the facility's archive_concurrency) decides how many at once.
+    max_concurrency = UNLIMITED
+    copies_ranges = False
 
     def __init__(self, url: str, session: requests.Session, confirm: bool = True,
                  gate: ArchiveGate | None = None) -> None:
@@ -249,7 +253,8 @@ class LocalArchive:
     # Files are written one at a time: on a local disk the work is a handful of system calls per
     # file, and threads doing them at once contend for the directory and the GIL (10,000 x 4 KiB:
     # 1.0 s in one thread, 2.8 s in two, 4.7 s in four).
-    MAX_CONCURRENCY = 1
+    max_concurrency = 1
+    copies_ranges = True
     # Leftovers of killed writers are looked for at most this often (seconds).
     SWEEP_INTERVAL = 10.0
     # Up to this many files are synced one by one; more, and the whole filesystem is synced once.

@@ -1,13 +1,20 @@
-"""What the pipeline needs from each peer service.
+"""What the pipeline needs from each peer service, and what each may declare it can do.
 
-Each port is a ``typing.Protocol``; the HTTP adapters in the sibling modules speak the
-published wire protocols through ``pacifica.core.http``.
+Each port is a ``typing.Protocol``. An adapter declares its optional powers as attributes
+(``ArchivePort.max_concurrency`` and ``copies_ranges``, ``MetadataPort.readable``,
+``PolicyPort.structural_only``); the pipeline reads the declaration, never the adapter's type,
+and ``tests/contract`` holds every adapter to what it declares. The HTTP adapters in the sibling
+modules speak the published wire protocols through ``pacifica.core.http``; ``memory`` holds all
+four in memory, for tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
+
+# An archive that takes as many files at once as it is given.
+UNLIMITED = 1 << 16
 
 
 class UniqueIdPort(Protocol):
@@ -20,6 +27,10 @@ class UniqueIdPort(Protocol):
 class PolicyPort(Protocol):
     """Decides whether a user may ingest a metadata document."""
 
+    # True when it only checks a document's structure (no authorisation): a preflight need not
+    # ask it again after running the same structural checks itself.
+    structural_only: bool
+
     def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
         """Return if allowed; raise ``PeerRejected`` with the policy's reason if not. ``metadata``
         is the document's objects, read once (a list, or a stream of a large document)."""
@@ -27,6 +38,11 @@ class PolicyPort(Protocol):
 
 class ArchivePort(Protocol):
     """Stores file bytes under their file id."""
+
+    # How many files it may be sent at once (``UNLIMITED``: as many as the pipeline sends).
+    max_concurrency: int
+    # True when it offers ``put_range`` (see ``RangeArchivePort``).
+    copies_ranges: bool
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
         """Store exactly ``size`` bytes read from ``body`` as ``file_id``."""
@@ -44,11 +60,32 @@ class ArchivePort(Protocol):
         """The size the archive holds for ``file_id``, or None if it holds no such file."""
 
 
+class RangeArchivePort(ArchivePort, Protocol):
+    """An archive on this machine's filesystem that copies a range of the bundle itself (a kernel
+    copy: the bytes never pass through Python)."""
+
+    def put_range(self, file_id: int, source: int, offset: int, size: int, mtime: float,
+                  check: Callable[[], None] | None = None) -> None:
+        """Store ``size`` bytes of the open file ``source`` from ``offset`` as ``file_id``;
+        ``check`` runs before the file becomes visible and may raise to refuse it."""
+
+
 class MetadataPort(Protocol):
     """Records the metadata of an ingested transaction."""
+
+    # True when it keeps a copy this service can read back (``ReadableMetadataPort``).
+    readable: bool
 
     def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
         """Store ``metadata``; raise ``PeerRejected`` with the reason if it is refused. ``metadata``
         is the document's objects, read once (a list, or a stream of a large document)."""
 
 
+class ReadableMetadataPort(MetadataPort, Protocol):
+    """A metadata store whose documents this service can read back."""
+
+    def get(self, job_id: int) -> list[dict[str, Any]] | None:
+        """The document stored for ``job_id``, or None."""
+
+    def files(self, job_id: int) -> Iterator[dict[str, Any]] | None:
+        """The Files objects of the document stored for ``job_id``, one at a time, or None."""

@@ -28,6 +28,8 @@ BLOCK = 1 << 20
 class HttpMetadata:
     """Record a transaction's metadata in the Pacifica Metadata service."""
 
+    readable = False
+
     def __init__(self, url: str, session: requests.Session) -> None:
         self.url = url
         self.session = session
@@ -54,20 +56,17 @@ class EmbeddedMetadata:
     """Keep each transaction's metadata document in this service's own database."""
 
     url = "embedded:"
+    readable = True
 
     def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
         """Store ``metadata`` under its ``Transactions._id``; raise ``PeerRejected`` if it is malformed.
 
         The objects are checked and written out one at a time: only the JSON text that is
         stored is ever held whole."""
-        problems, job_ids = Problems(), list[Any]()
+        check = DocumentCheck()
         with tempfile.TemporaryFile() as text:
-            dump_items(_checked(metadata, problems, job_ids), text)
-            if len(job_ids) != 1 or not isinstance(job_ids[0], int):
-                problems.add("exactly one integer Transactions._id is required")
-            if problems:
-                raise PeerRejected(PEER, self.url, "refused: " + summarise(problems))
-            _store(job_ids[0], text)
+            dump_items(check.items(metadata), text)
+            _store(check.job_id(self.url), text)
 
     def get(self, job_id: int) -> list[dict[str, Any]] | None:
         """Return the document stored for ``job_id``, or None."""
@@ -111,16 +110,32 @@ def _store(job_id: int, text: BinaryIO) -> None:
                 blob.write(block)
 
 
-def _checked(metadata: Iterable[dict[str, Any]], problems: Problems, job_ids: list[Any]) -> Iterator[dict[str, Any]]:
-    """The objects of ``metadata``, each checked on the way: a problem in ``problems`` for a
-    malformed one, and every ``Transactions._id`` value in ``job_ids``."""
-    for item in metadata:
-        table = item.get("destinationTable")
-        if table == TRANSACTION_ID:
-            job_ids.append(item.get("value"))
-        elif table == FILES_TABLE:
-            if not isinstance(item.get("_id"), int):
-                problems.add(f"Files object {item.get('name')!r} has no integer _id")
-            if "mimetype" in item and not MIMETYPE.match(str(item["mimetype"])):
-                problems.add(f"Files object {item.get('name')!r}: invalid mimetype {item['mimetype']!r}")
-        yield item
+class DocumentCheck:
+    """The checks a metadata store makes of a document, fed its objects one at a time
+    (``items``); ``job_id`` then gives its transaction id or raises ``PeerRejected`` naming every
+    problem."""
+
+    def __init__(self) -> None:
+        self.problems = Problems()
+        self.job_ids: list[Any] = []
+
+    def items(self, metadata: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The objects of ``metadata``, each checked on the way."""
+        for item in metadata:
+            table = item.get("destinationTable")
+            if table == TRANSACTION_ID:
+                self.job_ids.append(item.get("value"))
+            elif table == FILES_TABLE:
+                if not isinstance(item.get("_id"), int):
+                    self.problems.add(f"Files object {item.get('name')!r} has no integer _id")
+                if "mimetype" in item and not MIMETYPE.match(str(item["mimetype"])):
+                    self.problems.add(f"Files object {item.get('name')!r}: invalid mimetype {item['mimetype']!r}")
+            yield item
+
+    def job_id(self, url: str) -> int:
+        """The document's one integer ``Transactions._id``; ``PeerRejected`` naming every problem."""
+        if len(self.job_ids) != 1 or not isinstance(self.job_ids[0], int):
+            self.problems.add("exactly one integer Transactions._id is required")
+        if self.problems:
+            raise PeerRejected(PEER, url, "refused: " + summarise(self.problems))
+        return self.job_ids[0]

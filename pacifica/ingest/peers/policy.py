@@ -20,6 +20,8 @@ PEER = "policy"
 class HttpPolicy:
     """Ask the Pacifica Policy service whether a user may ingest some metadata."""
 
+    structural_only = False
+
     def __init__(self, url: str, auth_header: str, session: requests.Session) -> None:
         self.url = url
         self.auth_header = auth_header
@@ -44,6 +46,7 @@ class EmbeddedPolicy:
     """Check the metadata's structure and let every user ingest: no authorisation at all."""
 
     url = "embedded:"
+    structural_only = True
     WARNING = ("the embedded policy is in use: NO AUTHORISATION IS ENFORCED, any user may ingest "
                "into any project (set [policy] ingest_url to a Pacifica Policy service to enforce one)")
 

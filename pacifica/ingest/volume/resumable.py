@@ -40,8 +40,6 @@ from .spool import Spool, _remove, _write_all, _write_json_atomically
 logger = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
-EXTENSIONS = ("creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"
-              "concatenation")
 PARTIAL_ID = re.compile(r"^p[0-9a-f]{32}$")
 CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256", "sha512")
 METADATA_LIMIT = 64 * 1024
@@ -118,7 +116,15 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 
 
 class TusStore:
-    """The resumable uploads kept on the volume."""
+    """The resumable uploads kept on the volume.
+
+    It declares the tus extensions it implements (``extensions``) and the checksums it verifies
+    (``checksum_algorithms``): the HTTP resource advertises exactly these and refuses a request
+    that needs another (tusd's ``StoreComposer`` does the same)."""
+
+    extensions: tuple[str, ...] = ("creation", "creation-with-upload", "creation-defer-length", "termination",
+                                   "checksum", "expiration", "concatenation")
+    checksum_algorithms: tuple[str, ...] = CHECKSUM_ALGORITHMS
 
     def __init__(self, spool: Spool, expiry_hours: float) -> None:
         self.spool = spool

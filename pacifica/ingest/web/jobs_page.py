@@ -14,7 +14,7 @@ import datetime
 import html
 import itertools
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import cherrypy
@@ -26,7 +26,7 @@ from ..common import states
 from ..db import models
 from ..jobs.runtime import Runtime
 from ..jobs.stages import job_chain
-from ..peers.metadata import EmbeddedMetadata
+from ..peers.base import ReadableMetadataPort
 from ..volume.manifest import open_manifest
 from .kit import current_runtime, database_errors, parse_job_id, visible_job
 
@@ -142,7 +142,8 @@ def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
         with manifest:
             return [{"id": entry.file_id, "name": "/".join(filter(None, [entry.subdir, entry.name])),
                      "size": entry.size} for entry in manifest.files(FILES_SHOWN)]
-    document = rt.peers.metadata.files(job_id) if isinstance(rt.peers.metadata, EmbeddedMetadata) else None
+    kept = rt.peers.metadata
+    document = cast(ReadableMetadataPort, kept).files(job_id) if kept.readable else None
     return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
              "size": item.get("size")} for item in itertools.islice(document or (), FILES_SHOWN)]
 

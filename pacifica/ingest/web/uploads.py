@@ -28,8 +28,6 @@ from ..jobs.runtime import Runtime
 from ..jobs.stages import make_context
 from ..volume.body import request_body
 from ..volume.resumable import (
-    CHECKSUM_ALGORITHMS,
-    EXTENSIONS,
     PARTIAL_ID,
     VERSION,
     TusError,
@@ -118,10 +116,11 @@ class RestUploads:
     def OPTIONS(*_args: Any, **_kwargs: Any) -> bytes:
         """Tell what this server supports."""
         _headers()
+        uploads = store(current_runtime())
         headers = cherrypy.response.headers
         headers["Tus-Version"] = VERSION
-        headers["Tus-Extension"] = EXTENSIONS
-        headers["Tus-Checksum-Algorithm"] = ",".join(CHECKSUM_ALGORITHMS)
+        headers["Tus-Extension"] = ",".join(uploads.extensions)
+        headers["Tus-Checksum-Algorithm"] = ",".join(uploads.checksum_algorithms)
         if current_runtime().settings.max_upload_size:
             headers["Tus-Max-Size"] = str(current_runtime().settings.max_upload_size)
         cherrypy.response.status = 204
@@ -137,21 +136,25 @@ class RestUploads:
         if args:
             raise refuse_body(405, "create uploads with POST /uploads/")
         rt = current_runtime()
+        uploads = store(rt)
         concat = cherrypy.request.headers.get("Upload-Concat", "").strip()
+        if concat:
+            _require_extension(uploads, "concatenation")
         try:
             metadata = parse_metadata(cherrypy.request.headers.get("Upload-Metadata"))
         except TusError as exc:
             raise _http_error(exc) from None
         # creation-with-upload: the first bytes come with the creation.
         with_body = (_integer_header("Content-Length", required=False) or 0) > 0
+        if with_body:
+            _require_extension(uploads, "creation-with-upload")
         if with_body and cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
             raise refuse_body(415, f"bytes sent with the creation must be Content-Type: {OFFSET_CONTENT_TYPE}")
         if concat.startswith("final;"):
             return _create_final(rt, concat[len("final;"):], authed_user, metadata, kwargs)
         if concat not in ("", "partial"):
             raise refuse_body(400, f"Upload-Concat must be 'partial' or 'final;<urls>', got {concat[:60]!r}")
-        length = _creation_length(rt)
-        uploads = store(rt)
+        length = _creation_length(rt, uploads)
         if concat == "partial":
             _admit_partial(rt, uploads, authed_user, length)
             upload = uploads.create(None, length, authed_user, metadata, concat="partial")
@@ -213,6 +216,7 @@ class RestUploads:
         """End an unfinished upload: its bytes are removed and its job fails."""
         _require_version()
         uploads = store(current_runtime())
+        _require_extension(uploads, "termination", 405)
         upload = _owned_upload(uploads, upload_id)
         if upload.partial and uploads.claimed(upload.job_id):
             raise refuse_body(409, f"partial upload {upload.job_id} is being concatenated by a final upload")
@@ -248,10 +252,17 @@ def _owned_upload(uploads: TusStore, upload_id: Any) -> Upload:
     return upload
 
 
-def _creation_length(rt: Runtime) -> int | None:
+def _require_extension(uploads: TusStore, extension: str, status: int = 400) -> None:
+    """Refuse a request that needs a tus extension the store does not declare."""
+    if extension not in uploads.extensions:
+        raise refuse_body(status, f"this server does not support the tus {extension} extension")
+
+
+def _creation_length(rt: Runtime, uploads: TusStore) -> int | None:
     """``Upload-Length``, or None with ``Upload-Defer-Length: 1``; 413/507 when it cannot fit."""
     deferred = cherrypy.request.headers.get("Upload-Defer-Length")
     if deferred is not None:
+        _require_extension(uploads, "creation-defer-length")
         if deferred.strip() != "1":
             raise refuse_body(400, f"Upload-Defer-Length must be 1, got {deferred[:20]!r}")
         if cherrypy.request.headers.get("Upload-Length") is not None:
@@ -296,7 +307,10 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
         if given is not None:
             _check_room(rt, given)
             upload = uploads.set_length(upload, given)
-        checksum = parse_checksum(cherrypy.request.headers.get("Upload-Checksum"))
+        header = cherrypy.request.headers.get("Upload-Checksum")
+        if header is not None:
+            _require_extension(uploads, "checksum")
+        checksum = parse_checksum(header)
         progress = None if upload.partial or upload.length is None else (
             lambda done: report_received(upload.job_id, done, upload.length))
         received = uploads.append(upload, offset, request_body(cherrypy.request.rfile),

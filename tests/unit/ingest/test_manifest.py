@@ -13,10 +13,10 @@ import pytest
 
 from pacifica.ingest.common.errors import MetadataError
 from pacifica.ingest.jobs import pipeline
+from pacifica.ingest.peers.memory import MemoryUniqueId
 from pacifica.ingest.volume.manifest import open_manifest
 from pacifica.ingest.volume.spool import Spool
 from tests.support.bundles import file_object, transaction_metadata, write_tar
-from tests.unit.ingest.test_pipeline import FakeUniqueId
 
 
 def _tar(path, entries, metadata, kinds=None):
@@ -40,7 +40,7 @@ def _tar(path, entries, metadata, kinds=None):
 
 def _load(tmp_path, path, uniqueid=None, job_id=1):
     spool = Spool(str(tmp_path / "volume"), 4096)
-    return pipeline.load_bundle_metadata(job_id, path, spool, uniqueid or FakeUniqueId())
+    return pipeline.load_bundle_metadata(job_id, path, spool, uniqueid or MemoryUniqueId(100))
 
 
 def test_entries_get_their_members_offsets_and_ids(tmp_path):
@@ -73,7 +73,7 @@ def test_entries_get_their_members_offsets_and_ids(tmp_path):
 ])
 def test_a_bundle_that_disagrees_with_its_metadata_is_refused(tmp_path, tar_entries, kinds, message):
     path = _tar(tmp_path / "b.tar", tar_entries, [file_object("data", "a.txt", b"abc")], kinds)
-    uniqueid = FakeUniqueId()
+    uniqueid = MemoryUniqueId(100)
     with pytest.raises(MetadataError, match=message):
         _load(tmp_path, path, uniqueid)
     assert uniqueid.asked == [], "ids were reserved for a refused bundle"
@@ -111,7 +111,7 @@ def test_the_peers_get_the_document_with_ids_clipped_subdirs_and_the_transaction
 
 def test_a_second_attempt_keeps_the_file_ids_of_the_first(tmp_path):
     path = _tar(tmp_path / "b.tar", [("data/a.txt", b"abc")], [file_object("data", "a.txt", b"abc")])
-    uniqueid = FakeUniqueId()
+    uniqueid = MemoryUniqueId(100)
     _load(tmp_path, path, uniqueid).close()
     with _load(tmp_path, path, uniqueid) as again:
         assert [entry.file_id for entry in again.files()] == [100]
@@ -133,7 +133,7 @@ def test_a_job_an_earlier_version_loaded_goes_on_with_its_file_ids(tmp_path):
     with open(spool.sidecar_path(1), "w", encoding="utf-8") as handle:
         json.dump({"job_id": 1, "bundle": bundle_identity, "metadata": peers_document,
                    "files": [dict(legacy_entry, file_id=7)]}, handle)
-    uniqueid = FakeUniqueId()
+    uniqueid = MemoryUniqueId(100)
     with _load(tmp_path, path, uniqueid) as converted:
         (again,) = converted.files()
         assert (again.file_id, again.offset, again.size) == (7, entry.offset, 3)

@@ -1,82 +1,21 @@
-"""The pipeline's stages as plain functions over in-memory fakes of its four ports.
+"""The pipeline's stages as plain functions over the in-memory adapters of its four ports
+(``peers.memory``, held to the same contract as the others).
 
-No database, no broker, no peer: this is what the ports (``peers.base``) buy. Each fake keeps
+No database, no broker, no peer: this is what the ports (``peers.base``) buy. Each adapter keeps
 what it was given, so the tests see what the stages asked of each peer.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Any
 
 import pytest
 
 from pacifica.ingest.common.errors import IngestError, PeerRejected
 from pacifica.ingest.jobs import pipeline
+from pacifica.ingest.peers.memory import MemoryArchive, MemoryMetadata, MemoryPolicy, MemoryUniqueId
 from pacifica.ingest.volume.spool import Spool
 from tests.support.bundles import make_bundle
-
-
-class FakeUniqueId:
-    def __init__(self) -> None:
-        self.next = {"file": 100}
-        self.asked: list[tuple[int, str]] = []
-
-    def reserve(self, count: int, mode: str) -> int:
-        self.asked.append((count, mode))
-        first = self.next.get(mode, 1)
-        self.next[mode] = first + count
-        return first
-
-
-class FakePolicy:
-    def __init__(self, refuse: str | None = None) -> None:
-        self.refuse = refuse
-        self.asked: list[tuple[list[dict[str, Any]], str]] = []
-
-    def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
-        self.asked.append((list(metadata), user))
-        if self.refuse:
-            raise PeerRejected("policy", "memory:", self.refuse)
-
-
-class FakeArchive:
-    def __init__(self) -> None:
-        self.files: dict[int, bytes] = {}
-        self.durable: set[int] = set()
-        self.deleted: list[int] = []
-
-    def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
-        data = b"".join(body)
-        assert len(data) == size
-        self.files[file_id] = data
-
-    def make_durable(self, file_ids: Iterable[int]) -> None:
-        self.durable.update(file_ids)
-
-    def patch(self, file_id: int, source: str) -> None:
-        with open(source, "rb") as handle:
-            self.files[file_id] = handle.read()
-
-    def delete(self, file_id: int) -> None:
-        self.deleted.append(file_id)
-        self.files.pop(file_id, None)
-
-    def stored_size(self, file_id: int) -> int | None:
-        return len(self.files[file_id]) if file_id in self.files else None
-
-
-class FakeMetadata:
-    def __init__(self, refuse: str | None = None) -> None:
-        self.refuse = refuse
-        self.documents: list[list[dict[str, Any]]] = []
-
-    def ingest(self, metadata: Iterable[dict[str, Any]]) -> None:
-        if self.refuse:
-            raise PeerRejected("metadata", "memory:", self.refuse)
-        self.documents.append(list(metadata))
-
 
 FILES = {"data/run1/a.txt": b"alpha\n" * 1000, "data/run1/deep/b.bin": bytes(range(256)) * 300}
 
@@ -86,8 +25,8 @@ def _run(tmp_path, files=FILES, corrupt=None, policy=None, metadata=None, archiv
     path = str(tmp_path / "bundle.tar")
     make_bundle(path, files, corrupt_hash=corrupt)
     spool = Spool(str(tmp_path / "volume"), 4096)
-    fakes = {"uniqueid": FakeUniqueId(), "policy": policy or FakePolicy(), "archive": archive or FakeArchive(),
-             "metadata": metadata or FakeMetadata()}
+    fakes = {"uniqueid": MemoryUniqueId(100), "policy": policy or MemoryPolicy(),
+             "archive": archive or MemoryArchive(), "metadata": metadata or MemoryMetadata()}
     pipeline.check_tar(path)
     with pipeline.load_bundle_metadata(7, path, spool, fakes["uniqueid"]) as manifest:
         pipeline.check_policy(7, manifest, "dmlb2001", fakes["policy"])
@@ -102,7 +41,7 @@ def test_a_bundle_goes_through_every_stage(tmp_path):
     assert fakes["uniqueid"].asked == [(2, "file")]
     assert sorted(fakes["archive"].files) == [100, 101] and fakes["archive"].durable == {100, 101}
     assert sorted(fakes["archive"].files.values()) == sorted(FILES.values())
-    (document,) = fakes["metadata"].documents
+    (document,) = fakes["metadata"].documents.values()
     files = {item["_id"]: item for item in document if item.get("destinationTable") == "Files"}
     assert sorted(files) == [100, 101]
     for file_id, item in files.items():
@@ -112,25 +51,25 @@ def test_a_bundle_goes_through_every_stage(tmp_path):
 
 
 def test_a_refusing_policy_stops_the_job_before_any_byte_is_archived(tmp_path):
-    policy = FakePolicy(refuse="dmlb2001 may not ingest into project 1234a")
+    policy = MemoryPolicy(refuse="dmlb2001 may not ingest into project 1234a")
     with pytest.raises(PeerRejected, match="may not ingest"):
         _run(tmp_path, policy=policy)
 
 
 def test_a_file_whose_bytes_disagree_with_its_hash_is_rolled_back(tmp_path):
-    archive = FakeArchive()
+    archive = MemoryArchive()
     path = str(tmp_path / "bundle.tar")
     make_bundle(path, FILES, corrupt_hash="data/run1/deep/b.bin")
     spool = Spool(str(tmp_path / "volume"), 4096)
-    manifest = pipeline.load_bundle_metadata(8, path, spool, FakeUniqueId())
+    manifest = pipeline.load_bundle_metadata(8, path, spool, MemoryUniqueId(100))
     with pytest.raises(IngestError, match=r"b\.bin: sha1 of the bytes is .*deleted the 2 files"):
         pipeline.ingest_files(8, path, manifest, archive, 4096, ledger_path=spool.ledger_path(8))
     assert archive.files == {}, "a file of the failed job stayed in the archive"
 
 
 def test_metadata_refused_deletes_every_archived_file(tmp_path):
-    metadata = FakeMetadata(refuse="Transactions.project 1234a does not exist")
-    archive = FakeArchive()
+    metadata = MemoryMetadata(refuse="Transactions.project 1234a does not exist")
+    archive = MemoryArchive()
     with pytest.raises(IngestError, match="1234a does not exist; deleted the 2 files this job wrote"):
         _run(tmp_path, metadata=metadata, archive=archive)
     assert archive.files == {} and sorted(archive.deleted) == [100, 101]
