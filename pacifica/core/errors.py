@@ -30,16 +30,36 @@ class IntegrityError(ServiceError):
 
 
 class PeerError(ServiceError):
-    """A peer service call failed."""
+    """A peer service call failed: ``detail`` is the readable reason, and the facts code acts on
+    are data, read once where the answer or the failure is mapped (``core.http``), never parsed
+    back out of the text:
 
-    def __init__(self, peer: str, url: str, detail: str) -> None:
+    - ``status``: the HTTP status of the peer's answer (None when there was no answer);
+    - ``message``: what the peer said in its answer body (None for an answer without one);
+    - ``os_errno``: the ``[Errno N]`` of an OS error the peer reported (the archive interface's
+      posix backend reports a missing file so);
+    - ``connection_lost``: the connection was reset or closed under the request.
+    """
+
+    def __init__(self, peer: str, url: str, detail: str, *, status: int | None = None, message: str | None = None,
+                 os_errno: int | None = None, connection_lost: bool = False) -> None:
         super().__init__(f"{peer} service at {url}: {detail}")
         self.peer = peer
         self.url = url
         self.detail = detail
+        self.status = status
+        self.message = message
+        self.os_errno = os_errno
+        self.connection_lost = connection_lost
 
     def __reduce__(self):  # keep the exception picklable across Celery processes
-        return (type(self), (self.peer, self.url, self.detail))
+        facts = {"status": self.status, "message": self.message, "os_errno": self.os_errno,
+                 "connection_lost": self.connection_lost}
+        return (_restore, (type(self), (self.peer, self.url, self.detail), facts))
+
+
+def _restore(kind: type[PeerError], args: tuple[str, str, str], facts: dict) -> PeerError:
+    return kind(*args, **facts)
 
 
 class PeerUnavailable(PeerError):

@@ -7,8 +7,11 @@ timeout and maps failures onto ``PeerUnavailable`` (transient) and ``PeerRejecte
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import logging
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -16,7 +19,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .errors import PeerRejected, PeerUnavailable
+from .errors import PeerError, PeerRejected, PeerUnavailable
 from .metrics import peer_request
 
 logger = logging.getLogger(__name__)
@@ -46,11 +49,6 @@ def make_session(timeout: float, retries: int, pool_size: int = 16, read_retries
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-def _detail(response: requests.Response) -> str:
-    """Return the most readable reason a peer gave for an error response."""
-    return describe_error(response.status_code, response.content)
 
 
 def describe_error(status: int, content: bytes) -> str:
@@ -102,17 +100,11 @@ def call(session: requests.Session, peer: str, method: str, url: str, refusals_i
     with peer_request(peer):
         try:
             response = session.request(method, url, **kwargs)
-        except requests.Timeout as exc:
-            raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
-        except requests.ConnectionError as exc:
-            raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
         except requests.RequestException as exc:
-            raise PeerUnavailable(peer, url, f"request failed: {exc}") from None
-        if response.status_code >= 500 and not (refusals_in_500 and response.status_code == 500
-                                                and refusal_in_500(response.content)):
-            raise PeerUnavailable(peer, url, _detail(response))
-        if response.status_code >= 400:
-            raise PeerRejected(peer, url, _detail(response))
+            raise transport_error(peer, url, exc) from None
+        refused = answer_error(peer, url, response.status_code, response.content, refusals_in_500)
+        if refused is not None:
+            raise refused
         return response
 
 
@@ -141,17 +133,14 @@ def _lean_call(session: requests.Session, adapter: HTTPAdapter, peer: str, metho
         response = pool.urlopen(method, urllib3.util.parse_url(url).request_uri, body=body, headers=headers,
                                 retries=adapter.max_retries, redirect=False, assert_same_host=False,
                                 timeout=urllib3.Timeout(connect=timeout, read=timeout), preload_content=True)
-    except urllib3.exceptions.TimeoutError as exc:
-        raise PeerUnavailable(peer, url, f"timed out ({exc.__class__.__name__})") from None
     except urllib3.exceptions.HTTPError as exc:
-        raise PeerUnavailable(peer, url, f"connection failed: {_root_cause(exc)}") from None
+        raise transport_error(peer, url, exc) from None
     finally:
         if close:
             pool.close()
-    if response.status >= 500:
-        raise PeerUnavailable(peer, url, describe_error(response.status, response.data))
-    if response.status >= 400:
-        raise PeerRejected(peer, url, describe_error(response.status, response.data))
+    refused = answer_error(peer, url, response.status, response.data)
+    if refused is not None:
+        raise refused
     return response
 
 
@@ -174,7 +163,62 @@ def json_body(peer: str, url: str, response: requests.Response) -> Any:
         raise PeerRejected(peer, url, f"answer is not JSON: {response.text[:200]!r}") from None
 
 
-def _root_cause(exc: BaseException) -> str:
-    while exc.__context__ is not None and exc.__context__ is not exc:
-        exc = exc.__context__
-    return str(exc) or exc.__class__.__name__
+# Every failure of the two HTTP clients (requests in ``call``, urllib3 in ``lean_call``), most
+# specific first, and what it says of a peer call. The one place a foreign error becomes ours.
+TRANSPORT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (requests.Timeout, "timed out"),
+    (urllib3.exceptions.TimeoutError, "timed out"),
+    (requests.ConnectionError, "connection failed"),
+    (urllib3.exceptions.HTTPError, "connection failed"),
+    (requests.RequestException, "request failed"),
+)
+# Causes that mean the connection was lost under the request: the peer reset or closed it.
+CONNECTION_LOST = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.RemoteDisconnected)
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+def transport_error(peer: str, url: str, exc: BaseException) -> PeerUnavailable:
+    """The ``PeerUnavailable`` a failure of the HTTP client means (``TRANSPORT_FAILURES``)."""
+    what = next((meaning for kind, meaning in TRANSPORT_FAILURES if isinstance(exc, kind)), "request failed")
+    causes = list(_causes(exc))
+    if what == "timed out":
+        detail = f"timed out ({exc.__class__.__name__})"
+    else:
+        root = causes[-1]
+        detail = f"{what}: {str(root) or root.__class__.__name__}"
+    return PeerUnavailable(peer, url, detail, connection_lost=any(isinstance(cause, CONNECTION_LOST)
+                                                                  for cause in causes))
+
+
+def answer_error(peer: str, url: str, status: int, content: bytes, refusals_in_500: bool = False) -> PeerError | None:
+    """The ``PeerError`` an answer of ``status`` with ``content`` means, or None for a success:
+    ``PeerUnavailable`` for a server error (unless, with ``refusals_in_500``, its traceback ends
+    in a refusal: see ``refusal_in_500``), ``PeerRejected`` for a client error. What the peer
+    said and any ``[Errno N]`` it reported become the error's data."""
+    if status < 400:
+        return None
+    text = content.decode("utf-8", "replace").strip()
+    said = os_errno = None
+    if text:
+        said = text[:2000]
+        found = _ERRNO.search(text)
+        os_errno = int(found.group(1)) if found else None
+    kind = PeerUnavailable if status >= 500 and not (refusals_in_500 and status == 500
+                                                     and refusal_in_500(content)) else PeerRejected
+    return kind(peer, url, describe_error(status, content), status=status, message=said, os_errno=os_errno)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (its cause and context, a retry's reason, exceptions among its
+    arguments), the innermost last."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                 *(arg for arg in current.args if isinstance(arg, BaseException))]
+        pending.extend(item for item in inner if isinstance(item, BaseException))

@@ -112,7 +112,7 @@ class HttpArchive:
         try:
             return lean_call(self.session, PEER, method, url, body=body, headers=headers, close=not self.keep_alive)
         except PeerUnavailable as exc:
-            if not self.keep_alive or not _closed_by_server(exc):
+            if not self.keep_alive or not exc.connection_lost:
                 raise
             logger.warning("the archive interface at %s closed a kept-alive connection without saying so "
                            "(uWSGI --http-socket does); every request now opens its own connection", self.url)
@@ -122,7 +122,7 @@ class HttpArchive:
             self.session.get_adapter(url).poolmanager.clear()
             if body is not None:
                 # The body was partly consumed: the caller sends the file again, at once.
-                raise ConnectionClosed(exc.peer, exc.url, exc.detail) from None
+                raise ConnectionClosed(exc.peer, exc.url, exc.detail, connection_lost=True) from None
             return self._request(method, url, headers=headers)
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
@@ -149,7 +149,7 @@ class HttpArchive:
         except (PeerRejected, PeerUnavailable) as exc:
             # The posix backend answers HEAD of a missing file with a bare 500 (a HEAD answer has
             # no body to say more); other backends answer 404.
-            if _missing(exc) or exc.detail == "HTTP 500":
+            if _missing(exc) or (exc.status == 500 and exc.message is None):
                 return None
             raise
         stored_path = response.headers.get("X-Pacifica-File", "")
@@ -192,15 +192,9 @@ class HttpArchive:
 
 
 def _missing(exc: PeerError) -> bool:
-    """Whether a refusal of the archive interface says that the file does not exist."""
-    return "HTTP 404" in exc.detail or "No such file or directory" in exc.detail
-
-
-def _closed_by_server(exc: PeerUnavailable) -> bool:
-    """Whether a request failed because the server had closed the (reused) connection."""
-    detail = exc.detail
-    return any(text in detail for text in ("Connection reset by peer", "Broken pipe", "RemoteDisconnected",
-                                           "Remote end closed connection", "Connection aborted"))
+    """Whether a refusal of the archive interface says that the file does not exist (404, or the
+    posix backend's 500 reporting ENOENT)."""
+    return exc.status == 404 or exc.os_errno == errno.ENOENT
 
 
 class ArchiveGate:
