@@ -26,12 +26,12 @@ from .common.errors import ConfigError, PeerError
 from .common.settings import load_settings
 from .db import migrations, models
 from .db.responses import event_response
-from .jobs.housekeeping import expire_failed_bundles, stalled_jobs
+from .jobs import actions
+from .jobs.housekeeping import expire_failed_bundles, expire_uploads, stalled_jobs
 from .jobs.runtime import Runtime
-from .jobs.stages import make_context, run_job
 from .peers.base import ReadableMetadataPort
 from .web.resources import SERVER_DEFAULTS
-from .web.uploads import expire_uploads, store
+from .web.uploads import store
 
 logger = logging.getLogger(__name__)
 
@@ -153,29 +153,12 @@ def _out(line: str) -> None:
 
 def _cmd_job(args: argparse.Namespace, rt: Runtime) -> int:
     try:
-        current = models.read_state(args.job_id)
-    except models.IngestState.DoesNotExist:
-        if args.state is None or args.task is None:
-            sys.stderr.write(f"job {args.job_id} does not exist (give --state and --task to create it)\n")
-            return 1
-        current = None
-    if args.task_percent is not None and not 0 <= args.task_percent <= 100:
-        sys.stderr.write("--task-percent must be between 0 and 100\n")
-        return 2
-    state = args.state if args.state is not None else current.state
-    task = args.task if args.task is not None else current.task
-    percent = args.task_percent if args.task_percent is not None else (current.task_percent if current else 0)
-    exception = args.exception if args.exception is not None else (current.exception if current else "")
-    note = audit_line(args.operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
-    models.update_state(args.job_id, state, task, percent, exception, operator=args.operator, note=note)
-    logger.warning("job %s: %s", args.job_id, note)
+        actions.set_state(args.job_id, args.operator, args.state, args.task, args.task_percent, args.exception)
+    except actions.ActionRefused as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2 if exc.status == 400 else 1
     _out(f"job {args.job_id} updated")
     return 0
-
-
-def audit_line(operator: str, action: str) -> str:
-    """Return the line that records an operator's action in a job."""
-    return f"[{models.utcnow():%Y-%m-%d %H:%M:%S} UTC] {operator} {action}"
 
 
 def _cmd_jobs(args: argparse.Namespace, rt: Runtime) -> int:
@@ -217,15 +200,8 @@ def _cmd_retry(args: argparse.Namespace, rt: Runtime) -> int:
     if job_id is None:
         job_id = rt.peers.uniqueid.reserve(1, "upload_job")
         _out(f"new job id {job_id}")
-    models.update_state(job_id, states.OK, states.UPLOADING, 100, operator=args.operator)
-    completed = run_job(make_context(job_id, args.file_path, args.username, move=args.move))
-    record = models.read_state(job_id)
-    outcome = "completed" if completed else "failed again"
-    note = audit_line(args.operator, f"retried the job from {args.file_path} as {args.username}: {outcome}")
-    models.update_state(job_id, record.state, record.task, record.task_percent, record.exception,
-                     complete=record.complete, operator=args.operator, note=note)
-    logger.warning("job %s: %s", job_id, note)
-    _out(f"job {job_id}: {record.state} {record.task} {record.exception}".rstrip())
+    completed, row = actions.rerun(job_id, args.file_path, args.username, args.move, args.operator)
+    _out(f"job {job_id}: {row.state} {row.task} {row.exception}".rstrip())
     return 0 if completed else 1
 
 

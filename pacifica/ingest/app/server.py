@@ -15,11 +15,11 @@ import cherrypy
 from ...core.duties import Chore, Duties
 from ...core.worker import EmbeddedWorker, worker_command
 from ..db import models
-from ..jobs.housekeeping import expire_failed_bundles
+from ..jobs.housekeeping import expire_failed_bundles, expire_uploads
 from ..jobs.recovery import recover
 from ..jobs.runtime import Runtime
 from ..web.resources import make_app
-from ..web.uploads import expire_uploads, store
+from ..web.uploads import store
 
 FAILED_EXPIRY_SECONDS = 3600.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
 import peewee
@@ -164,6 +164,21 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
     if complete:
         for hook in COMPLETION_HOOKS:
             hook(job_id)
+
+
+def recent_jobs(limit: int, *, running: bool = False, state: str | None = None,
+                submitters: Iterable[str] = ()) -> Iterator[IngestState]:
+    """The ``limit`` jobs changed last, newest first: only unfinished ones (``running``), only
+    those in ``state``, only those of every one of ``submitters`` (given twice, a user filter and
+    the viewer's own jobs, both must hold)."""
+    query = IngestState.select().order_by(IngestState.updated.desc()).limit(limit)
+    if running:
+        query = query.where(IngestState.complete == False)  # noqa: E712 - SQL, not Python
+    elif state is not None:
+        query = query.where(IngestState.state == state)
+    for submitter in submitters:
+        query = query.where(IngestState.submitter == submitter)
+    return iter(query)
 
 
 def claim_job(job_id, submitter: str | None = None) -> bool:

@@ -1,4 +1,5 @@
-"""Periodic care of the volume and the job table: expiring failed bundles, finding stuck jobs."""
+"""Periodic care of the volume and the job table: expiring failed bundles and idle resumable
+uploads, finding stuck jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 
 from ..common import states
 from ..db import models
+from ..volume.resumable import TusStore
 from ..volume.spool import Spool
+from . import record
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +39,18 @@ def stalled_jobs(minutes: float) -> list[models.IngestState]:
     return list(models.IngestState.select()
                 .where((models.IngestState.complete == False) & (models.IngestState.updated <= cutoff))  # noqa: E712
                 .order_by(models.IngestState.updated))
+
+
+def expire_uploads(uploads: TusStore) -> list[int]:
+    """Remove uploads that received nothing for longer than the expiry time; their jobs fail.
+    Partial uploads never concatenated go the same way."""
+    for key in uploads.expired_partials():
+        uploads.discard(key)
+        logger.warning("partial upload %s expired; its bytes were removed", key)
+    expired = uploads.expired()
+    for job_id in expired:
+        uploads.discard(job_id)
+        record.upload_failed(job_id, "the resumable upload expired: nothing arrived for "
+                                     f"{uploads.expiry / 3600:g} hours")
+        logger.warning("job %s: resumable upload expired; its bytes were removed", job_id)
+    return expired

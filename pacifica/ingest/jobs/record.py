@@ -1,9 +1,13 @@
-"""The one writer of a stage's state: started, progress, finished, retried or FAILED.
+"""The one writer of a job's state: every change to a job's row goes through here
+(``models.update_state`` is called nowhere else), so the rules of what a client sees live in one
+place.
 
-Every change a stage makes to its job's row goes through here (``models.update_state``), so
-the rules of what a client sees live in one place: 0 % when a stage starts, the byte and file
-counts while it runs (below 100 % until it ends), 100 % when it ends, and a readable message
-when it fails or will be tried again.
+- A bundle arriving (``received``, ``upload_whole``, ``upload_failed``): UPLOADING, the percent
+  of bytes below 100 until the bundle is whole.
+- A stage (``stage``, ``reporter``): 0 % when it starts, the byte and file counts while it
+  runs (below 100 % until it ends), 100 % when it ends, and a readable message when it fails or
+  will be tried again.
+- An operator (``by_operator``): any change, recorded in the job's history with who made it.
 """
 
 from __future__ import annotations
@@ -78,6 +82,29 @@ def reporter(job_id: int, task: str, interval: float = 0.5) -> Reporter:
                                 event=False)
 
     return report
+
+
+def received(job_id: int, done: int, total: int | None) -> None:
+    """How much of a job's bundle has arrived (UPLOADING, the percent of bytes, below 100)."""
+    percent = min(99.9, round(100.0 * done / total, 1)) if total else 0
+    models.update_state(job_id, states.OK, states.UPLOADING, percent, progress=(done, total or 0, 0, 0),
+                        event=False)
+
+
+def upload_whole(job_id: int, size: int) -> None:
+    """The whole bundle of ``size`` bytes is on the volume (UPLOADING at 100 %), about to be queued."""
+    models.update_state(job_id, states.OK, states.UPLOADING, 100, progress=(size, size, 0, 0))
+
+
+def upload_failed(job_id: int, reason: str) -> None:
+    """FAILED in UPLOADING: the bundle never arrived whole, or could not be queued."""
+    models.update_state(job_id, states.FAILED, states.UPLOADING, 0, reason)
+
+
+def by_operator(job_id: int, state: str, task: str, percent: float, *, operator: str, note: str | None = None,
+                exception: str = "", complete: bool | None = None) -> None:
+    """An operator's change to a job, recorded in its history with the operator and ``note``."""
+    models.update_state(job_id, state, task, percent, exception, complete=complete, operator=operator, note=note)
 
 
 def fail_unscheduled_retry(job_id: int, error: Exception, scheduling: Exception) -> None:

@@ -16,6 +16,7 @@ from ..common import states
 from ..common.queue import queued_job_ids
 from ..db import models
 from ..volume.spool import Spool
+from . import record
 from .stages import job_chain
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ def recover(queue_folder: str, spool: Spool) -> list[int]:
                 continue  # a resumable upload: its client carries on from the offset
             if row.task == states.UPLOADING:
                 spool.discard_partial(job_id)
-                models.update_state(job_id, states.FAILED, states.UPLOADING, 0,
-                                 "the service stopped before the whole bundle arrived; send it again")
+                record.upload_failed(job_id, "the service stopped before the whole bundle arrived; send it again")
                 logger.warning("job %s: upload was cut off by a restart; marked FAILED", job_id)
             continue
         logger.warning("job %s: resuming at %r after a restart", job_id, row.task)

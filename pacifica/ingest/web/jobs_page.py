@@ -24,8 +24,8 @@ from ...core.auth.web import current_identity, owner_filter
 from ...core.redact import public_text
 from ..common import states
 from ..db import models
+from ..jobs import actions
 from ..jobs.runtime import Runtime
-from ..jobs.stages import job_chain
 from ..peers.base import ReadableMetadataPort
 from ..volume.manifest import open_manifest
 from .kit import current_runtime, database_errors, parse_job_id, visible_job
@@ -102,16 +102,9 @@ def is_operator(viewer: Identity) -> bool:
 
 def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) -> bytes:
     now = models.utcnow()
-    query = models.IngestState.select().order_by(models.IngestState.updated.desc()).limit(LIMIT)
-    if state == "running":
-        query = query.where(models.IngestState.complete == False)  # noqa: E712 - SQL, not Python
-    elif state in (states.OK, states.FAILED):
-        query = query.where(models.IngestState.state == state)
-    if user:
-        query = query.where(models.IngestState.submitter == user)
-    owner = owner_filter(viewer, rt.auth)
-    if owner is not None:
-        query = query.where(models.IngestState.submitter == owner)
+    query = models.recent_jobs(LIMIT, running=state == "running",
+                               state=state if state in (states.OK, states.FAILED) else None,
+                               submitters=[name for name in (user, owner_filter(viewer, rt.auth)) if name])
     rows = []
     for row in query:
         finished = row.updated if row.complete else now
@@ -186,26 +179,14 @@ def _button(job_id: int, action: str, label: str) -> str:
 def act(job_id: int, action: str, operator: str, rt: Runtime) -> None:
     """Retry a failed job from its failed stage, or fail an unfinished one; recorded in its history."""
     try:
-        row = models.read_state(job_id)
-    except models.IngestState.DoesNotExist:
-        raise cherrypy.HTTPError(404, f"job {job_id} does not exist") from None
-    if action == "fail":
-        if row.complete:
-            raise cherrypy.HTTPError(409, f"job {job_id} has already ended ({row.state})")
-        models.update_state(job_id, states.FAILED, row.task, 0, f"failed by {operator} from the jobs page",
-                            operator=operator)
-    elif action == "retry":
-        if row.state != states.FAILED:
-            raise cherrypy.HTTPError(409, f"job {job_id} is {row.state}: only a FAILED job can be retried")
-        ctx = rt.spool.read_job(job_id)
-        if ctx is None:
-            raise cherrypy.HTTPError(409, f"job {job_id}'s bundle is no longer on the volume; send it again")
-        models.update_state(job_id, states.OK, row.task, 0, note=f"retried by {operator} from the jobs page",
-                            operator=operator)
-        job_chain(ctx, from_task=row.task).apply_async()
-    else:
-        raise cherrypy.HTTPError(400, f"action must be retry or fail, got {str(action)[:40]!r}")
-    logger.warning("job %s: %s by operator %s from the jobs page", job_id, action, operator)
+        if action == "fail":
+            actions.fail(job_id, operator, "the jobs page")
+        elif action == "retry":
+            actions.retry(job_id, operator, "the jobs page", rt.spool)
+        else:
+            raise cherrypy.HTTPError(400, f"action must be retry or fail, got {str(action)[:40]!r}")
+    except actions.ActionRefused as exc:
+        raise cherrypy.HTTPError(exc.status, str(exc)) from None
 
 
 FORM = "application/x-www-form-urlencoded"

@@ -21,11 +21,10 @@ from ...core.auth.identity import Identity
 from ...core.auth.web import current_identity, may_see
 from ...core.database import discard as discard_connection
 from ...core.web import refuse_body
-from ..common import states
 from ..common.errors import PeerError
 from ..db import models
 from ..db.responses import create_state_response
-from ..jobs import callbacks
+from ..jobs import admission, callbacks, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import JobMessage, job_chain
 
@@ -134,11 +133,10 @@ def admit_upload(max_size: int, spool) -> int | None:
         raise refuse_body(400, f"Content-Length must be a non-negative integer, got {header[:40]!r}") from None
     if length == 0:
         raise refuse_body(400, "the request body is empty: send the bundle (a tar) as the body")
-    if max_size and length > max_size:
-        raise refuse_body(413, f"the body of {length} bytes is larger than the {max_size} byte limit")
-    free = spool.free_space()
-    if length > free:
-        raise refuse_body(507, f"the volume has {free} bytes free, the body needs {length}")
+    try:
+        admission.bundle(length, max_size, spool, "body")
+    except admission.Refused as exc:
+        raise refuse_body(exc.status, str(exc)) from None
     return length
 
 
@@ -183,7 +181,7 @@ def new_job(callback: str | None = None, submitter: str | None = None) -> int:
 
 def fail(job_id: int, message: str) -> None:
     try:
-        models.update_state(job_id, states.FAILED, states.UPLOADING, 0, message)
+        record.upload_failed(job_id, message)
     except peewee.PeeweeException:
         logger.exception("job %s: could not record FAILED: %s", job_id, message)
         with contextlib.suppress(peewee.PeeweeException):

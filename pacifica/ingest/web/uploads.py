@@ -15,15 +15,15 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cherrypy
 
 from ...core.auth.web import current_identity, may_see
 from ...core.web import refuse_body
-from ..common import states
 from ..common.metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
-from ..db import models
+from ..jobs import admission, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import make_context
 from ..volume.body import request_body
@@ -100,12 +100,6 @@ def _expires_header(uploads: TusStore, job_id: int) -> None:
         cherrypy.response.headers["Upload-Expires"] = email.utils.formatdate(expires, usegmt=True)
 
 
-def report_received(job_id: int, received: int, length: int) -> None:
-    """Record how much of an upload has arrived (UPLOADING, percent of bytes)."""
-    percent = min(99.9, round(100.0 * received / length, 1)) if length else 0
-    models.update_state(job_id, states.OK, states.UPLOADING, percent, progress=(received, length, 0, 0), event=False)
-
-
 class RestUploads:
     """The tus resource: ``/uploads/`` and ``/uploads/<job_id>``."""
 
@@ -169,7 +163,7 @@ class RestUploads:
                 fail(job_id, f"the upload could not be started: {exc}")
                 raise cherrypy.HTTPError(507, f"the upload could not be started: {exc}") from None
             with database_errors(job_id):
-                report_received(job_id, 0, length or 0)
+                record.received(job_id, 0, length or 0)
             logger.info("job %s: resumable upload of %s bytes created for %s", job_id, length, authed_user)
         cherrypy.response.status = 201
         cherrypy.response.headers["Location"] = cherrypy.url(f"/uploads/{upload.url_id}")
@@ -223,8 +217,7 @@ class RestUploads:
         uploads.discard(upload.job_id)
         if not upload.partial:
             with database_errors(upload.job_id):
-                models.update_state(upload.job_id, states.FAILED, states.UPLOADING, 0,
-                                    "the upload was ended by the client (tus termination)")
+                record.upload_failed(upload.job_id, "the upload was ended by the client (tus termination)")
         cherrypy.response.status = 204
         return b""
 
@@ -275,28 +268,21 @@ def _creation_length(rt: Runtime, uploads: TusStore) -> int | None:
     return length
 
 
+def _admitted(check: Callable[[], None]) -> None:
+    """Run an admission ``check``; its refusal is answered at once, the body unread."""
+    try:
+        check()
+    except admission.Refused as exc:
+        raise refuse_body(exc.status, str(exc)) from None
+
+
 def _check_room(rt: Runtime, length: int) -> None:
-    if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
-        raise refuse_body(413, f"the upload of {length} bytes is larger than the "
-                               f"{rt.settings.max_upload_size} byte limit")
-    free = rt.spool.free_space()
-    if length > free:
-        raise refuse_body(507, f"the volume has {free} bytes free, the upload needs {length}")
+    _admitted(lambda: admission.bundle(length, rt.settings.max_upload_size, rt.spool))
 
 
 def _admit_partial(rt: Runtime, uploads: TusStore, user: str, length: int | None) -> None:
-    """At most ``max_partials`` open partial uploads per user, and (with ``max_upload_size``) at
-    most that many bytes declared across them."""
-    open_parts = uploads.partials_of(user)
-    if len(open_parts) >= rt.settings.max_partials:
-        raise refuse_body(429, f"{user} has {len(open_parts)} partial uploads open, the most allowed "
-                               f"([ingest] max_partials); concatenate or end some first")
-    limit = rt.settings.max_upload_size
-    if limit and length is not None:
-        declared = sum(part.length or 0 for part in open_parts)
-        if declared + length > limit:
-            raise refuse_body(413, f"{user}'s open partial uploads would hold {declared + length} bytes, more "
-                                   f"than the {limit} byte limit of one bundle")
+    _admitted(lambda: admission.partial(user, length, uploads.partials_of(user), rt.settings.max_partials,
+                                        rt.settings.max_upload_size))
 
 
 def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int:
@@ -312,7 +298,7 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
             _require_extension(uploads, "checksum")
         checksum = parse_checksum(header)
         progress = None if upload.partial or upload.length is None else (
-            lambda done: report_received(upload.job_id, done, upload.length))
+            lambda done: record.received(upload.job_id, done, upload.length))
         received = uploads.append(upload, offset, request_body(cherrypy.request.rfile),
                                   _integer_header("Content-Length", required=False), checksum,
                                   rt.spool.block_size, progress, limit=rt.settings.max_upload_size)
@@ -324,7 +310,7 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
     if upload.length is None or received < upload.length:
         if not upload.partial:
             with database_errors(upload.job_id):
-                report_received(upload.job_id, received, upload.length or 0)
+                record.received(upload.job_id, received, upload.length or 0)
         return received
     if not upload.partial:
         _complete(uploads, upload)
@@ -355,9 +341,7 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
     if len({part.job_id for part in parts}) != len(parts):
         raise refuse_body(400, "Upload-Concat: final; names a partial upload twice")
     length = sum(part.length or 0 for part in parts)
-    if rt.settings.max_upload_size and length > rt.settings.max_upload_size:
-        raise refuse_body(413, f"the upload of {length} bytes is larger than the "
-                               f"{rt.settings.max_upload_size} byte limit")
+    _admitted(lambda: admission.within_limit(length, rt.settings.max_upload_size))
     callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                            if metadata.get("callback_url") else {})}, body_unread=True)
     # All the partials or none, before any job exists: of simultaneous finals one wins.
@@ -381,7 +365,7 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
     logger.info("job %s: %d partial uploads concatenated (%d bytes) for %s in %.3f s", job_id, len(parts), size,
                 user, took, extra={"job_id": job_id, "duration": round(took, 6)})
     with database_errors(job_id):
-        models.update_state(job_id, states.OK, states.UPLOADING, 100, progress=(size, size, 0, 0))
+        record.upload_whole(job_id, size)
     enqueue(make_context(job_id, path, user))
     RECEIVED_BUNDLES.labels("tus").inc()
     cherrypy.response.status = 201
@@ -395,21 +379,7 @@ def _complete(uploads: TusStore, upload: Upload) -> None:
     path = uploads.finish(upload)
     logger.info("job %s: resumable upload complete (%d bytes)", upload.job_id, upload.length)
     with database_errors(upload.job_id):
-        models.update_state(upload.job_id, states.OK, states.UPLOADING, 100,
-                         progress=(upload.length, upload.length, 0, 0))
+        record.upload_whole(upload.job_id, upload.length)
     enqueue(make_context(upload.job_id, path, upload.user))
 
 
-def expire_uploads(uploads: TusStore) -> list[int]:
-    """Remove uploads that received nothing for longer than the expiry time; their jobs fail.
-    Partial uploads never concatenated go the same way."""
-    for key in uploads.expired_partials():
-        uploads.discard(key)
-        logger.warning("partial upload %s expired; its bytes were removed", key)
-    expired = uploads.expired()
-    for job_id in expired:
-        uploads.discard(job_id)
-        models.update_state(job_id, states.FAILED, states.UPLOADING, 0,
-                         f"the resumable upload expired: nothing arrived for {uploads.expiry / 3600:g} hours")
-        logger.warning("job %s: resumable upload expired; its bytes were removed", job_id)
-    return expired
