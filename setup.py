@@ -28,7 +28,7 @@ setup(
         "ijson>=3.3",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.17", "import-linter>=2.1",
+        "test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.17", "import-linter>=2.1", "mypy>=1.15",
                  "pacifica-archiveinterface>=0.4", "pacifica-uploader>=0.3", "tuspy>=1.0",
                  "pacifica-downloader>=0.4", "pyuwsgi>=2.0.28",
                  "openapi-spec-validator>=0.7", "schemathesis>=4.0", "playwright>=1.40",

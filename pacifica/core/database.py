@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -59,7 +58,7 @@ def make_database(url: str) -> peewee.Database:
         raise ConfigError(f"[database] peewee_url {url!r}: {exc}") from None
 
 
-class RecentlyCheckedPool:
+class RecentlyCheckedPool(PooledDatabase):
     """A peewee pool that hands out a connection given back moments ago without checking it first.
 
     peewee checks every connection it takes from the pool with a round trip (``SELECT 1`` on
@@ -91,9 +90,14 @@ class RecentlyCheckedPool:
         super()._close_raw(conn)
 
 
-@functools.cache
+_CHECKED_POOLS: dict[type, type] = {}
+
+
 def _recently_checked(pool_class: type) -> type:
-    return type(pool_class.__name__, (RecentlyCheckedPool, pool_class), {})
+    """``pool_class`` with ``RecentlyCheckedPool`` mixed in (one class per pool class)."""
+    if pool_class not in _CHECKED_POOLS:
+        _CHECKED_POOLS[pool_class] = type(pool_class.__name__, (RecentlyCheckedPool, pool_class), {})
+    return _CHECKED_POOLS[pool_class]
 
 
 def bind(proxy: peewee.DatabaseProxy, url: str, data_dir: str = "") -> None:

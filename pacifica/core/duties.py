@@ -93,7 +93,7 @@ class Duties(plugins.SimplePlugin):
         self.tick()
 
     # Before the HTTP server (75): recovery re-queues work before any client can ask about it.
-    start.priority = 70
+    start.priority = 70  # type: ignore[attr-defined]  # CherryPy's way to order a plugin's listeners
 
     def tick(self) -> None:
         """Take the duties if they are free, keep the worker alive, run the chores that are due."""
@@ -122,4 +122,4 @@ class Duties(plugins.SimplePlugin):
             self.worker.stop()
         self.lock.release()
 
-    stop.priority = 10
+    stop.priority = 10  # type: ignore[attr-defined]  # as above

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import requests
 import urllib3
@@ -32,9 +32,10 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.default_timeout = timeout or None
 
-    def request(self, method, url, **kwargs):
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        """A request with the session's timeout unless it names one."""
         kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(method, url, **kwargs)
+        return super().request(method, url, *args, **kwargs)
 
 
 def make_session(timeout: float, retries: int, pool_size: int = 16, read_retries: int = 0) -> requests.Session:
@@ -116,7 +117,7 @@ def lean_call(session: requests.Session, peer: str, method: str, url: str, body:
 
     With ``close``, the connection is closed after the answer instead of being kept for the
     next request (for a server that closes it anyway without saying so)."""
-    adapter = session.get_adapter(url)
+    adapter = cast(HTTPAdapter, session.get_adapter(url))  # every peer session mounts HTTPAdapters
     if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
         return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
     with peer_request(peer):

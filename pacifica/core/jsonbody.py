@@ -87,13 +87,14 @@ def loads(raw: bytes | bytearray | str, limit: int = MAX_DEPTH) -> Any:
     A ``bytearray`` is consumed: it is emptied as soon as it is decoded to text, before the
     objects are built.
     """
-    if isinstance(raw, bytearray):
+    if isinstance(raw, (bytes, bytearray)):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise JsonRefused(f"body is not valid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         finally:
-            raw.clear()
+            if isinstance(raw, bytearray):
+                raw.clear()
     else:
         text = raw
     memo: dict[str, str] = {}
@@ -134,7 +135,8 @@ def outline(handle: IO[bytes], limit: int = MAX_DEPTH) -> Outline:
     ``limit`` (``JsonRefused`` otherwise, as ``loads``) and return its outline; the handle is
     left at its start. Nothing of the document is kept but the outline."""
     handle.seek(0)
-    kind, members, depth, key = "", {}, 0, None
+    kind, depth, key = "", 0, ""
+    members: dict[str, str] = {}
     try:
         for event, value in ijson.basic_parse(handle, use_float=True):
             opened = _OPENS.get(event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .schema import VersionedSchema
 
@@ -10,6 +10,8 @@ from .schema import VersionedSchema
 class ConnectionMethods:
     """The class methods the published models carry: ``atomic``, ``database_connect``,
     ``database_close`` (mixed into a ``peewee.Model``)."""
+
+    _meta: ClassVar[Any]  # the peewee model's options, set by its metaclass
 
     @classmethod
     def atomic(cls):
@@ -32,6 +34,7 @@ class SchemaVersionMethods:
     """The class methods of the published schema-version models (mixed into a ``peewee.Model``
     whose class attribute ``schema`` is the service's ``VersionedSchema``)."""
 
+    _meta: ClassVar[Any]  # the peewee model's options, set by its metaclass
     schema: ClassVar[VersionedSchema]
 
     @classmethod

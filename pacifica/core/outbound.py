@@ -72,7 +72,7 @@ def resolve_checked(url: str, allowed: tuple[str, ...] = (), what: str = "the ca
         raise OutboundRefused(f"the host of {what} does not resolve") from None
     addresses = []
     for _family, _type, _proto, _name, address in found:
-        ip = ipaddress.ip_address(address[0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
         if _allowed_by(host, ip, allowed):
             addresses.append(ip)
             continue

@@ -26,7 +26,7 @@ TRANSPORT_ALIASES.setdefault(TRANSPORT, "pacifica.core.queue:Transport")
 class Channel(filesystem.Channel):
     """A filesystem channel whose messages appear in the queue atomically."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]  # kombu's own names
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         temp = os.path.join(self.data_folder_out, f".tmp-{name}")
         with open(temp, "wb") as handle:

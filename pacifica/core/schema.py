@@ -22,16 +22,20 @@ Version = tuple[int, int]
 Step = tuple[Version, Version, Callable[[peewee.Database], None]]
 
 
-def _version_model(database: peewee.Database, table: str) -> type[peewee.Model]:
-    class SchemaVersion(peewee.Model):
-        part = peewee.CharField(primary_key=True)
-        value = peewee.IntegerField(default=-1)
+class SchemaVersion(peewee.Model):
+    """One part (``major`` or ``minor``) of a database's schema version."""
 
+    part = peewee.CharField(primary_key=True)
+    value = peewee.IntegerField(default=-1)
+
+
+def _version_model(database: peewee.Database, table: str) -> type[SchemaVersion]:
+    class ServiceSchemaVersion(SchemaVersion):
         class Meta:
             table_name = table
 
-    SchemaVersion.bind(database)
-    return SchemaVersion
+    ServiceSchemaVersion.bind(database)
+    return ServiceSchemaVersion
 
 
 @dataclasses.dataclass(frozen=True)

@@ -235,6 +235,9 @@ def _cmd_metadata(args: argparse.Namespace, rt: Runtime) -> int:
 
 def _cmd_token(args: argparse.Namespace, rt: Runtime) -> int:
     check_schema(rt.settings)  # a first token may come before the first start: the schema is made then
+    if rt.auth is None or rt.auth.tokens is None:
+        sys.stderr.write("this service keeps no tokens\n")
+        return 2
     return run_token_command(args, rt.auth.tokens)
 
 

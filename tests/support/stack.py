@@ -66,6 +66,8 @@ class Stack:
         if self.peers is not None:
             return self.peers.published.document(job_id)
         result = self.cmd("metadata", "--job-id", str(job_id))
+        if result.returncode != 0 and "no metadata stored" not in result.stderr:
+            raise AssertionError(f"pacifica-ingest-cmd metadata failed ({result.returncode}): {result.stderr[-2000:]}")
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def files(self, job_id: int) -> list[dict[str, Any]]:

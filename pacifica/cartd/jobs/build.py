@@ -65,10 +65,12 @@ def _wait_on_disk(archive, file_name: str, check: Callable[[], None]) -> dict[st
 def _archive_mtime(status: dict[str, Any]) -> float | None:
     """The file's modification time in the archive: seconds (the archive interface) or an HTTP date."""
     value = status.get("mtime")
+    if value is None:
+        return None
     with contextlib.suppress(TypeError, ValueError):
         return float(value)
     with contextlib.suppress(TypeError, ValueError, IndexError):
-        return parsedate_to_datetime(value).timestamp()
+        return parsedate_to_datetime(str(value)).timestamp()
     return None
 
 

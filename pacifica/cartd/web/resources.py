@@ -233,6 +233,11 @@ class CartRoot:
 
     exposed = True
     _cp_config = {"response.stream": True, "request.process_request_body": False}
+    # Mounted by make_app.
+    metrics: Metrics
+    health: HealthResource
+    ready: ReadyResource
+    openapi_json: OpenApiResource
 
     @staticmethod
     def GET(uid: Any = None, **kwargs: Any) -> Any:
@@ -244,8 +249,10 @@ class CartRoot:
         if path is None or (path and not os.path.exists(path)):
             raise cherrypy.HTTPError(404, "The cart does not exist or has already been deleted")
         cart = CartStore.current(uid, owner)
+        if cart is None:
+            raise cherrypy.HTTPError(404, "The cart does not exist or has already been deleted")
         if path is False:
-            if cart is not None and cart.status == "error":
+            if cart.status == "error":
                 # A polling client must learn that the cart failed, not wait for ever.
                 raise cherrypy.HTTPError(424, f"the cart failed: {_header_text(cart.error, 4000)}")
             cherrypy.response.status = 202

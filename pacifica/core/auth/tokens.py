@@ -54,25 +54,31 @@ def parse_duration(text: str) -> datetime.timedelta:
     return datetime.timedelta(seconds=number)
 
 
-def token_model(database: peewee.DatabaseProxy | peewee.Database, table: str) -> type[peewee.Model]:
-    """The peewee model of the token table ``table`` of a service, bound to ``database``."""
+class ApiToken(peewee.Model):
+    """An API token as a service keeps it: the digest of its secret (never the secret), its user,
+    scopes and note, and when it was made, expires, was last used and was revoked. Each service
+    has its own table (``token_model``)."""
 
-    class ApiToken(peewee.Model):
-        token_id = peewee.AutoField()
-        digest = peewee.CharField(max_length=64, unique=True)
-        user = peewee.CharField()
-        scopes = peewee.CharField()
-        note = peewee.CharField(default="")
-        created = peewee.DateTimeField(default=_utcnow)
-        expires = peewee.DateTimeField(null=True)
-        last_used = peewee.DateTimeField(null=True)
-        revoked = peewee.DateTimeField(null=True)
+    token_id = peewee.AutoField()
+    digest = peewee.CharField(max_length=64, unique=True)
+    user = peewee.CharField()
+    scopes = peewee.CharField()
+    note = peewee.CharField(default="")
+    created = peewee.DateTimeField(default=_utcnow)
+    expires = peewee.DateTimeField(null=True)
+    last_used = peewee.DateTimeField(null=True)
+    revoked = peewee.DateTimeField(null=True)
 
+
+def token_model(database: peewee.DatabaseProxy | peewee.Database, table: str) -> type[ApiToken]:
+    """The token model of a service: ``ApiToken`` in the table ``table``, bound to ``database``."""
+
+    class ServiceToken(ApiToken):
         class Meta:
             table_name = table
 
-    ApiToken.bind(database)
-    return ApiToken
+    ServiceToken.bind(database)
+    return ServiceToken
 
 
 class TokenRecord:
@@ -85,7 +91,7 @@ class TokenRecord:
 class TokenStore:
     """The tokens of one service's database."""
 
-    def __init__(self, model: type[peewee.Model]) -> None:
+    def __init__(self, model: type[ApiToken]) -> None:
         self.model = model
         self._last_use: dict[int, float] = {}
         self._any: tuple[float, bool] = (0.0, False)

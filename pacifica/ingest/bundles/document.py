@@ -44,11 +44,17 @@ class FileEntry:
     @property
     def path(self) -> str:
         """The file's path inside the bundle: ``data/<subdir>/<name>``, slashes normalised."""
-        return "/".join(["data", *filter(None, clip(self.subdir).split("/")), self.name])
+        return file_path(self.subdir, self.name)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the entry as JSON-serialisable data (for the job's sidecar)."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+def file_path(subdir: str, name: str) -> str:
+    """The path inside a bundle of the file ``name`` in ``subdir``: ``data/<subdir>/<name>``,
+    slashes normalised."""
+    return "/".join(["data", *filter(None, clip(subdir).split("/")), name])
 
 
 def clip(path: str) -> str:

@@ -10,7 +10,7 @@ import logging
 import os
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ..common.errors import BundleError, IntegrityError, MetadataError
 from . import document
@@ -76,8 +76,9 @@ def walk(path: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
                 raise BundleError(f"Failed to read tarfile: {exc}") from None
             if info is None:
                 return
-            # tarfile remembers every member it has read; this walk needs none of them again.
-            tar.members.clear()
+            # tarfile remembers every member it has read (in an attribute its type stubs do not
+            # name); this walk needs none of them again.
+            tar.members.clear()  # type: ignore[attr-defined]
             yield tar, info
 
 
@@ -96,7 +97,7 @@ def open_bundle(path: str) -> tarfile.TarFile:
 
 
 @contextlib.contextmanager
-def member_file(path: str, info: tarfile.TarInfo) -> Iterator[BinaryIO]:
+def member_file(path: str, info: tarfile.TarInfo) -> Iterator[IO[bytes]]:
     """The bytes of the member ``info`` (found by ``walk``) of the tar at ``path``, as a
     seekable file."""
     try:

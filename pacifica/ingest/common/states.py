@@ -5,6 +5,8 @@ They are exactly those of the published service; keep them byte for byte.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 OK = "OK"
 FAILED = "FAILED"
 
@@ -17,6 +19,6 @@ MOVE_FILES = "move files"
 INGEST_METADATA = "ingest metadata"
 
 
-def is_complete(state: str, task: str, task_percent: float) -> bool:
+def is_complete(state: str, task: str, task_percent: float | Decimal) -> bool:
     """Tell whether a job is finished: it failed, or its last stage reached 100 %."""
     return state == FAILED or (task == INGEST_METADATA and float(task_percent) >= 100)

@@ -83,4 +83,4 @@ class OrmSync:
     @classmethod
     def update_tables(cls) -> None:
         """Update the database to the current version."""
-        migrations.upgrade(DB)
+        migrations.upgrade(DB.obj)

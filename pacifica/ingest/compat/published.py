@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tarfile
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from ..app.bootstrap import runtime
 from ..bundles import document
@@ -54,7 +54,7 @@ class FileIngestor:
         self.recorded_hash = document.normalise_hashsum(hashtype, hashcode)
         self.file_id = file_id
         self.fileobj: MemberReader | None = None
-        self.hashval = None
+        self.hashval: Any = None
         self.server = runtime().settings.archive_url
 
     def read(self, size: int) -> bytes:
@@ -65,7 +65,7 @@ class FileIngestor:
     def upload_file_in_file(self, info: tarfile.TarInfo, tar: tarfile.TarFile) -> bool:
         """Upload a file from inside a tar file, then check its hash."""
         rt = runtime()
-        self.fileobj = MemberReader(tar.fileobj, info.offset_data, info.size, self.hashtype,
+        self.fileobj = MemberReader(cast(BinaryIO, tar.fileobj), info.offset_data, info.size, self.hashtype,
                                     rt.settings.transfer_size)
         self.hashval = self.fileobj.hasher
         rt.peers.archive.put(self.file_id, self.fileobj, info.size, info.mtime)

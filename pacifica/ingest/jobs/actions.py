@@ -68,17 +68,18 @@ def set_state(job_id: int, operator: str, state: str | None = None, task: str | 
     """Set a job's state by hand (a job that does not exist is made, given ``state`` and
     ``task``); what is not given stays as it is. Return the line recorded."""
     try:
-        current: models.IngestState | None = models.read_state(job_id)
+        current = models.read_state(job_id)
+        was = (current.state, current.task, float(current.task_percent), current.exception)
     except models.IngestState.DoesNotExist:
         if state is None or task is None:
             raise ActionRefused(f"job {job_id} does not exist (give --state and --task to create it)", 404) from None
-        current = None
+        was = (state, task, 0.0, "")
     if percent is not None and not 0 <= percent <= 100:
         raise ActionRefused("--task-percent must be between 0 and 100", 400)
-    state = state if state is not None else current.state
-    task = task if task is not None else current.task
-    percent = percent if percent is not None else (float(current.task_percent) if current else 0.0)
-    exception = exception if exception is not None else (current.exception if current else "")
+    state = state if state is not None else was[0]
+    task = task if task is not None else was[1]
+    percent = percent if percent is not None else was[2]
+    exception = exception if exception is not None else was[3]
     note = audit_line(operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
     record.by_operator(job_id, state, task, percent, exception=exception, operator=operator, note=note)
     logger.warning("job %s: %s", job_id, note)

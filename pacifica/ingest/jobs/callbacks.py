@@ -10,6 +10,7 @@ is down or answers an error is tried again with exponential backoff, up to ``MAX
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import requests
 
@@ -113,7 +114,7 @@ def delay(attempts: int, base: float) -> float:
 
 
 def _finish(job_id: int, status: str, error: str) -> None:
-    fields = {models.IngestCallback.status: status, models.IngestCallback.last_error: error}
+    fields: dict[Any, Any] = {models.IngestCallback.status: status, models.IngestCallback.last_error: error}
     if status == DELIVERED:
         fields[models.IngestCallback.delivered] = models.utcnow()
     models.IngestCallback.update(fields).where(models.IngestCallback.job_id == int(job_id)).execute()

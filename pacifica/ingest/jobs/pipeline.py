@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 from ...core import jsonbody
 from ...core.redact import Problems, summarise
@@ -27,7 +27,7 @@ from ..bundles.tar import METADATA_MEMBER, MemberReader, member_file, walk
 from ..common.errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from ..common.metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
 from ..peers.base import ArchivePort, MetadataPort, PolicyPort, RangeArchivePort, UniqueIdPort
-from ..volume.manifest import FILE, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
+from ..volume.manifest import FILE, BundleFile, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
 from ..volume.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _commit(writer: ManifestWriter, uniqueid: UniqueIdPort, kind: str) -> Manife
     return manifest
 
 
-def _load_document(handle: BinaryIO, writer: ManifestWriter, *, move: bool = False) -> None:
+def _load_document(handle: IO[bytes], writer: ManifestWriter, *, move: bool = False) -> None:
     """Read a metadata document from ``handle`` one object at a time into ``writer``; raise
     ``MetadataError`` if it is not a JSON list of objects or has incomplete Files objects."""
     try:
@@ -146,28 +146,30 @@ def load_move_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueIdP
             _load_document(handle, writer, move=True)
         if not roots:
             raise MetadataError("moves are off: [ingest] move_roots names no directory")
-        outside = Problems(entry.source for entry in writer.files() if not _under(entry.source, roots))
+        # A move's entries all have a source (checked_entry refuses one without).
+        outside = Problems(entry.source or "" for entry in writer.files() if not _under(entry.source or "", roots))
         if outside:
             raise MetadataError("sources outside the allowed move roots ([ingest] move_roots): "
                                 + summarise(outside, ", "))
-        wrong = Problems(problem for entry in writer.files() if (problem := _source_mismatch(entry)))
+        wrong = Problems(problem for entry in writer.files()
+                         if (problem := _source_mismatch(entry.source or "", entry)))
         if wrong:
             raise MetadataError("moved files that are not what the document says (each left where it is): "
                                 + summarise(wrong, ", "))
         return _commit(writer, uniqueid, "move")
 
 
-def _source_mismatch(entry: document.FileEntry) -> str | None:
+def _source_mismatch(source: str, entry: document.FileEntry) -> str | None:
     """What is wrong with a move source against its Files object (size, then hash), or None.
 
     A moved file is checked like an uploaded one, before it is moved: on a mismatch the job fails
     and the file stays where it was.
     """
     try:
-        with open(entry.source, "rb") as handle:
+        with open(source, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if entry.size is not None and size != entry.size:
-                return f"{entry.source} has {size} bytes, not {entry.size}"
+                return f"{source} has {size} bytes, not {entry.size}"
             if not entry.hashsum:
                 return None
             digest = hashlib.new(entry.hashtype)
@@ -176,9 +178,9 @@ def _source_mismatch(entry: document.FileEntry) -> str | None:
     except FileNotFoundError:
         return None  # nothing to move: 'move files' fails as it always did, naming the file
     except OSError as exc:
-        return f"{entry.source} cannot be read ({exc.strerror})"
+        return f"{source} cannot be read ({exc.strerror})"
     if digest.hexdigest() != entry.hashsum.lower():
-        return f"{entry.source} has {entry.hashtype} {digest.hexdigest()}, not {entry.hashsum}"
+        return f"{source} has {entry.hashtype} {digest.hexdigest()}, not {entry.hashsum}"
     return None
 
 
@@ -198,7 +200,7 @@ def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries:
     failed = []
     for file_id in file_ids:
         try:
-            _retrying(lambda file_id=file_id: archive.delete(file_id), retries, delay,
+            _retrying(functools.partial(archive.delete, file_id), retries, delay,
                       f"job {job_id}: deleting file {file_id}")
         except PeerError as exc:
             logger.error("job %s: rollback could not delete file %s: %s", job_id, file_id, exc)
@@ -245,7 +247,7 @@ class Ledger:
         self.started: set[int] = set()
         self.verified: set[int] = set()
         self._lock = threading.Lock()
-        self._out = None
+        self._out: TextIO | None = None
         if path is not None and os.path.exists(path):
             with open(path, encoding="ascii") as handle:
                 for line in handle:
@@ -332,7 +334,7 @@ RANGE_COPY_MIN = 1 << 20
 
 
 def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable[[int], None],
-          trusted: bool, entry: document.FileEntry) -> None:
+          trusted: bool, entry: BundleFile) -> None:
     """Send one file from its offset in the bundle to the archive, then check its size and hash.
 
     With ``trusted``, the digests taken while the bundle was received still hold: a file whose
@@ -382,7 +384,7 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
     meter = _Meter(manifest.total_bytes(), count, report)
     for entry in manifest.files():
         if entry.file_id in ledger.verified:
-            meter.add(entry.size or 0)
+            meter.add(entry.size)
             meter.file_done()
     if meter.files_done:
         logger.info("job %s: %d of %d files were verified in the archive by an earlier attempt",
@@ -393,7 +395,7 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
         with open(path, "rb") as handle:
             trusted = manifest.about.get("digests_of") == digests.identity(handle.fileno())
 
-            def send(entry: document.FileEntry) -> None:
+            def send(entry: BundleFile) -> None:
                 progress = 0
 
                 def add(count: int) -> None:
@@ -407,14 +409,14 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                     meter.add(-progress)  # the progress of a failed try is taken back
                     raise
 
-            def attempt(entry: document.FileEntry) -> None:
+            def attempt(entry: BundleFile) -> None:
                 ledger.start(entry.file_id)
                 _retrying(functools.partial(send, entry), file_retries, retry_delay,
                           f"job {job_id}: sending {entry.path} as file {entry.file_id}")
                 ledger.verify(entry.file_id)
                 sent.append(entry.file_id)
                 meter.file_done()
-                ARCHIVED_BYTES.labels("upload").inc(entry.size or 0)
+                ARCHIVED_BYTES.labels("upload").inc(entry.size)
                 ARCHIVED_FILES.labels("upload").inc()
 
             pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified)
@@ -464,7 +466,7 @@ def _run_all(work: Callable[[Any], None], items: Iterable[Any], concurrency: int
         while running:
             done, running = wait(running, timeout=every, return_when=FIRST_COMPLETED)
             tick()
-            errors = [future.exception() for future in done if future.exception() is not None]
+            errors = [error for future in done if (error := future.exception()) is not None]
             if errors:
                 wait(running)
                 raise errors[0]
@@ -488,14 +490,14 @@ def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int],
     raise IngestError(f"{reason}; {_describe_rollback(file_ids, failed)}") from exc
 
 
-def _verify(entry: document.FileEntry, reader: MemberReader, digest: str | None = None) -> None:
+def _verify(entry: BundleFile, reader: MemberReader, digest: str | None = None) -> None:
     """Check the bytes ``reader`` sent: their count, and their hash (or the ``digest`` known for them)."""
     if reader.bytes_read != entry.size:
         raise IntegrityError(f"{entry.path}: sent {reader.bytes_read} bytes, expected {entry.size}")
     _check_digest(entry, digest or reader.hexdigest())
 
 
-def _check_digest(entry: document.FileEntry, digest: str) -> None:
+def _check_digest(entry: BundleFile, digest: str) -> None:
     if digest != entry.hashsum:
         raise IntegrityError(
             f"{entry.path}: {entry.hashtype} of the bytes is {digest}, metadata says {entry.hashsum}")
@@ -503,7 +505,7 @@ def _check_digest(entry: document.FileEntry, digest: str) -> None:
 
 def move_files(manifest: Manifest, archive: ArchivePort) -> None:
     """'move files': ask the archive to move each file from its ``source`` path into place."""
-    for entry in manifest.files():
+    for entry in manifest.moved_files():
         archive.patch(entry.file_id, entry.source)
         ARCHIVED_BYTES.labels("move").inc(entry.size or 0)
         ARCHIVED_FILES.labels("move").inc()

@@ -15,26 +15,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
 from celery import Task, chain
 
 from ..common import states
 from ..common.errors import IngestError
+from ..common.message import JobMessage, make_message
 from ..volume.manifest import Manifest, open_manifest
 from . import pipeline, record
 from .celery_app import INGEST_APP, StageTask
 
 logger = logging.getLogger(__name__)
-
-
-class JobMessage(TypedDict):
-    """What every stage of a job receives and passes on."""
-
-    job_id: int
-    path: str
-    user: str
-    move: bool
 
 
 Context = JobMessage
@@ -153,7 +145,7 @@ def job_chain(ctx: JobMessage, from_task: str | None = None):
 
 def make_context(job_id: int, path: str, user: str, move: bool = False) -> JobMessage:
     """Return the message every stage of a job receives."""
-    return {"job_id": int(job_id), "path": str(path), "user": str(user), "move": bool(move)}
+    return make_message(job_id, path, user, move)
 
 
 def run_job(ctx: JobMessage) -> bool:

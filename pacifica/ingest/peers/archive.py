@@ -19,8 +19,10 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from ...core.http import lean_call
 from ..common.errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
@@ -81,7 +83,7 @@ class HttpArchive:
         """Ask the archive (HEAD of its root, once) whether it keeps a connection open after
         answering; True when that cannot be told (the client then learns it from a failure)."""
         parsed = urllib.parse.urlsplit(self.url)
-        if parsed.scheme != "http" or self.session.proxies:
+        if parsed.scheme != "http" or self.session.proxies or not parsed.hostname:
             return True
         connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80,
                                                 timeout=getattr(self.session, "default_timeout", None) or 60)
@@ -119,7 +121,7 @@ class HttpArchive:
             self.keep_alive = False
             # The other idle connections in the pool are just as dead: drop them all at once
             # rather than meet each one in a failed request.
-            self.session.get_adapter(url).poolmanager.clear()
+            cast(HTTPAdapter, self.session.get_adapter(url)).poolmanager.clear()
             if body is not None:
                 # The body was partly consumed: the caller sends the file again, at once.
                 raise ConnectionClosed(exc.peer, exc.url, exc.detail, connection_lost=True) from None
@@ -226,7 +228,8 @@ class ArchiveGate:
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            if self._fd is not None:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 

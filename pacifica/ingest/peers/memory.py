@@ -52,7 +52,7 @@ class MemoryPolicy:
 
     def check_ingest(self, metadata: Iterable[dict[str, Any]], user: str) -> None:
         """Keep what was asked; raise ``PeerRejected`` for a malformed document or a refusal."""
-        document = list(metadata) if not isinstance(metadata, (dict, str, bytes)) else metadata
+        document = list(metadata)
         self.asked.append((document, user))
         problems = structure_problems(document)
         if problems:

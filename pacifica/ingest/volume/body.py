@@ -16,13 +16,21 @@ import select
 import sys
 import termios
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from cheroot.makefile import StreamReader
 from cheroot.server import KnownLengthRFile
 
 # How long an uploader may send nothing before the upload is given up (CherryPy's socket timeout).
 STALL_SECONDS = 300.0
+
+
+class Body(Protocol):
+    """A request body read into the caller's buffers: ``readinto`` returns how many bytes it put
+    there, 0 at the end."""
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` with the next bytes of the body; return how many (0 at the end)."""
 
 
 class SocketBody:
@@ -116,7 +124,7 @@ class UwsgiBody:
             return len(block)
 
 
-def request_body(rfile: Any) -> SocketBody | UwsgiBody | ReadBody:
+def request_body(rfile: Any) -> Body:
     """The fastest reader for a request body."""
     if SocketBody.supports(rfile):
         return SocketBody(rfile)

@@ -24,6 +24,7 @@ Tables:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ...core.redact import Problems
-from ..bundles.document import FILES_TABLE, TRANSACTION_ID, FileEntry, member_name, peer_item
+from ..bundles.document import FILES_TABLE, TRANSACTION_ID, FileEntry, file_path, member_name, peer_item
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,46 @@ SELECT e.ordinal, e.idx, e.name, e.subdir, e.size, e.hashtype, e.hashsum, e.sour
 def kind_of(is_file: bool, is_dir: bool, is_link: bool) -> str:
     """The manifest's kind of a member: a regular file, a directory, a link, or anything else."""
     return FILE if is_file else DIRECTORY if is_dir else LINK if is_link else OTHER
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BundleFile:
+    """A file of an uploaded bundle as its manifest holds it: where its bytes lie in the tar and
+    what they must hash to."""
+
+    file_id: int
+    name: str
+    subdir: str
+    member: str
+    size: int
+    offset: int
+    mtime: float
+    hashtype: str
+    hashsum: str
+    digest: str | None = None  # the SHA-1 of its bytes taken while the upload arrived
+
+    @property
+    def path(self) -> str:
+        """The file's path inside the bundle: ``data/<subdir>/<name>``, slashes normalised."""
+        return file_path(self.subdir, self.name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MovedFile:
+    """A file of a move as its manifest holds it: where it is now and what it must hash to."""
+
+    file_id: int
+    name: str
+    subdir: str
+    source: str
+    size: int | None
+    hashtype: str
+    hashsum: str
+
+    @property
+    def path(self) -> str:
+        """The file's path in the transaction: ``data/<subdir>/<name>``."""
+        return file_path(self.subdir, self.name)
 
 
 class ManifestWriter:
@@ -254,14 +295,32 @@ class Manifest:
         return self.db.execute("SELECT coalesce(sum(coalesce(f.size, e.size, 0)), 0) FROM entry e "
                                "LEFT JOIN found f ON f.normal = e.path").fetchone()[0]
 
-    def files(self, limit: int = -1) -> Iterator[FileEntry]:
-        """The job's files in document order, each with its id, member, offset and size (and,
-        as ``digest``, the SHA-1 taken during the upload, if any)."""
+    def files(self, limit: int = -1) -> Iterator[BundleFile]:
+        """The files of an uploaded bundle in document order, each with its id, member, offset and
+        size (and the SHA-1 taken during the upload, if any)."""
         for row in self.db.execute(_ENTRIES + " LIMIT ?", (limit,)):
-            ordinal, index, name, subdir, size, hashtype, hashsum, source, member, held, offset, mtime, sha1 = row
-            yield FileEntry(index=index, name=name, subdir=subdir, size=held if held is not None else size,
-                            hashtype=hashtype, hashsum=hashsum, source=source, member=member, offset=offset,
-                            mtime=mtime, file_id=self.first_file_id + ordinal, digest=sha1)
+            ordinal, _index, name, subdir, _size, hashtype, hashsum, _source, member, held, offset, mtime, sha1 = row
+            if member is None:
+                raise ValueError(f"{self.path} is the manifest of a move: it has no bundle files")
+            yield BundleFile(file_id=self.first_file_id + ordinal, name=name, subdir=subdir, member=member,
+                             size=held, offset=offset, mtime=mtime, hashtype=hashtype, hashsum=hashsum, digest=sha1)
+
+    def moved_files(self) -> Iterator[MovedFile]:
+        """The files of a move in document order, each with its id and source."""
+        for row in self.db.execute("SELECT ordinal, name, subdir, size, hashtype, hashsum, source FROM entry "
+                                   "ORDER BY ordinal"):
+            ordinal, name, subdir, size, hashtype, hashsum, source = row
+            if source is None:
+                raise ValueError(f"{self.path} is the manifest of a bundle: it has no moved files")
+            yield MovedFile(file_id=self.first_file_id + ordinal, name=name, subdir=subdir, source=source, size=size,
+                            hashtype=hashtype, hashsum=hashsum)
+
+    def listing(self, limit: int = -1) -> Iterator[tuple[int, str, int | None]]:
+        """The first ``limit`` files as (file id, subdir/name, size), for people to read."""
+        rows = self.db.execute("SELECT e.ordinal, e.subdir, e.name, coalesce(f.size, e.size) FROM entry e "
+                               "LEFT JOIN found f ON f.normal = e.path ORDER BY e.ordinal LIMIT ?", (limit,))
+        for ordinal, subdir, name, size in rows:
+            yield self.first_file_id + ordinal, "/".join(filter(None, [subdir, name])), size
 
     def file_ids(self) -> list[int]:
         """The ids of every file of the job."""

@@ -45,15 +45,24 @@ CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256", "sha512")
 METADATA_LIMIT = 64 * 1024
 
 
+# What names an upload on the volume: its job's id (a single upload), or "p" and 32 hex digits (a
+# partial upload, which has no job of its own).
+UploadKey = int | str
+
+
 class TusError(UploadError):
     """A tus request that cannot be honoured, with the HTTP status to answer."""
 
 
 @dataclasses.dataclass
 class Upload:
-    """What the creation of an upload said."""
+    """What the creation of an upload said.
 
-    job_id: int | str  # a job id, or the id of a partial upload
+    ``job_id`` names it on the volume (``UploadKey``): the id of its job for a single upload,
+    or, for a partial upload (which has no job), an id of its own. ``job`` is the job of a single
+    upload."""
+
+    job_id: UploadKey
     length: int | None  # None until a deferred length is given
     user: str
     metadata: dict[str, str]
@@ -72,6 +81,13 @@ class Upload:
     def partial(self) -> bool:
         """A part of a concatenation, not a job of its own."""
         return self.concat == "partial"
+
+    @property
+    def job(self) -> int:
+        """The job of a single upload (a partial upload has none: ``ValueError``)."""
+        if self.partial:
+            raise ValueError(f"partial upload {self.job_id} belongs to no job")
+        return int(self.job_id)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -130,7 +146,7 @@ class TusStore:
         self.spool = spool
         self.expiry = expiry_hours * 3600
 
-    def data_path(self, job_id: int | str) -> str:
+    def data_path(self, job_id: UploadKey) -> str:
         """Where the bytes of upload ``job_id`` (or of a partial upload) received so far are kept."""
         if isinstance(job_id, str):
             return os.path.join(self.partials_dir, f"{job_id}.tus")
@@ -141,7 +157,7 @@ class TusStore:
         """Where partial uploads are kept."""
         return os.path.join(self.spool.volume_path, "partials")
 
-    def info_path(self, job_id: int) -> str:
+    def info_path(self, job_id: UploadKey) -> str:
         """Where the creation request of ``job_id`` is kept."""
         return self.data_path(job_id) + ".json"
 
@@ -149,7 +165,7 @@ class TusStore:
                concat: str = "") -> Upload:
         """Start an upload of ``length`` bytes (None: given later) for ``user``; a partial one
         (``concat="partial"``) gets an id of its own."""
-        key: int | str = f"p{secrets.token_hex(16)}" if concat == "partial" else int(job_id or 0)
+        key: UploadKey = f"p{secrets.token_hex(16)}" if concat == "partial" else int(job_id or 0)
         upload = Upload(key, None if length is None else int(length), user, metadata, time.time(), concat,
                         "" if concat == "partial" else secrets.token_hex(16))
         os.makedirs(os.path.dirname(self.data_path(key)), exist_ok=True)
@@ -171,7 +187,7 @@ class TusStore:
         _write_json_atomically(self.info_path(upload.job_id), upload.as_dict())
         return upload
 
-    def get(self, job_id: int | str) -> Upload | None:
+    def get(self, job_id: UploadKey) -> Upload | None:
         """The upload ``job_id``, or None when there is none (never created, finished, ended)."""
         try:
             with open(self.info_path(job_id), encoding="utf-8") as handle:
@@ -180,11 +196,11 @@ class TusStore:
             return None
         return upload if os.path.exists(self.data_path(job_id)) else None
 
-    def offset(self, job_id: int | str) -> int:
+    def offset(self, job_id: UploadKey) -> int:
         """How many bytes of ``job_id`` have arrived."""
         return os.path.getsize(self.data_path(job_id))
 
-    def expires_at(self, job_id: int | str) -> float | None:
+    def expires_at(self, job_id: UploadKey) -> float | None:
         """When ``job_id`` expires if nothing more arrives (None: never)."""
         if self.expiry <= 0:
             return None
@@ -194,7 +210,7 @@ class TusStore:
             return None
 
     @contextlib.contextmanager
-    def _locked(self, job_id: int | str) -> Iterator[int]:
+    def _locked(self, job_id: UploadKey) -> Iterator[int]:
         """The data file open for writing, held by this request alone; 423 while another writes."""
         try:
             descriptor = os.open(self.data_path(job_id), os.O_WRONLY)
@@ -230,7 +246,8 @@ class TusStore:
                 raise TusError(f"the chunk of {declared} bytes would pass the upload's length of "
                                f"{length} bytes (at {current})", 413)
             stream = _hasher_for(job_id, current) if not upload.partial else None
-            hasher = hashlib.new(checksum[0]) if checksum else None
+            algorithm, expected = checksum or ("", b"")
+            hasher = hashlib.new(algorithm) if checksum else None
             written = 0
             buffer = memoryview(bytearray(block_size))
             reported = time.monotonic()
@@ -262,8 +279,8 @@ class TusStore:
                 if hasher is not None:
                     if not complete:
                         raise TusError(f"the chunk ended after {written} of {declared} bytes", 400)
-                    if hasher.digest() != checksum[1]:
-                        raise TusError(f"the chunk does not match its {checksum[0]} checksum", 460)
+                    if hasher.digest() != expected:
+                        raise TusError(f"the chunk does not match its {algorithm} checksum", 460)
             except OSError as exc:
                 os.ftruncate(descriptor, current)
                 _forget_hasher(job_id)
@@ -288,7 +305,7 @@ class TusStore:
     def finish(self, upload: Upload) -> str:
         """Move a complete upload to the job's bundle path, with the digests taken as it arrived
         (when this process saw every byte in order); return the path."""
-        path = self.spool.bundle_path(upload.job_id)
+        path = self.spool.bundle_path(upload.job)
         stream = _take_hasher(upload.job_id, upload.length)
         if stream is not None:
             digests.save(stream, path, self.data_path(upload.job_id))
@@ -312,7 +329,7 @@ class TusStore:
     def claim(self, parts: list[Upload], job_id: int) -> bool:
         """Take ``parts`` for the final upload of ``job_id``, all or none: False when another final
         has one of them. A claim is a file made with O_EXCL, so two finals never both win."""
-        taken = []
+        taken: list[Upload] = []
         for part in parts:
             try:
                 descriptor = os.open(self._claim_path(part.job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -329,11 +346,11 @@ class TusStore:
         for part in parts:
             _remove(self._claim_path(part.job_id))
 
-    def claimed(self, key: int | str) -> bool:
+    def claimed(self, key: UploadKey) -> bool:
         """Whether a final upload has taken the partial upload ``key``."""
         return os.path.exists(self._claim_path(key))
 
-    def _claim_path(self, key: int | str) -> str:
+    def _claim_path(self, key: UploadKey) -> str:
         return self.data_path(key) + ".claim"
 
     def concatenate(self, parts: list[Upload], job_id: int, block_size: int) -> tuple[str, int]:
@@ -370,7 +387,7 @@ class TusStore:
             self.discard(part.job_id)
         return path, size
 
-    def discard(self, job_id: int | str) -> None:
+    def discard(self, job_id: UploadKey) -> None:
         """Remove every file of the upload ``job_id``."""
         _remove(self.data_path(job_id))
         _remove(self.info_path(job_id))
@@ -414,11 +431,11 @@ class TusStore:
 # arrive (in the request's thread: one buffer is reused for every block): the offset reached and
 # the hasher. An upload whose bytes this process did not all see (another uWSGI process, a
 # restart, a chunk rolled back) has none, and the worker hashes its members itself.
-_streams: dict[int | str, tuple[int, digests.StreamHasher] | None] = {}
+_streams: dict[UploadKey, tuple[int, digests.StreamHasher] | None] = {}
 _streams_lock = threading.Lock()
 
 
-def _hasher_for(job_id: int | str, offset: int) -> digests.StreamHasher | None:
+def _hasher_for(job_id: UploadKey, offset: int) -> digests.StreamHasher | None:
     with _streams_lock:
         if offset == 0:
             return digests.StreamHasher()
@@ -426,17 +443,17 @@ def _hasher_for(job_id: int | str, offset: int) -> digests.StreamHasher | None:
         return entry[1] if entry is not None and entry[0] == offset else None
 
 
-def _keep_hasher(job_id: int | str, stream: digests.StreamHasher | None, offset: int) -> None:
+def _keep_hasher(job_id: UploadKey, stream: digests.StreamHasher | None, offset: int) -> None:
     with _streams_lock:
         _streams[job_id] = (offset, stream) if stream is not None else None
 
 
-def _forget_hasher(job_id: int | str) -> None:
+def _forget_hasher(job_id: UploadKey) -> None:
     with _streams_lock:
         _streams.pop(job_id, None)
 
 
-def _take_hasher(job_id: int | str, length: int | None) -> digests.StreamHasher | None:
+def _take_hasher(job_id: UploadKey, length: int | None) -> digests.StreamHasher | None:
     with _streams_lock:
         entry = _streams.pop(job_id, None)
     return entry[1] if entry is not None and entry[0] == length else None

@@ -22,7 +22,8 @@ from typing import Any, BinaryIO
 
 from ..bundles import digests
 from ..common.errors import UploadError
-from .body import ReadBody
+from ..common.message import JobMessage, as_message
+from .body import Body, ReadBody
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,15 @@ class Spool:
         """Return where the message context of ``job_id`` is kept (to resume it after a crash)."""
         return os.path.join(self.volume_path, f"{int(job_id)}.job.json")
 
-    def write_job(self, job_id: int, ctx: dict[str, Any]) -> None:
+    def write_job(self, job_id: int, ctx: JobMessage) -> None:
         """Durably store the context every stage of ``job_id`` receives."""
         _write_json_atomically(self.job_path(job_id), ctx)
 
-    def read_job(self, job_id: int) -> dict[str, Any] | None:
+    def read_job(self, job_id: int) -> JobMessage | None:
         """Return the stored context of ``job_id``, or None."""
         try:
             with open(self.job_path(job_id), encoding="utf-8") as handle:
-                return json.load(handle)
+                return as_message(json.load(handle))
         except (FileNotFoundError, ValueError):
             return None
 
@@ -79,7 +80,7 @@ class Spool:
         os.makedirs(self.volume_path, exist_ok=True)
         return shutil.disk_usage(self.volume_path).free
 
-    def receive(self, job_id: int, body: BinaryIO, expected: int | None = None, limit: int = 0) -> int:
+    def receive(self, job_id: int, body: Body | BinaryIO, expected: int | None = None, limit: int = 0) -> int:
         """Copy an upload body (``readinto`` or ``read``) to the bundle path; return the byte count.
 
         ``expected`` is the declared length: a body that ends sooner was cut off. ``limit`` (if
@@ -91,7 +92,7 @@ class Spool:
         final = self.bundle_path(job_id)
         partial = final + ".part"
         received = 0
-        reader = body if hasattr(body, "readinto") else ReadBody(body)
+        reader: Body = body if hasattr(body, "readinto") else ReadBody(body)
         # Two buffers in turn: one is hashed in the background while the next block is received.
         buffers = [memoryview(bytearray(self.block_size)) for _ in range(2)]
         hasher = digests.StreamHasher()

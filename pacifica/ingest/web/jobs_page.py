@@ -133,8 +133,8 @@ def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
     manifest = open_manifest(rt.spool.manifest_path(job_id))
     if manifest is not None:
         with manifest:
-            return [{"id": entry.file_id, "name": "/".join(filter(None, [entry.subdir, entry.name])),
-                     "size": entry.size} for entry in manifest.files(FILES_SHOWN)]
+            return [{"id": file_id, "name": name, "size": size}
+                    for file_id, name, size in manifest.listing(FILES_SHOWN)]
     kept = rt.peers.metadata
     document = cast(ReadableMetadataPort, kept).files(job_id) if kept.readable else None
     return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),

@@ -116,21 +116,38 @@ def database_errors(job_id: int | None = None) -> Iterator[None]:
         raise cherrypy.HTTPError(503, "the job database is unavailable; try again shortly") from None
 
 
+def integer_header(name: str) -> int | None:
+    """The non-negative integer in the request header ``name``, or None without one; 400 (the body
+    unread) for anything else."""
+    value = cherrypy.request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+        if number < 0:
+            raise ValueError(value)
+    except ValueError:
+        raise refuse_body(400, f"{name} must be a non-negative integer, got {value[:40]!r}") from None
+    return number
+
+
+def required_integer_header(name: str) -> int:
+    """``integer_header``, and 400 without one."""
+    number = integer_header(name)
+    if number is None:
+        raise refuse_body(400, f"the {name} header is required")
+    return number
+
+
 def admit_upload(max_size: int, spool) -> int | None:
     """Check a body's declared size before reading it; return it (None when not declared).
 
     400 for a malformed or zero Content-Length, 413 above ``max_size`` (0: no limit), 507 when
     the volume has not that much room. Nothing is created for a refused body.
     """
-    header = cherrypy.request.headers.get("Content-Length")
-    if header is None:
+    length = integer_header("Content-Length")
+    if length is None:
         return None
-    try:
-        length = int(header)
-        if length < 0:
-            raise ValueError(header)
-    except ValueError:
-        raise refuse_body(400, f"Content-Length must be a non-negative integer, got {header[:40]!r}") from None
     if length == 0:
         raise refuse_body(400, "the request body is empty: send the bundle (a tar) as the body")
     try:

@@ -176,6 +176,13 @@ class Root:
     ingest = upload
     move = RestMove()
     validate = RestValidate()
+    # Mounted by make_app: they need the service's runtime or registries built at start-up.
+    uploads: RestUploads
+    metrics: Metrics
+    health: HealthResource
+    ready: ReadyResource
+    openapi_json: OpenApiResource
+    jobs: JobsPage
 
     @staticmethod
     @cherrypy.tools.json_out()

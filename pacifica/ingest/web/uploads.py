@@ -33,6 +33,7 @@ from ..volume.resumable import (
     TusError,
     TusStore,
     Upload,
+    UploadKey,
     parse_checksum,
     parse_metadata,
 )
@@ -43,9 +44,11 @@ from .kit import (
     enqueue,
     fail,
     get_authed_user,
+    integer_header,
     new_job,
     owners_apart,
     parse_job_id,
+    required_integer_header,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,28 +76,13 @@ def _require_version() -> None:
         raise refuse_body(412, f"Tus-Resumable must be {VERSION}, got {given!r}")
 
 
-def _integer_header(name: str, required: bool = True) -> int | None:
-    value = cherrypy.request.headers.get(name)
-    if value is None:
-        if required:
-            raise refuse_body(400, f"the {name} header is required")
-        return None
-    try:
-        number = int(value)
-        if number < 0:
-            raise ValueError(value)
-    except ValueError:
-        raise refuse_body(400, f"{name} must be a non-negative integer, got {value[:40]!r}") from None
-    return number
-
-
 def _http_error(exc: TusError) -> cherrypy.HTTPError:
     status = "460 Checksum Mismatch" if exc.status == 460 else exc.status
     cherrypy.response.headers["Connection"] = "close"
     return cherrypy.HTTPError(status, str(exc))
 
 
-def _expires_header(uploads: TusStore, job_id: int) -> None:
+def _expires_header(uploads: TusStore, job_id: UploadKey) -> None:
     expires = uploads.expires_at(job_id)
     if expires is not None:
         cherrypy.response.headers["Upload-Expires"] = email.utils.formatdate(expires, usegmt=True)
@@ -139,7 +127,7 @@ class RestUploads:
         except TusError as exc:
             raise _http_error(exc) from None
         # creation-with-upload: the first bytes come with the creation.
-        with_body = (_integer_header("Content-Length", required=False) or 0) > 0
+        with_body = (integer_header("Content-Length") or 0) > 0
         if with_body:
             _require_extension(uploads, "creation-with-upload")
         if with_body and cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
@@ -195,7 +183,7 @@ class RestUploads:
         _require_version()
         if cherrypy.request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
             raise refuse_body(415, f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
-        offset = _integer_header("Upload-Offset")
+        offset = required_integer_header("Upload-Offset")
         rt = current_runtime()
         uploads = store(rt)
         upload = _owned_upload(uploads, upload_id)
@@ -216,8 +204,8 @@ class RestUploads:
             raise refuse_body(409, f"partial upload {upload.job_id} is being concatenated by a final upload")
         uploads.discard(upload.job_id)
         if not upload.partial:
-            with database_errors(upload.job_id):
-                record.upload_failed(upload.job_id, "the upload was ended by the client (tus termination)")
+            with database_errors(upload.job):
+                record.upload_failed(upload.job, "the upload was ended by the client (tus termination)")
         cherrypy.response.status = 204
         return b""
 
@@ -261,7 +249,7 @@ def _creation_length(rt: Runtime, uploads: TusStore) -> int | None:
         if cherrypy.request.headers.get("Upload-Length") is not None:
             raise refuse_body(400, "give Upload-Length or Upload-Defer-Length, not both")
         return None
-    length = _integer_header("Upload-Length")
+    length = required_integer_header("Upload-Length")
     if length == 0:
         raise refuse_body(400, "Upload-Length is 0: a bundle is a tar of at least one block")
     _check_room(rt, length)
@@ -288,7 +276,7 @@ def _admit_partial(rt: Runtime, uploads: TusStore, user: str, length: int | None
 def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int:
     """Write the request body at ``offset`` (a deferred length may come with it); complete the
     upload when its last byte arrived. Return the new offset."""
-    given = _integer_header("Upload-Length", required=False)
+    given = integer_header("Upload-Length")
     try:
         if given is not None:
             _check_room(rt, given)
@@ -298,9 +286,9 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
             _require_extension(uploads, "checksum")
         checksum = parse_checksum(header)
         progress = None if upload.partial or upload.length is None else (
-            lambda done: record.received(upload.job_id, done, upload.length))
+            lambda done: record.received(upload.job, done, upload.length))
         received = uploads.append(upload, offset, request_body(cherrypy.request.rfile),
-                                  _integer_header("Content-Length", required=False), checksum,
+                                  integer_header("Content-Length"), checksum,
                                   rt.spool.block_size, progress, limit=rt.settings.max_upload_size)
     except TusError as exc:
         if exc.status == 507:
@@ -309,8 +297,8 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
     RECEIVED_BYTES.labels("tus").inc(max(0, received - offset))
     if upload.length is None or received < upload.length:
         if not upload.partial:
-            with database_errors(upload.job_id):
-                record.received(upload.job_id, received, upload.length or 0)
+            with database_errors(upload.job):
+                record.received(upload.job, received, upload.length or 0)
         return received
     if not upload.partial:
         _complete(uploads, upload)
@@ -378,8 +366,8 @@ def _complete(uploads: TusStore, upload: Upload) -> None:
     """Hand a whole upload to the pipeline, as ``/upload`` does with a body."""
     path = uploads.finish(upload)
     logger.info("job %s: resumable upload complete (%d bytes)", upload.job_id, upload.length)
-    with database_errors(upload.job_id):
-        record.upload_whole(upload.job_id, upload.length)
-    enqueue(make_context(upload.job_id, path, upload.user))
+    with database_errors(upload.job):
+        record.upload_whole(upload.job, upload.length or 0)
+    enqueue(make_context(upload.job, path, upload.user))
 
 

@@ -128,8 +128,10 @@ def test_a_job_an_earlier_version_loaded_goes_on_with_its_file_ids(tmp_path):
     os.unlink(spool.manifest_path(1))
     peers_document = [dict(file_object("data", "a.txt", b"abc"), subdir="", _id=7),
                       {"destinationTable": "Transactions._id", "value": 1}]
-    legacy_entry = {key: getattr(entry, key) for key in ("index", "name", "subdir", "size", "hashtype", "hashsum",
-                                                         "source", "member", "offset", "mtime")}
+    # An entry as the earlier version wrote it (FileEntry.as_dict()).
+    legacy_entry = {"index": 0, "name": "a.txt", "subdir": "data", "size": 3, "hashtype": "sha1",
+                    "hashsum": entry.hashsum, "source": None, "member": entry.member, "offset": entry.offset,
+                    "mtime": entry.mtime}
     with open(spool.sidecar_path(1), "w", encoding="utf-8") as handle:
         json.dump({"job_id": 1, "bundle": bundle_identity, "metadata": peers_document,
                    "files": [dict(legacy_entry, file_id=7)]}, handle)
