@@ -23,7 +23,7 @@ from pacifica.ingest.peers.memory import MemoryArchive, MemoryMetadata, MemoryPo
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId, HttpUniqueId
-from tests.conftest import bound_database
+from tests.conftest import ENGINES, bound_database
 from tests.support.archive import archive_listing
 from tests.support.bundles import file_object, transaction_metadata
 
@@ -33,7 +33,7 @@ def session():
     return make_session(timeout=10, retries=1)
 
 
-IMPLEMENTATIONS = ["embedded-sqlite", "embedded-postgres", "embedded-mysql", "http"]
+IMPLEMENTATIONS = [*(f"embedded-{engine}" for engine in ENGINES), "http"]
 
 
 def _embedded(request, tmp_path) -> bool:
@@ -59,7 +59,7 @@ def uniqueid(request, session, peers, tmp_path):
     if _embedded(request, tmp_path):
         return EmbeddedUniqueId()
     # The HTTP client keeps the end of the highest range it was given in the service's database.
-    _bind(request, "postgres", tmp_path)
+    _bind(request, ENGINES[0], tmp_path)
     return HttpUniqueId(peers.uniqueid.url, session)
 
 

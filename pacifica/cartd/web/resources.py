@@ -171,26 +171,40 @@ def _owner(identity: Identity) -> str | None:
     return owner_filter(identity, _runtime().auth)
 
 
-def _requested_range(size: int, etag: str) -> tuple[int, int] | None:
-    """The one byte range asked for, None for the whole tar; 416 when it lies past the end.
+class RangeNotSatisfiable(ValueError):
+    """The byte range asked for starts past the end."""
+
+
+def requested_range(size: int, etag: str, range_header: str | None, if_range: str | None) -> tuple[int, int] | None:
+    """The one byte range (start, stop) of a ``size``-byte tar that ``range_header`` asks for, or
+    None for the whole tar; ``RangeNotSatisfiable`` when it starts past the end.
 
     Several ranges, a malformed header, or an ``If-Range`` naming other bytes get the whole tar.
     """
-    headers = cherrypy.request.headers
-    if_range = headers.get("If-Range")
     if if_range is not None and if_range.strip() != etag:
         return None
+    if range_header is None or not range_header.strip().lower().startswith("bytes="):
+        return None  # a unit other than bytes is ignored (RFC 9110 14.2); CherryPy would read it as bytes
     try:
-        ranges = httputil.get_ranges(headers.get("Range"), size)
+        ranges = httputil.get_ranges(range_header, size)
     except ValueError:
         return None
     if ranges == []:
-        cherrypy.response.headers["Content-Range"] = f"bytes */{size}"
-        raise cherrypy.HTTPError(416, f"the range asked for starts past the end of the {size}-byte tar")
+        raise RangeNotSatisfiable(f"the range asked for starts past the end of the {size}-byte tar")
     if not ranges or len(ranges) > 1:
         return None
     start, stop = ranges[0]
     return start, min(stop, size)
+
+
+def _requested_range(size: int, etag: str) -> tuple[int, int] | None:
+    """``requested_range`` of this request; 416 when it lies past the end."""
+    headers = cherrypy.request.headers
+    try:
+        return requested_range(size, etag, headers.get("Range"), headers.get("If-Range"))
+    except RangeNotSatisfiable as exc:
+        cherrypy.response.headers["Content-Range"] = f"bytes */{size}"
+        raise cherrypy.HTTPError(416, str(exc)) from None
 
 
 def _serve_layout(layout: TarLayout, block_size: int):

@@ -33,7 +33,7 @@ class BoundedTarInfo(tarfile.TarInfo):
     cannot archive by offset anyway).
 
     ``_proc_member`` and ``_proc_gnusparse_10`` are where ``tarfile`` reads them (the same since
-    Python 3.2); ``tests/unit/ingest/test_tarreader.py`` holds a hostile tar of each kind to them.
+    Python 3.2); ``tests/unit/ingest/bundles/test_tar.py`` holds a hostile tar of each kind to them.
     """
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:

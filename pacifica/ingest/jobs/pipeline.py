@@ -249,10 +249,12 @@ class Ledger:
         self._lock = threading.Lock()
         self._out: TextIO | None = None
         if path is not None and os.path.exists(path):
-            with open(path, encoding="ascii") as handle:
+            with open(path, encoding="ascii", errors="replace") as handle:
                 for line in handle:
                     kind, _, value = line.strip().partition(" ")
-                    if value.isdigit():
+                    # Only whole lines count: the end of one cut off by a crash ("v 12" of "v 123")
+                    # would name another file.
+                    if line.endswith("\n") and kind in ("s", "v") and value.isdigit():
                         (self.verified if kind == "v" else self.started).add(int(value))
 
     def _record(self, kind: str, file_id: int) -> None:

@@ -1,6 +1,6 @@
 """The ingest service's OpenAPI 3.1 document, served at ``GET /openapi.json``.
 
-``tests/unit/ingest/test_openapi.py`` checks it against the specification and against the
+``tests/unit/ingest/web/test_openapi.py`` checks it against the specification and against the
 routes the application serves; schemathesis drives the live service from it.
 """
 

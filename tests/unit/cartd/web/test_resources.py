@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pacifica.cartd.web.resources import SHAPE, file_problems, item_problems
+from pacifica.cartd.web.resources import SHAPE, RangeNotSatisfiable, file_problems, item_problems, requested_range
 
 GOOD = {"id": "17", "path": "/run/./a.dat", "hashtype": "sha1", "hashsum": ""}
 
@@ -39,3 +39,22 @@ def test_a_whole_request_names_every_problem():
     found = file_problems({"fileids": [dict(GOOD), "x", dict(GOOD, path="run/a.dat")], "bundle": "yes"})
     assert found == ["bundle must be true or false", "fileids[1] must be an object",
                      "fileids[2]: path 'run/a.dat' is given twice"]
+
+
+@pytest.mark.parametrize(("header", "if_range", "answer"), [
+    (None, None, None),                       # no Range: the whole tar
+    ("bytes=0-9", None, (0, 10)),
+    ("bytes=90-200", None, (90, 100)),        # a stop past the end is the end
+    ("bytes=-5", None, (95, 100)),            # the last 5 bytes
+    ("bytes=0-1,5-6", None, None),            # several ranges: the whole tar
+    ("pages=1-2", None, None),                # not bytes: the whole tar
+    ("bytes=0-9", '"etag"', (0, 10)),         # If-Range naming these bytes
+    ("bytes=0-9", '"other"', None),           # If-Range naming other bytes: the whole tar
+])
+def test_the_byte_range_asked_for(header, if_range, answer):
+    assert requested_range(100, '"etag"', header, if_range) == answer
+
+
+def test_a_range_past_the_end_is_not_satisfiable():
+    with pytest.raises(RangeNotSatisfiable, match="past the end of the 100-byte tar"):
+        requested_range(100, '"etag"', "bytes=200-", None)

@@ -73,3 +73,20 @@ def test_metadata_refused_deletes_every_archived_file(tmp_path):
     with pytest.raises(IngestError, match="1234a does not exist; deleted the 2 files this job wrote"):
         _run(tmp_path, metadata=metadata, archive=archive)
     assert archive.files == {} and sorted(archive.deleted) == [100, 101]
+
+
+def test_the_ledger_keeps_what_each_attempt_did_and_reads_back_only_whole_lines(tmp_path):
+    path = str(tmp_path / "7.sent")
+    first = pipeline.Ledger(path)
+    for file_id in (100, 101, 102):
+        first.start(file_id)
+    first.verify(100)
+    first.verify(101)
+    first.close()
+    with open(path, "a", encoding="ascii") as out:
+        out.write("v 10")  # the end of "v 102" cut off by a crash: it must not name file 10
+    again = pipeline.Ledger(path)
+    assert (again.started, again.verified) == ({100, 101, 102}, {100, 101})
+    again.reset([102])
+    assert (pipeline.Ledger(path).started, pipeline.Ledger(path).verified) == ({102}, set())
+    assert (pipeline.Ledger(None).started, pipeline.Ledger(None).verified) == (set(), set())
