@@ -26,9 +26,12 @@ WORKDIR /usr/src/pacifica-ingest
 # The pinned dependencies first: this layer is rebuilt only when the lock changes.
 COPY requirements-lock.txt ./
 RUN pip install --no-deps -r requirements-lock.txt
-COPY setup.py README.md ./
+COPY README.md ./
+COPY distributions ./distributions
 COPY pacifica ./pacifica
-RUN pip install --no-deps . && rm -rf build *.egg-info
+# The three release distributions (see distributions/release.py), as an operator installs them.
+RUN pip install --no-deps ./distributions/pacifica-core ./distributions/pacifica-ingest ./distributions/pacifica-cartd \
+ && rm -rf distributions/*/build distributions/*/*.egg-info
 COPY config.cfg server.conf /etc/pacifica-ingest/
 COPY docker/metadata /usr/share/pacifica-ingest/metadata
 

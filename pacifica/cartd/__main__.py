@@ -43,14 +43,17 @@ def _server_parser() -> argparse.ArgumentParser:
 
 
 def warn_of_the_published_package() -> None:
-    """Say so when the published pacifica-cartd is installed beside this one: both ship the
-    ``pacifica.cartd`` package, and the one installed last has overwritten the other's files."""
+    """Say so when the published pacifica-cartd (0.x) is installed beside this code: both ship the
+    ``pacifica.cartd`` package, and the one installed last has overwritten the other's files. (This
+    code's own distribution is pacifica-cartd 1.x, or the working tree's pacifica-workspace.)"""
     try:
         version = metadata.version("pacifica-cartd")
     except metadata.PackageNotFoundError:
         return
+    if not version.startswith("0."):
+        return
     logger.warning("the published pacifica-cartd %s is installed in this environment too: it ships the same "
-                   "pacifica.cartd package as pacifica-ingest; install one of them per virtualenv", version)
+                   "pacifica.cartd package as this service; install one of them per virtualenv", version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
