@@ -93,7 +93,10 @@ def test_the_image_has_no_compiler_runs_as_a_user_and_pins_its_dependencies(imag
     uid, *rest = checks.stdout.splitlines()
     assert uid != "0", "the image runs as root"
     assert not [line for line in rest if line.startswith("/")], f"a compiler is in the image: {rest}"
-    installed = sorted(line for line in rest if "==" in line and not line.lower().startswith("pacifica-ingest"))
+    ours = ("pacifica-core==", "pacifica-ingest==", "pacifica-cartd==")
+    assert sorted(line.split("==")[0] for line in rest if line.lower().startswith(ours)) == [
+        "pacifica-cartd", "pacifica-core", "pacifica-ingest"], "the image lacks one of the three distributions"
+    installed = sorted(line for line in rest if "==" in line and not line.lower().startswith(ours))
     pinned = sorted(line for line in (ROOT / "requirements-lock.txt").read_text().splitlines()
                     if line and not line.startswith("#"))
     assert installed == pinned

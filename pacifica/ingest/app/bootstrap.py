@@ -90,7 +90,8 @@ def uses_embedded_tables(settings: Settings) -> bool:
 
 def announce(settings: Settings) -> None:
     """Log, once at start-up, what this process runs on and anything an operator must know."""
-    logger.info("data directory %s; volume %s", settings.data_dir, settings.volume_path)
+    logger.info("configuration %s (environment variables override it); data directory %s; volume %s",
+                settings.config_file or "file: none, the built-in defaults", settings.data_dir, settings.volume_path)
     if settings.policy_url == EMBEDDED:
         logger.warning(EmbeddedPolicy.WARNING)
     if settings.allow_anonymous:
