@@ -28,6 +28,7 @@ from ..jobs.celery_app import INGEST_APP, configure_celery
 from ..jobs.runtime import Runtime
 from ..peers import Peers, build_peers
 from ..peers.policy import EmbeddedPolicy
+from ..volume.resumable import TusStore
 from ..volume.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -42,9 +43,9 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     bind(DB, settings.peewee_url, settings.data_dir)
     use_directory(settings.data_path("metrics"))
     configure_celery(settings)
-    current = Runtime(settings=settings, peers=peers or build_peers(settings),
-                      spool=Spool(settings.volume_path, settings.transfer_size),
-                      auth=build_authenticator(settings))
+    spool = Spool(settings.volume_path, settings.transfer_size)
+    current = Runtime(settings=settings, peers=peers or build_peers(settings), spool=spool,
+                      uploads=TusStore(spool, settings.upload_expiry), auth=build_authenticator(settings))
     INGEST_APP.use(current)
     if schedule not in COMPLETION_HOOKS:
         COMPLETION_HOOKS.append(schedule)

@@ -7,6 +7,7 @@ import dataclasses
 from ...core.auth.identity import Authenticator
 from ..common.settings import Settings
 from ..peers import Peers
+from ..volume.resumable import TusStore
 from ..volume.spool import Spool
 
 
@@ -17,4 +18,5 @@ class Runtime:
     settings: Settings
     peers: Peers
     spool: Spool
+    uploads: TusStore
     auth: Authenticator | None = None

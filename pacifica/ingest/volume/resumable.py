@@ -35,7 +35,7 @@ from typing import Any
 
 from ..bundles import digests
 from ..common.errors import UploadError
-from .spool import Spool, _remove, _write_all, _write_json_atomically
+from .spool import Spool, remove, write_all, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def parse_checksum(header: str | None) -> tuple[str, bytes] | None:
 
 
 class TusStore:
-    """The resumable uploads kept on the volume.
+    """The resumable uploads kept on the volume; one per process (``Runtime.uploads``), since it
+    keeps the digests of the bundles arriving through it.
 
     It declares the tus extensions it implements (``extensions``) and the checksums it verifies
     (``checksum_algorithms``): the HTTP resource advertises exactly these and refuses a request
@@ -145,6 +146,7 @@ class TusStore:
     def __init__(self, spool: Spool, expiry_hours: float) -> None:
         self.spool = spool
         self.expiry = expiry_hours * 3600
+        self.arriving = ArrivingDigests()
 
     def data_path(self, job_id: UploadKey) -> str:
         """Where the bytes of upload ``job_id`` (or of a partial upload) received so far are kept."""
@@ -171,7 +173,7 @@ class TusStore:
         os.makedirs(os.path.dirname(self.data_path(key)), exist_ok=True)
         with open(self.data_path(key), "xb"):
             pass
-        _write_json_atomically(self.info_path(key), upload.as_dict())
+        write_json_atomically(self.info_path(key), upload.as_dict())
         return upload
 
     def set_length(self, upload: Upload, length: int) -> Upload:
@@ -184,7 +186,7 @@ class TusStore:
             raise TusError(f"Upload-Length {length} is less than the {self.offset(upload.job_id)} bytes "
                            "that arrived", 400)
         upload = dataclasses.replace(upload, length=length)
-        _write_json_atomically(self.info_path(upload.job_id), upload.as_dict())
+        write_json_atomically(self.info_path(upload.job_id), upload.as_dict())
         return upload
 
     def get(self, job_id: UploadKey) -> Upload | None:
@@ -245,7 +247,7 @@ class TusStore:
             if declared is not None and length is not None and current + declared > length:
                 raise TusError(f"the chunk of {declared} bytes would pass the upload's length of "
                                f"{length} bytes (at {current})", 413)
-            stream = _hasher_for(job_id, current) if not upload.partial else None
+            stream = self.arriving.hasher_for(job_id, current) if not upload.partial else None
             algorithm, expected = checksum or ("", b"")
             hasher = hashlib.new(algorithm) if checksum else None
             written = 0
@@ -266,7 +268,7 @@ class TusStore:
                             break
                         if length is not None and current + written + count > length:
                             raise TusError(f"the body passes the upload's length of {length} bytes", 413)
-                        _write_all(out, buffer[:count])
+                        write_all(out, buffer[:count])
                         written += count
                         if stream is not None:
                             stream.update(buffer[:count])
@@ -283,7 +285,7 @@ class TusStore:
                         raise TusError(f"the chunk does not match its {algorithm} checksum", 460)
             except OSError as exc:
                 os.ftruncate(descriptor, current)
-                _forget_hasher(job_id)
+                self.arriving.forget(job_id)
                 if exc.errno == errno.ENOSPC:
                     raise TusError(f"the volume is full after {current} bytes of the upload", 507) from None
                 raise
@@ -291,13 +293,13 @@ class TusStore:
                 # A chunk with a checksum is all or nothing; without one, whatever arrived is kept.
                 if hasher is not None:
                     os.ftruncate(descriptor, current)
-                    _forget_hasher(job_id)  # it saw bytes that are gone again
+                    self.arriving.forget(job_id)  # it saw bytes that are gone again
                 else:
                     os.fsync(descriptor)
-                    _keep_hasher(job_id, stream, current + written)
+                    self.arriving.keep(job_id, stream, current + written)
                 raise
             os.fsync(descriptor)
-            _keep_hasher(job_id, stream, current + written)
+            self.arriving.keep(job_id, stream, current + written)
             if not complete:
                 logger.info("upload %s: the chunk stopped after %d of %s bytes; kept", job_id, written, declared)
             return current + written
@@ -306,11 +308,11 @@ class TusStore:
         """Move a complete upload to the job's bundle path, with the digests taken as it arrived
         (when this process saw every byte in order); return the path."""
         path = self.spool.bundle_path(upload.job)
-        stream = _take_hasher(upload.job_id, upload.length)
+        stream = self.arriving.take(upload.job_id, upload.length)
         if stream is not None:
             digests.save(stream, path, self.data_path(upload.job_id))
         os.replace(self.data_path(upload.job_id), path)
-        _remove(self.info_path(upload.job_id))
+        remove(self.info_path(upload.job_id))
         return path
 
     def _partial_ids(self) -> list[str]:
@@ -344,7 +346,7 @@ class TusStore:
     def release(self, parts: list[Upload]) -> None:
         """Give back the claims on ``parts`` (the final failed before they were used)."""
         for part in parts:
-            _remove(self._claim_path(part.job_id))
+            remove(self._claim_path(part.job_id))
 
     def claimed(self, key: UploadKey) -> bool:
         """Whether a final upload has taken the partial upload ``key``."""
@@ -368,7 +370,7 @@ class TusStore:
                 for part in parts:
                     with open(self.data_path(part.job_id), "rb", buffering=0) as source:
                         while count := source.readinto(buffers[0]):
-                            _write_all(out, buffers[0][:count])
+                            write_all(out, buffers[0][:count])
                             hashing.update(buffers[0][:count])
                             buffers.reverse()
                             size += count
@@ -378,7 +380,7 @@ class TusStore:
             os.replace(temp, path)
         except OSError as exc:
             hashing.close()
-            _remove(temp)
+            remove(temp)
             digests.discard(path)
             if exc.errno == errno.ENOSPC:
                 raise TusError(f"the volume is full after {size} bytes of the concatenation", 507) from None
@@ -389,10 +391,10 @@ class TusStore:
 
     def discard(self, job_id: UploadKey) -> None:
         """Remove every file of the upload ``job_id``."""
-        _remove(self.data_path(job_id))
-        _remove(self.info_path(job_id))
-        _remove(self._claim_path(job_id))
-        _forget_hasher(job_id)
+        remove(self.data_path(job_id))
+        remove(self.info_path(job_id))
+        remove(self._claim_path(job_id))
+        self.arriving.forget(job_id)
 
     def unfinished(self) -> list[int]:
         """The job ids of every upload still on the volume."""
@@ -427,33 +429,36 @@ class TusStore:
         return found
 
 
-# The tar members of each single upload this process is receiving in order, hashed as the bytes
-# arrive (in the request's thread: one buffer is reused for every block): the offset reached and
-# the hasher. An upload whose bytes this process did not all see (another uWSGI process, a
-# restart, a chunk rolled back) has none, and the worker hashes its members itself.
-_streams: dict[UploadKey, tuple[int, digests.StreamHasher] | None] = {}
-_streams_lock = threading.Lock()
+class ArrivingDigests:
+    """The tar members of each single upload this process is receiving in order, hashed as the
+    bytes arrive (in the request's thread: one buffer is reused for every block): the offset
+    reached and the hasher. An upload whose bytes this process did not all see (another uWSGI
+    process, a restart, a chunk rolled back) has none, and the worker hashes its members itself."""
 
+    def __init__(self) -> None:
+        self._streams: dict[UploadKey, tuple[int, digests.StreamHasher] | None] = {}
+        self._lock = threading.Lock()
 
-def _hasher_for(job_id: UploadKey, offset: int) -> digests.StreamHasher | None:
-    with _streams_lock:
-        if offset == 0:
-            return digests.StreamHasher()
-        entry = _streams.get(job_id)
-        return entry[1] if entry is not None and entry[0] == offset else None
+    def hasher_for(self, job_id: UploadKey, offset: int) -> digests.StreamHasher | None:
+        """The hasher to go on with at ``offset`` (a new one at 0), or None."""
+        with self._lock:
+            if offset == 0:
+                return digests.StreamHasher()
+            entry = self._streams.get(job_id)
+            return entry[1] if entry is not None and entry[0] == offset else None
 
+    def keep(self, job_id: UploadKey, stream: digests.StreamHasher | None, offset: int) -> None:
+        """Remember the hasher of ``job_id`` as having seen every byte up to ``offset``."""
+        with self._lock:
+            self._streams[job_id] = (offset, stream) if stream is not None else None
 
-def _keep_hasher(job_id: UploadKey, stream: digests.StreamHasher | None, offset: int) -> None:
-    with _streams_lock:
-        _streams[job_id] = (offset, stream) if stream is not None else None
+    def forget(self, job_id: UploadKey) -> None:
+        """Drop the hasher of ``job_id``: it saw bytes that are gone, or the upload ended."""
+        with self._lock:
+            self._streams.pop(job_id, None)
 
-
-def _forget_hasher(job_id: UploadKey) -> None:
-    with _streams_lock:
-        _streams.pop(job_id, None)
-
-
-def _take_hasher(job_id: UploadKey, length: int | None) -> digests.StreamHasher | None:
-    with _streams_lock:
-        entry = _streams.pop(job_id, None)
-    return entry[1] if entry is not None and entry[0] == length else None
+    def take(self, job_id: UploadKey, length: int | None) -> digests.StreamHasher | None:
+        """The hasher of a complete upload of ``length`` bytes, if it saw them all; forgotten."""
+        with self._lock:
+            entry = self._streams.pop(job_id, None)
+        return entry[1] if entry is not None and entry[0] == length else None

@@ -65,7 +65,7 @@ class Spool:
 
     def write_job(self, job_id: int, ctx: JobMessage) -> None:
         """Durably store the context every stage of ``job_id`` receives."""
-        _write_json_atomically(self.job_path(job_id), ctx)
+        write_json_atomically(self.job_path(job_id), ctx)
 
     def read_job(self, job_id: int) -> JobMessage | None:
         """Return the stored context of ``job_id``, or None."""
@@ -107,7 +107,7 @@ class Spool:
                     received += count
                     if limit and received > limit:
                         raise UploadError(f"the body is larger than the {limit} byte limit", 413)
-                    _write_all(out, buffer[:count])
+                    write_all(out, buffer[:count])
                     hashing.update(buffer[:count])
                     buffers.reverse()
             hashing.close()
@@ -120,14 +120,14 @@ class Spool:
             os.replace(partial, final)
         except OSError as exc:
             hashing.close()
-            _remove(partial)
+            remove(partial)
             digests.discard(final)
             if exc.errno == errno.ENOSPC:
                 raise UploadError(f"the volume is full after {received} bytes", 507) from None
             raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}") from None
         except BaseException:
             hashing.close()
-            _remove(partial)
+            remove(partial)
             digests.discard(final)
             raise
         return received
@@ -143,7 +143,7 @@ class Spool:
                 os.fsync(handle.fileno())
             os.replace(temp, path)
         except BaseException:
-            _remove(temp)
+            remove(temp)
             raise
         return path
 
@@ -162,7 +162,7 @@ class Spool:
 
     def discard_partial(self, job_id: int) -> None:
         """Remove the part of a bundle whose upload never finished."""
-        _remove(self.bundle_path(job_id) + ".part")
+        remove(self.bundle_path(job_id) + ".part")
         digests.discard(self.bundle_path(job_id))
 
     def holds(self, path: str) -> bool:
@@ -181,13 +181,14 @@ class Spool:
                      self.sidecar_path(job_id), self.job_path(job_id), self.ledger_path(job_id),
                      self.resumable_path(job_id), self.resumable_path(job_id) + ".json"):
             if name:
-                _remove(name)
+                remove(name)
         for name in {path, self.bundle_path(job_id)}:
             if name:
                 digests.discard(name)
 
 
-def _write_json_atomically(path: str, data: Any) -> None:
+def write_json_atomically(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` durably, never leaving a half-written file there."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temp = f"{path}.tmp{os.getpid()}"
     with open(temp, "w", encoding="utf-8") as handle:
@@ -197,12 +198,13 @@ def _write_json_atomically(path: str, data: Any) -> None:
     os.replace(temp, path)
 
 
-def _remove(path: str) -> None:
+def remove(path: str) -> None:
+    """Remove the file ``path``, if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
 
-def _write_all(out: Any, data: memoryview) -> None:
+def write_all(out: Any, data: memoryview) -> None:
     """Write all of ``data`` to an unbuffered file (a single write may take only part of it)."""
     while data:
         data = data[out.write(data):]

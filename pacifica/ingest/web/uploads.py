@@ -58,8 +58,8 @@ SECRET = re.compile(r"^[0-9a-f]{32}$")
 
 
 def store(rt: Runtime) -> TusStore:
-    """The resumable uploads on the volume of ``rt``."""
-    return TusStore(rt.spool, rt.settings.upload_expiry)
+    """The resumable uploads on the volume of ``rt`` (one store per process)."""
+    return rt.uploads
 
 
 def _headers() -> None:
