@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cherrypy.process import plugins
+from cherrypy.process.wspbus import Bus
 
 from .worker import EmbeddedWorker
 
@@ -73,7 +74,7 @@ class Chore:
 class Duties(plugins.SimplePlugin):
     """CherryPy engine plugin running a service's background duties in the lock holder."""
 
-    def __init__(self, bus, lock_path: str, on_lead: Callable[[], object] | None = None,
+    def __init__(self, bus: Bus, lock_path: str, on_lead: Callable[[], object] | None = None,
                  worker: EmbeddedWorker | None = None, chores: Sequence[Chore] = ()) -> None:
         super().__init__(bus)
         self.lock = DutiesLock(lock_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import cherrypy
+from cherrypy.process.wspbus import Bus
 
 from ...core.duties import Duties
 from ...core.worker import EmbeddedWorker, worker_command
@@ -26,7 +27,7 @@ def _recover(settings: Settings) -> None:
         recover(settings.data_dir)
 
 
-def duties(settings: Settings, bus) -> Duties:
+def duties(settings: Settings, bus: Bus) -> Duties:
     """Cartd's duties, for ``bus`` (the CherryPy engine)."""
     worker = None
     if run_embedded_worker(settings):
@@ -36,7 +37,7 @@ def duties(settings: Settings, bus) -> Duties:
     return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker)
 
 
-def compose(rt: Runtime, cp_config: str | None, bus=None) -> cherrypy.Application:
+def compose(rt: Runtime, cp_config: str | None, bus: Bus | None = None) -> cherrypy.Application:
     """Build the application serving ``rt`` and subscribe its duties to the engine; return the application."""
     app = make_app(rt, cp_config)
     duties(rt.settings, bus or cherrypy.engine).subscribe()

@@ -15,6 +15,7 @@ from typing import Any
 from ...core.errors import PeerError, ServiceError
 from ..common.metrics import STAGED_BYTES, STAGED_FILES
 from ..db.models import Cart, File
+from ..peers.base import CartArchivePort
 from ..volume import progress
 from ..volume.store import CartStore
 from .celery_app import CART_APP, CartTask
@@ -47,7 +48,7 @@ def _deletion_check(cart: Cart) -> Callable[[], None]:
     return check
 
 
-def _wait_on_disk(archive, file_name: str, check: Callable[[], None]) -> dict[str, Any]:
+def _wait_on_disk(archive: CartArchivePort, file_name: str, check: Callable[[], None]) -> dict[str, Any]:
     """Poll the archive until the file is on its disk (tape recalls take a while); return its status."""
     deadline = time.monotonic() + STAGE_TIMEOUT
     pause = 0.1
@@ -93,7 +94,8 @@ def _on_disk(status: dict[str, Any]) -> bool:
     return str(status.get("file_storage_media") or "disk").lower() == "disk"
 
 
-def _stage_and_pull(rt, utils: CartStore, cart: Cart, files: list[File], tracker: progress.Tracker) -> list[str]:
+def _stage_and_pull(rt: Runtime, utils: CartStore, cart: Cart, files: list[File],
+                    tracker: progress.Tracker) -> list[str]:
     """Stage and pull every file not yet staged; return the failures (each names its file).
 
     The first status of each file (HEAD) gives its size and where it is. Files on tape are all
@@ -138,8 +140,9 @@ def _stage_and_pull(rt, utils: CartStore, cart: Cart, files: list[File], tracker
                 status = _wait_on_disk(rt.archive, cart_file.file_name, check)
             target = utils.file_path(cart, cart_file)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            digest = rt.archive.pull_file(cart_file.file_name, target, cart_file.hash_value,
-                                          cart_file.hash_type, progress=tracker.add_bytes)
+            # Every cart request names both (the columns may be empty only in rows of other versions).
+            digest = rt.archive.pull_file(cart_file.file_name, target, cart_file.hash_value or "",
+                                          cart_file.hash_type or "sha1", progress=tracker.add_bytes)
             mtime = _archive_mtime(status)
             if mtime is not None:
                 os.utime(target, (mtime, mtime))

@@ -6,7 +6,7 @@ import dataclasses
 
 from ...core.auth.identity import Authenticator
 from ..common.settings import Settings
-from ..peers.archive import ArchiveRequests
+from ..peers.base import CartArchivePort
 
 
 @dataclasses.dataclass
@@ -14,5 +14,5 @@ class Runtime:
     """Everything a cartd process works with."""
 
     settings: Settings
-    archive: ArchiveRequests
+    archive: CartArchivePort
     auth: Authenticator | None = None

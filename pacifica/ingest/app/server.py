@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import cherrypy
+from cherrypy.process.wspbus import Bus
 
 from ...core.duties import Chore, Duties
 from ...core.worker import EmbeddedWorker, worker_command
@@ -39,7 +40,7 @@ def _expire_uploads(rt: Runtime) -> None:
         expire_uploads(store(rt))
 
 
-def duties(rt: Runtime, bus) -> Duties:
+def duties(rt: Runtime, bus: Bus) -> Duties:
     """The ingest service's duties, for ``bus`` (the CherryPy engine)."""
     settings = rt.settings
     worker = None
@@ -57,7 +58,7 @@ def duties(rt: Runtime, bus) -> Duties:
     return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker, chores)
 
 
-def compose(rt: Runtime, cp_config: str | None, bus=None) -> cherrypy.Application:
+def compose(rt: Runtime, cp_config: str | None, bus: Bus | None = None) -> cherrypy.Application:
     """Build the application serving ``rt`` and subscribe its duties to the engine; return the application."""
     app = make_app(rt, cp_config)
     duties(rt, bus or cherrypy.engine).subscribe()

@@ -27,6 +27,7 @@ from ..db.responses import create_state_response
 from ..jobs import admission, callbacks, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import JobMessage, job_chain
+from ..volume.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def required_integer_header(name: str) -> int:
     return number
 
 
-def admit_upload(max_size: int, spool) -> int | None:
+def admit_upload(max_size: int, spool: Spool) -> int | None:
     """Check a body's declared size before reading it; return it (None when not declared).
 
     400 for a malformed or zero Content-Length, 413 above ``max_size`` (0: no limit), 507 when
