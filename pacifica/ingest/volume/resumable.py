@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from ..bundles import digests
 from ..common.errors import UploadError
@@ -48,6 +48,7 @@ METADATA_LIMIT = 64 * 1024
 # What names an upload on the volume: its job's id (a single upload), or "p" and 32 hex digits (a
 # partial upload, which has no job of its own).
 UploadKey = int | str
+K = TypeVar("K", int, str)
 
 
 class TusError(UploadError):
@@ -406,26 +407,22 @@ class TusStore:
 
     def expired_partials(self, now: float | None = None) -> list[str]:
         """The partial uploads that received nothing for longer than the expiry time."""
-        if self.expiry <= 0:
-            return []
-        now = time.time() if now is None else now
-        found = []
-        for key in self._partial_ids():
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.getmtime(self.data_path(key)) + self.expiry < now:
-                    found.append(key)
-        return found
+        return self._idle(self._partial_ids(), now)
 
     def expired(self, now: float | None = None) -> list[int]:
         """The uploads that received nothing for longer than the expiry time."""
+        return self._idle(self.unfinished(), now)
+
+    def _idle(self, keys: list[K], now: float | None) -> list[K]:
+        """Those of ``keys`` whose bytes last changed longer than the expiry time ago."""
         if self.expiry <= 0:
             return []
         now = time.time() if now is None else now
         found = []
-        for job_id in self.unfinished():
+        for key in keys:
             with contextlib.suppress(FileNotFoundError):
-                if os.path.getmtime(self.data_path(job_id)) + self.expiry < now:
-                    found.append(job_id)
+                if os.path.getmtime(self.data_path(key)) + self.expiry < now:
+                    found.append(key)
         return found
 
 
