@@ -71,6 +71,15 @@ class GuardedRequest(CPWSGIHTTPRequest):
             conn.socket.settimeout(conn.server.timeout)
 
 
+    def send_headers(self) -> None:
+        # A response that says "Connection: close" (a body refused before it was read) must close
+        # the connection: cheroot only passes the header on and would read the rest of the body as
+        # the next request on it, a smuggled one with whatever headers it carries.
+        if any(key.lower() == b"connection" and value.strip().lower() == b"close" for key, value in self.outheaders):
+            self.close_connection = True
+        super().send_headers()
+
+
 class GuardedConnection(cheroot.server.HTTPConnection):
     """A connection that counts against its client address's share of the threads."""
 

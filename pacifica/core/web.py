@@ -57,6 +57,48 @@ def _security_headers() -> None:
 cherrypy.tools.security_headers = cherrypy.Tool("on_start_resource", _security_headers, priority=10)
 
 
+class _ChunkedBody:
+    """A chunked request body whose malformed framing is answered 400: cheroot raises a bare
+    ``ValueError`` from any read, which every handler would otherwise turn into a 500."""
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+
+    def _refused(self, exc: ValueError) -> cherrypy.HTTPError:
+        return refuse_body(400, f"the chunked request body is malformed: {str(exc)[:120]}")
+
+    def read(self, size: int | None = None) -> bytes:
+        """Read up to ``size`` bytes of the body."""
+        try:
+            return self._rfile.read(size)
+        except ValueError as exc:
+            raise self._refused(exc) from None
+
+    def readline(self, size: int | None = None) -> bytes:
+        """Read a line of the body."""
+        try:
+            return self._rfile.readline(size)
+        except ValueError as exc:
+            raise self._refused(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rfile, name)
+
+
+def _request_framing() -> None:
+    """Refuse a request that frames its body two ways (``Content-Length`` and
+    ``Transfer-Encoding`` together, the shape of request smuggling through a proxy that reads the
+    other one), and answer a malformed chunked body 400."""
+    headers = cherrypy.request.headers
+    if "Transfer-Encoding" in headers and "Content-Length" in headers:
+        raise refuse_body(400, "a request may not carry both Content-Length and Transfer-Encoding")
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        cherrypy.request.rfile = _ChunkedBody(cherrypy.request.rfile)
+
+
+cherrypy.tools.request_framing = cherrypy.Tool("on_start_resource", _request_framing, priority=15)
+
+
 def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
     """The application config of a JSON service on the MethodDispatcher, with the CherryPy tool
     ``release_tool`` giving the request's database connection back after each answer."""
@@ -70,6 +112,7 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
             "tools.response_headers.headers": [("Content-Type", "application/json")],
             f"tools.{release_tool}.on": True,
             "tools.security_headers.on": True,
+            "tools.request_framing.on": True,
             "tools.pacifica_auth.on": True,
         }
     }
