@@ -33,9 +33,10 @@ from ..volume.spool import Spool
 logger = logging.getLogger(__name__)
 
 def check_tar(path: str) -> None:
-    """'open tar': the body must be a readable, uncompressed tar (every header is read, none kept)."""
+    """'open tar': the body must be an uncompressed tar (its first header is read; 'load metadata'
+    walks every header once, and refuses a tar that breaks further on)."""
     for _tar, _info in walk(path):
-        pass
+        return
 
 
 def _bundle_identity(path: str) -> dict[str, Any]:
