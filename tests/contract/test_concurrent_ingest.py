@@ -12,7 +12,8 @@ from pacifica.core.http import make_session
 from pacifica.ingest.common.errors import IngestError
 from pacifica.ingest.db import migrations
 from pacifica.ingest.jobs import pipeline
-from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
+from pacifica.ingest.peers.archive import HttpArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
 from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database

@@ -18,7 +18,8 @@ import requests
 from pacifica.core.http import make_session
 from pacifica.ingest.common.errors import IntegrityError, PeerError, PeerRejected
 from pacifica.ingest.db import migrations
-from pacifica.ingest.peers.archive import HttpArchive, LocalArchive
+from pacifica.ingest.peers.archive import HttpArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from pacifica.ingest.peers.memory import MemoryArchive, MemoryMetadata, MemoryPolicy, MemoryUniqueId
 from pacifica.ingest.peers.metadata import EmbeddedMetadata, HttpMetadata
 from pacifica.ingest.peers.policy import EmbeddedPolicy, HttpPolicy
@@ -328,6 +329,16 @@ def test_an_archive_does_what_it_declares(archive_port, request, tmp_path):
         with open(source, "rb") as handle:
             port.put_range(file_id, handle.fileno(), 4, 500, 1_600_000_000)
         assert archive_port.read(file_id) == b"range" * 100
+        port.delete(file_id)
+    assert hasattr(port, "adopt") is port.adopts_files
+    if port.adopts_files:
+        file_id, _ = _ids(request)
+        staged = tmp_path / "staged"
+        staged.write_bytes(b"staged" * 100)
+        assert port.can_adopt(str(tmp_path))
+        port.adopt(file_id, str(staged), 600, 1_600_000_000)
+        assert archive_port.read(file_id) == b"staged" * 100
+        assert staged.read_bytes() == b"staged" * 100, "adopting a file changed it"
         port.delete(file_id)
 
 

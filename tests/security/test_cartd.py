@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from pacifica.ingest.peers.archive import LocalArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from tests.security.conftest import bearer
 from tests.security.test_protected_mode import remote_get
 from tests.support.procs import BIN, Proc, free_port, run, wait_for

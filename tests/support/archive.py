@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pacifica.ingest.peers.archive import LocalArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 
 
 def archive_listing(root, leftovers_allowed: bool = False) -> list[str]:

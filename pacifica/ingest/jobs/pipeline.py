@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import IO, Any, BinaryIO, TextIO, cast
 
@@ -258,24 +258,28 @@ class Ledger:
                     if line.endswith("\n") and kind in ("s", "v") and value.isdigit():
                         (self.verified if kind == "v" else self.started).add(int(value))
 
-    def _record(self, kind: str, file_id: int) -> None:
+    def _record(self, kind: str, file_ids: Iterable[int]) -> None:
+        file_ids = [int(file_id) for file_id in file_ids]
+        if not file_ids:
+            return
         with self._lock:
-            (self.verified if kind == "v" else self.started).add(int(file_id))
+            (self.verified if kind == "v" else self.started).update(file_ids)
             if self.path is None:
                 return
             if self._out is None:
                 self._out = open(self.path, "a", encoding="ascii")  # noqa: SIM115 - closed by close()
-            # Flushed at once: a worker killed after this line still leaves it for the next one.
-            self._out.write(f"{kind} {int(file_id)}\n")
+            # Flushed at once (one write for the lot): a worker killed after this still leaves
+            # the lines for the next one.
+            self._out.write("".join(f"{kind} {file_id}\n" for file_id in file_ids))
             self._out.flush()
 
-    def start(self, file_id: int) -> None:
-        """Record that ``file_id`` is about to be sent."""
-        self._record("s", file_id)
+    def start(self, *file_ids: int) -> None:
+        """Record that ``file_ids`` are about to be sent."""
+        self._record("s", file_ids)
 
-    def verify(self, file_id: int) -> None:
-        """Record that the archive holds ``file_id`` whole and verified."""
-        self._record("v", file_id)
+    def verify(self, *file_ids: int) -> None:
+        """Record that the archive holds ``file_ids`` whole and verified."""
+        self._record("v", file_ids)
 
     def close(self) -> None:
         with self._lock:
@@ -330,6 +334,11 @@ class _Meter:
             self._reported = counts
             self.report(done, self.total, self.files_done, self.files, final)
 
+
+# A single sender records files in the ledger this many at a time (or this many bytes' worth:
+# a later attempt sends again what a batch cut short had not recorded as verified).
+BATCH_FILES = 256
+BATCH_BYTES = 256 << 20
 
 # Files at least this large go to an archive that can copy ranges (the embedded one) by a kernel
 # copy while another thread hashes the same bytes; smaller ones are read, hashed and written.
@@ -412,19 +421,29 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                     meter.add(-progress)  # the progress of a failed try is taken back
                     raise
 
-            def attempt(entry: BundleFile) -> None:
-                ledger.start(entry.file_id)
-                _retrying(functools.partial(send, entry), file_retries, retry_delay,
-                          f"job {job_id}: sending {entry.path} as file {entry.file_id}")
-                ledger.verify(entry.file_id)
-                sent.append(entry.file_id)
-                meter.file_done()
-                ARCHIVED_BYTES.labels("upload").inc(entry.size)
-                ARCHIVED_FILES.labels("upload").inc()
+            def attempt(batch: list[BundleFile]) -> None:
+                # The whole batch is recorded as started before its first byte is sent, and the
+                # files verified so far as verified however the batch ends: two writes a batch.
+                ledger.start(*(entry.file_id for entry in batch))
+                verified: list[int] = []
+                try:
+                    for entry in batch:
+                        _retrying(functools.partial(send, entry), file_retries, retry_delay,
+                                  f"job {job_id}: sending {entry.path} as file {entry.file_id}")
+                        verified.append(entry.file_id)
+                        meter.file_done()
+                finally:
+                    ledger.verify(*verified)
+                    sent.extend(verified)
+                    ARCHIVED_BYTES.labels("upload").inc(sum(entry.size for entry in batch[:len(verified)]))
+                    ARCHIVED_FILES.labels("upload").inc(len(verified))
 
+            workers = min(concurrency, archive.max_concurrency, count - meter.files_done)
             pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified)
-            _run_all(attempt, pending, min(concurrency, archive.max_concurrency,
-                                           count - meter.files_done), meter.flush)
+            # One sender takes files in batches; several take one file at a time, so that a few
+            # large files still spread over all of them.
+            _run_all(attempt, _batches(pending, BATCH_FILES if workers == 1 else 1, BATCH_BYTES),
+                     workers, meter.flush)
             archive.make_durable(sent)
             meter.flush(final=True)
     except PeerUnavailable:
@@ -435,6 +454,20 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
         raise_with_rollback(job_id, archive, sorted(ledger.started | ledger.verified), ledger)
     finally:
         ledger.close()
+
+
+def _batches(entries: Iterable[BundleFile], most: int, most_bytes: int) -> Iterator[list[BundleFile]]:
+    """``entries`` in lists of up to ``most`` files and (beyond the first file) ``most_bytes``."""
+    batch: list[BundleFile] = []
+    size = 0
+    for entry in entries:
+        if batch and (len(batch) >= most or size + entry.size > most_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry.size
+    if batch:
+        yield batch
 
 
 def _run_all(work: Callable[[Any], None], items: Iterable[Any], concurrency: int,

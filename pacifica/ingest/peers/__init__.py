@@ -18,8 +18,9 @@ from urllib.parse import urlparse
 from ...core.http import make_session
 from ..common.errors import ConfigError
 from ..common.settings import EMBEDDED, Settings
-from .archive import ArchiveGate, HttpArchive, LocalArchive
+from .archive import ArchiveGate, HttpArchive
 from .base import ArchivePort, MetadataPort, PolicyPort, UniqueIdPort
+from .local_archive import LocalArchive
 from .metadata import EmbeddedMetadata, HttpMetadata
 from .policy import EmbeddedPolicy, HttpPolicy
 from .uniqueid import EmbeddedUniqueId, HttpUniqueId

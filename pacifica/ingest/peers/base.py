@@ -1,7 +1,7 @@
 """What the pipeline needs from each peer service, and what each may declare it can do.
 
 Each port is a ``typing.Protocol``. An adapter declares its optional powers as attributes
-(``ArchivePort.max_concurrency`` and ``copies_ranges``, ``MetadataPort.readable``,
+(``ArchivePort.max_concurrency``, ``copies_ranges`` and ``adopts_files``, ``MetadataPort.readable``,
 ``PolicyPort.structural_only``); the pipeline reads the declaration, never the adapter's type,
 and ``tests/contract`` holds every adapter to what it declares. The HTTP adapters in the sibling
 modules speak the published wire protocols through ``pacifica.core.http``; ``memory`` holds all
@@ -43,6 +43,8 @@ class ArchivePort(Protocol):
     max_concurrency: int
     # True when it offers ``put_range`` (see ``RangeArchivePort``).
     copies_ranges: bool
+    # True when it offers ``adopt`` (see ``AdoptingArchivePort``).
+    adopts_files: bool
 
     def put(self, file_id: int, body: Iterable[bytes], size: int, mtime: float) -> None:
         """Store exactly ``size`` bytes read from ``body`` as ``file_id``."""
@@ -68,6 +70,20 @@ class RangeArchivePort(ArchivePort, Protocol):
                   check: Callable[[], None] | None = None) -> None:
         """Store ``size`` bytes of the open file ``source`` from ``offset`` as ``file_id``;
         ``check`` runs before the file becomes visible and may raise to refuse it."""
+
+
+class AdoptingArchivePort(RangeArchivePort, Protocol):
+    """An archive on this machine's filesystem that can take a file already there as it is (a
+    link: members staged while the upload arrived are never copied)."""
+
+    def can_adopt(self, directory: str) -> bool:
+        """Whether files in ``directory`` can be adopted (the same filesystem)."""
+
+    def adopt(self, file_id: int, source: str, size: int, mtime: float,
+              check: Callable[[], None] | None = None) -> None:
+        """Store the ``size`` bytes file at ``source`` as ``file_id`` without copying it;
+        ``source`` stays as it is. ``check`` runs before the file becomes visible and may raise
+        to refuse it."""
 
 
 class MetadataPort(Protocol):

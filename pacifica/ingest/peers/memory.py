@@ -66,6 +66,7 @@ class MemoryArchive:
 
     max_concurrency = UNLIMITED
     copies_ranges = False
+    adopts_files = False
 
     def __init__(self) -> None:
         self.files: dict[int, bytes] = {}

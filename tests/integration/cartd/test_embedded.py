@@ -21,7 +21,7 @@ from pacifica.cartd.tasks import build_cart
 from pacifica.cartd.utils import Cartutils
 from pacifica.core.database import make_database
 from pacifica.ingest.config import load_settings as ingest_settings
-from pacifica.ingest.peers.archive import LocalArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from tests.support.procs import BIN, Proc, free_port, wait_for
 
 

@@ -7,7 +7,7 @@ import os
 
 import requests
 
-from pacifica.ingest.peers.archive import LocalArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from tests.support.metrics import scrape, value
 from tests.support.procs import BIN, Proc, free_port, wait_for
 

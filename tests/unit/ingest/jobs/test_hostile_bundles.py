@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pacifica.ingest.common.errors import IngestError
 from pacifica.ingest.db import migrations
 from pacifica.ingest.jobs import pipeline
-from pacifica.ingest.peers.archive import LocalArchive
+from pacifica.ingest.peers.local_archive import LocalArchive
 from pacifica.ingest.peers.uniqueid import EmbeddedUniqueId
 from pacifica.ingest.volume.spool import Spool
 from tests.conftest import bound_database
