@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, cast
 
 import ijson
 
@@ -60,19 +60,52 @@ def _checksum_ok(header: bytes) -> bool:
 
 
 def _pax_size(records: bytes) -> int | None:
-    """The ``size`` a pax extended header sets for the next member, if any."""
+    """The ``size`` a pax extended header sets for the next member, if any (the last one given,
+    as ``tarfile`` reads it)."""
+    size = None
     for line in records.split(b"\n"):
         _length, _, record = line.partition(b" ")
         key, sep, value = record.partition(b"=")
         if sep and key == b"size":
-            return int(value)
-    return None
+            size = int(value)
+    return size
+
+
+# What a tar we cannot follow raises while its headers are read (never what a sink raises).
+_PARSE_ERRORS = (ValueError, IndexError, TypeError, OverflowError)
+# Header types whose data is a regular file's bytes (tarfile's REGULAR_TYPES).
+_REGULAR = frozenset(b"07") | {0}
+
+
+class Sink(Protocol):
+    """Where the bytes of a tar fed to a ``StreamHasher`` go (see ``volume.arrival``): each byte
+    is handed over once, to ``bundle`` at its position in the stream, or, for the data of a
+    regular-file member the sink chose to ``take``, to ``member``."""
+
+    def bundle(self, data: memoryview, position: int) -> None:
+        """Keep ``data``, which lies at ``position`` of the stream."""
+
+    def take(self, offset: int, size: int) -> bool:
+        """Whether the ``size`` bytes of data at ``offset`` (a regular file's) go to ``member``."""
+
+    def member(self, data: memoryview) -> None:
+        """The next bytes of the member taken."""
+
+    def member_end(self) -> None:
+        """The member taken is complete (or will get no more bytes)."""
 
 
 class StreamHasher:
-    """Feed a tar's bytes in order with ``update``; ``digests`` maps data offset → (size, sha1)."""
+    """Feed a tar's bytes in order with ``update``; ``digests`` maps data offset → (size, sha1).
 
-    def __init__(self) -> None:
+    With a ``sink``, every byte fed is handed on to it as well (see ``Sink``); errors of the
+    sink (a full disk) are raised to the caller, whereas a tar that cannot be followed only
+    ends the hashing (its bytes still reach the sink's ``bundle``).
+    """
+
+    def __init__(self, sink: Sink | None = None) -> None:
+        self.sink = sink
+        self._taking = False
         self.position = 0
         self.digests: dict[int, tuple[int, str]] = {}
         self.failed: str | None = None
@@ -87,38 +120,59 @@ class StreamHasher:
 
     def update(self, data: bytes | memoryview) -> None:
         """Consume the next bytes of the stream."""
+        view = memoryview(data)
+        end = self.position + len(view)
         try:
-            self._consume(memoryview(data))
-        except Exception as exc:  # noqa: BLE001 - a tar we cannot follow is hashed by the worker
+            self._consume(view)
+        except _PARSE_ERRORS as exc:  # a tar we cannot follow is hashed by the worker
             self._give_up(f"{exc.__class__.__name__}: {exc}")
+        if self.position < end:  # what follows a tar this gave up on is kept as it is
+            self._keep(view[len(view) - (end - self.position):])
+
+    def _keep(self, view: memoryview) -> None:
+        """Hand ``view``, the next bytes of the stream, to the sink's bundle."""
+        if self.sink is not None:
+            self.sink.bundle(view, self.position)
+        self.position += len(view)
 
     def _consume(self, view: memoryview) -> None:
-        if self.failed:
-            return
         while view and not self.failed:
             if self._remaining:
                 taken = view[:self._remaining]
                 self._hasher.update(taken)
                 if self._pax is not None and len(self._pax) < _PAX_MAX:
                     self._pax += taken
+                if self._taking:
+                    cast(Sink, self.sink).member(taken)
+                    self.position += len(taken)
+                else:
+                    self._keep(taken)
                 self._remaining -= len(taken)
                 if not self._remaining:
                     self._end_member()
             elif self._padding:
                 taken = view[:self._padding]
                 self._padding -= len(taken)
+                self._keep(taken)
             else:
                 taken = view[:BLOCK - len(self._header)]
                 self._header += taken
+                self._keep(taken)
                 if len(self._header) == BLOCK:
-                    self._begin_member(bytes(self._header), self.position + len(taken))
+                    header = bytes(self._header)
                     self._header.clear()
-            self.position += len(taken)
+                    self._begin_member(header, self.position)
             view = view[len(taken):]
 
     def _give_up(self, reason: str) -> None:
         self.failed = reason
         self.digests.clear()
+        self._stop_taking()
+
+    def _stop_taking(self) -> None:
+        if self._taking:
+            self._taking = False
+            cast(Sink, self.sink).member_end()
 
     def _begin_member(self, header: bytes, data_offset: int) -> None:
         if not any(header):
@@ -144,10 +198,12 @@ class StreamHasher:
         self._remaining = size
         self._padding = -size % BLOCK
         self._hasher = hashlib.new(ALGORITHM)
+        self._taking = bool(size) and kind in _REGULAR and self.sink is not None and self.sink.take(data_offset, size)
         if not size:
             self._end_member()
 
     def _end_member(self) -> None:
+        self._stop_taking()
         if self._pax is not None:
             try:
                 self._next_size = _pax_size(bytes(self._pax))

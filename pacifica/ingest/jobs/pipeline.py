@@ -9,6 +9,7 @@ or an admin ``retry`` reuse the same file ids.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -23,10 +24,11 @@ from typing import IO, Any, BinaryIO, TextIO, cast
 from ...core import jsonbody
 from ...core.redact import Problems, summarise
 from ..bundles import digests, document
-from ..bundles.tar import METADATA_MEMBER, MemberReader, member_file, walk
+from ..bundles.tar import METADATA_MEMBER, MemberReader, walk
 from ..common.errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from ..common.metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
-from ..peers.base import ArchivePort, MetadataPort, PolicyPort, RangeArchivePort, UniqueIdPort
+from ..peers.base import AdoptingArchivePort, ArchivePort, MetadataPort, PolicyPort, RangeArchivePort, UniqueIdPort
+from ..volume.arrival import open_member, staged_members
 from ..volume.manifest import FILE, BundleFile, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
 from ..volume.spool import Spool
 
@@ -120,7 +122,7 @@ def load_bundle_metadata(job_id: int, path: str, spool: Spool, uniqueid: UniqueI
         if metadata.size > metadata_limit:
             raise MetadataError(f"metadata.txt is {metadata.size} bytes, more than the {metadata_limit} byte limit "
                                 "([ingest] metadata_limit)")
-        with member_file(path, metadata) as handle:
+        with open_member(path, metadata) as handle:
             _load_document(handle, writer)
         problems = writer.match()
         if problems:
@@ -249,6 +251,7 @@ class Ledger:
         self.verified: set[int] = set()
         self._lock = threading.Lock()
         self._out: TextIO | None = None
+        self._announced: set[int] = set()
         if path is not None and os.path.exists(path):
             with open(path, encoding="ascii", errors="replace") as handle:
                 for line in handle:
@@ -258,13 +261,14 @@ class Ledger:
                     if line.endswith("\n") and kind in ("s", "v") and value.isdigit():
                         (self.verified if kind == "v" else self.started).add(int(value))
 
-    def _record(self, kind: str, file_ids: Iterable[int]) -> None:
+    def _record(self, kind: str, file_ids: Iterable[int], remember: bool = True) -> None:
         file_ids = [int(file_id) for file_id in file_ids]
-        if not file_ids:
-            return
         with self._lock:
-            (self.verified if kind == "v" else self.started).update(file_ids)
-            if self.path is None:
+            if remember:
+                (self.verified if kind == "v" else self.started).update(file_ids)
+            if kind == "s":
+                file_ids = [file_id for file_id in file_ids if file_id not in self._announced]
+            if self.path is None or not file_ids:
                 return
             if self._out is None:
                 self._out = open(self.path, "a", encoding="ascii")  # noqa: SIM115 - closed by close()
@@ -272,6 +276,13 @@ class Ledger:
             # the lines for the next one.
             self._out.write("".join(f"{kind} {file_id}\n" for file_id in file_ids))
             self._out.flush()
+
+    def announce(self, *file_ids: int) -> None:
+        """Write down that ``file_ids`` may be sent next, in one write: a worker killed while
+        sending them leaves them to the next attempt's rollback. ``start`` then only counts
+        them, in memory, as the files this attempt wrote."""
+        self._record("s", file_ids, remember=False)
+        self._announced.update(file_ids)
 
     def start(self, *file_ids: int) -> None:
         """Record that ``file_ids`` are about to be sent."""
@@ -346,13 +357,17 @@ RANGE_COPY_MIN = 1 << 20
 
 
 def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable[[int], None],
-          trusted: bool, entry: BundleFile) -> None:
+          trusted: bool, staged: dict[int, str], entry: BundleFile) -> None:
     """Send one file from its offset in the bundle to the archive, then check its size and hash.
 
     With ``trusted``, the digests taken while the bundle was received still hold: a file whose
-    digest was taken is not hashed a second time.
+    digest was taken is not hashed a second time. A file ``staged`` as the upload arrived (data
+    offset → path) is adopted by an archive that can, and read from where it was staged otherwise.
     """
     digest = entry.digest if trusted and entry.hashtype == digests.ALGORITHM else None
+    if entry.offset in staged:
+        _send_staged(staged[entry.offset], archive, block_size, add, digest, entry)
+        return
     reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
     mtime = entry.mtime or time.time()
     ranged = cast(RangeArchivePort, archive) if archive.copies_ranges else None
@@ -372,6 +387,30 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable
     else:
         archive.put(entry.file_id, reader, entry.size, mtime)
         _verify(entry, reader, digest)
+
+
+def _send_staged(path: str, archive: ArchivePort, block_size: int, add: Callable[[int], None],
+                 digest: str | None, entry: BundleFile) -> None:
+    """Send one file staged as the upload arrived (see ``volume.arrival``): linked into an
+    archive that adopts files, its hash checked first (from ``digest``, or by reading it)."""
+    mtime = entry.mtime or time.time()
+    if not archive.adopts_files:
+        with open(path, "rb") as handle:
+            _send(handle, archive, block_size, add, digest is not None, {},
+                  dataclasses.replace(entry, offset=0, digest=digest))
+        return
+
+    def check() -> None:
+        if digest:
+            _check_digest(entry, digest)
+            return
+        with open(path, "rb") as handle:
+            reader = MemberReader(handle, 0, entry.size, entry.hashtype, block_size)
+            reader.drain()
+        _verify(entry, reader)
+
+    cast(AdoptingArchivePort, archive).adopt(entry.file_id, path, entry.size, mtime, check=check)
+    add(entry.size)
 
 
 def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePort, block_size: int,
@@ -404,6 +443,7 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
     meter.flush(final=True)
     sent: list[int] = []
     try:
+        staged = staged_members(path)
         with open(path, "rb") as handle:
             trusted = manifest.about.get("digests_of") == digests.identity(handle.fileno())
 
@@ -416,18 +456,19 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                     meter.add(count)
 
                 try:
-                    _send(handle, archive, block_size, add, trusted, entry)
+                    _send(handle, archive, block_size, add, trusted, staged, entry)
                 except BaseException:
                     meter.add(-progress)  # the progress of a failed try is taken back
                     raise
 
             def attempt(batch: list[BundleFile]) -> None:
-                # The whole batch is recorded as started before its first byte is sent, and the
-                # files verified so far as verified however the batch ends: two writes a batch.
-                ledger.start(*(entry.file_id for entry in batch))
+                # The whole batch is written down before its first byte is sent, and the files
+                # verified so far as verified however the batch ends: two writes a batch.
+                ledger.announce(*(entry.file_id for entry in batch))
                 verified: list[int] = []
                 try:
                     for entry in batch:
+                        ledger.start(entry.file_id)
                         _retrying(functools.partial(send, entry), file_retries, retry_delay,
                                   f"job {job_id}: sending {entry.path} as file {entry.file_id}")
                         verified.append(entry.file_id)

@@ -4,7 +4,8 @@ Layout under ``volume_path``: ``<job_id>.tar`` (an uploaded bundle), ``<job_id>.
 document), ``<job_id>.job.json`` (the context its stages receive) and ``<job_id>.manifest.sqlite3``
 (what 'load metadata' derived: file ids and members, see ``manifest``; an earlier version kept
 it as ``<job_id>.meta.json``), ``<job_id>.tar.sha1.json`` (the SHA-1 of
-each member, taken while the bundle was received), ``<job_id>.tus`` and ``<job_id>.tus.json``
+each member, taken while the bundle was received), ``<job_id>.tar.staged/`` (its large members,
+when they were staged as they arrived: see ``arrival``), ``<job_id>.tus`` and ``<job_id>.tus.json``
 (a resumable upload still arriving, see ``tus``).
 A bundle being received is written as ``<job_id>.tar.part`` and renamed when complete, so a
 ``.tar`` on the volume is always a whole body.
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 from ..bundles import digests
 from ..common.errors import UploadError
 from ..common.message import JobMessage, as_message
+from .arrival import BundleWriter, discard_staged, staged_dir
 from .body import Body, ReadBody
 
 logger = logging.getLogger(__name__)
@@ -80,25 +82,31 @@ class Spool:
         os.makedirs(self.volume_path, exist_ok=True)
         return shutil.disk_usage(self.volume_path).free
 
-    def receive(self, job_id: int, body: Body | BinaryIO, expected: int | None = None, limit: int = 0) -> int:
+    def receive(self, job_id: int, body: Body | BinaryIO, expected: int | None = None, limit: int = 0,
+                stage_members: bool = False) -> int:
         """Copy an upload body (``readinto`` or ``read``) to the bundle path; return the byte count.
 
         ``expected`` is the declared length: a body that ends sooner was cut off. ``limit`` (if
         not 0) caps a body of unknown length. Both, an empty body, and a full disk raise
         ``UploadError``; on any error the partial file is removed. The tar's members are hashed
-        on the way (``tarhash``), so the worker need not read them a second time.
+        on the way (``tarhash``), so the worker need not read them a second time; with
+        ``stage_members`` its large members are written to files of their own (``arrival``).
         """
         os.makedirs(self.volume_path, exist_ok=True)
         final = self.bundle_path(job_id)
         partial = final + ".part"
         received = 0
         reader: Body = body if hasattr(body, "readinto") else ReadBody(body)
-        # Two buffers in turn: one is hashed in the background while the next block is received.
+        # Two buffers in turn: one is hashed and written in the background while the next block
+        # is received.
         buffers = [memoryview(bytearray(self.block_size)) for _ in range(2)]
-        hasher = digests.StreamHasher()
+        discard_staged(final)  # a staged member of an earlier, failed receive of this job
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        writer = BundleWriter(fd, staged_dir(final) if stage_members else None)
+        hasher = digests.StreamHasher(writer)
         hashing = digests.Overlapped(hasher)
         try:
-            with open(partial, "wb", buffering=0) as out:
+            try:
                 while True:
                     buffer = buffers[0]
                     count = reader.readinto(buffer)
@@ -107,10 +115,15 @@ class Spool:
                     received += count
                     if limit and received > limit:
                         raise UploadError(f"the body is larger than the {limit} byte limit", 413)
-                    write_all(out, buffer[:count])
                     hashing.update(buffer[:count])
                     buffers.reverse()
-            hashing.close()
+                hashing.close()
+                writer.finish(received)
+            finally:
+                with contextlib.suppress(OSError):  # the error that ended the loop is the one raised
+                    hashing.close()
+                writer.abandon()
+                os.close(fd)
             if expected is not None and received != expected:
                 raise UploadError(f"the connection closed after {received} of the {expected} bytes "
                                   "announced by Content-Length")
@@ -119,18 +132,22 @@ class Spool:
             digests.save(hasher, final, partial)
             os.replace(partial, final)
         except OSError as exc:
-            hashing.close()
-            remove(partial)
-            digests.discard(final)
+            self._drop_arrival(final)
             if exc.errno == errno.ENOSPC:
                 raise UploadError(f"the volume is full after {received} bytes", 507) from None
             raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}") from None
         except BaseException:
-            hashing.close()
-            remove(partial)
-            digests.discard(final)
+            self._drop_arrival(final)
             raise
+        if writer.staged:
+            logger.info("job %s: %d members staged as they arrived", job_id, writer.staged)
         return received
+
+    @staticmethod
+    def _drop_arrival(final: str) -> None:
+        remove(final + ".part")
+        digests.discard(final)
+        discard_staged(final)
 
     def write_move(self, job_id: int, document: BinaryIO) -> str:
         """Durably store a move request's JSON document (a file, copied as it is); return its path."""
@@ -162,8 +179,7 @@ class Spool:
 
     def discard_partial(self, job_id: int) -> None:
         """Remove the part of a bundle whose upload never finished."""
-        remove(self.bundle_path(job_id) + ".part")
-        digests.discard(self.bundle_path(job_id))
+        self._drop_arrival(self.bundle_path(job_id))
 
     def holds(self, path: str) -> bool:
         """True if ``path`` (symbolic links resolved) lies inside the volume."""
@@ -185,6 +201,7 @@ class Spool:
         for name in {path, self.bundle_path(job_id)}:
             if name:
                 digests.discard(name)
+                discard_staged(name)
 
 
 def write_json_atomically(path: str, data: Any) -> None:

@@ -103,7 +103,7 @@ class RestUpload:
         job_id = new_job(callback, authed_user)
         try:
             size = rt.spool.receive(job_id, request_body(cherrypy.request.rfile), expected=length,
-                                    limit=rt.settings.max_upload_size)
+                                    limit=rt.settings.max_upload_size, stage_members=rt.stages_members())
         except UploadError as exc:
             logger.warning("job %s: upload refused: %s", job_id, exc)
             fail(job_id, str(exc))
