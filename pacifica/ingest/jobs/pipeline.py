@@ -241,8 +241,11 @@ class Ledger:
     """Which files of a job went to the archive, kept on the volume across attempts and workers.
 
     A file is recorded as started before its first byte is sent and as verified once the
-    archive holds it whole with the right hash. A later attempt sends only what is not verified,
-    and a rollback deletes every file any attempt started: nothing more, nothing less.
+    archive holds it whole with the right hash; a file announced with its batch but never begun
+    (the batch stopped before it) is taken back. A later attempt sends only what is not verified,
+    and a rollback deletes every file any attempt started: nothing more, nothing less (a worker
+    killed mid-batch cannot take back the rest of its batch, so those are deleted too, which
+    costs nothing: deleting a missing file is fine).
     """
 
     def __init__(self, path: str | None) -> None:
@@ -258,8 +261,14 @@ class Ledger:
                     kind, _, value = line.strip().partition(" ")
                     # Only whole lines count: the end of one cut off by a crash ("v 12" of "v 123")
                     # would name another file.
-                    if line.endswith("\n") and kind in ("s", "v") and value.isdigit():
-                        (self.verified if kind == "v" else self.started).add(int(value))
+                    if not line.endswith("\n") or not value.isdigit():
+                        continue
+                    if kind == "v":
+                        self.verified.add(int(value))
+                    elif kind == "s":
+                        self.started.add(int(value))
+                    elif kind == "u":
+                        self.started.discard(int(value))
 
     def _record(self, kind: str, file_ids: Iterable[int], remember: bool = True) -> None:
         file_ids = [int(file_id) for file_id in file_ids]
@@ -268,6 +277,8 @@ class Ledger:
                 (self.verified if kind == "v" else self.started).update(file_ids)
             if kind == "s":
                 file_ids = [file_id for file_id in file_ids if file_id not in self._announced]
+            elif kind == "u":
+                file_ids = [file_id for file_id in file_ids if file_id in self._announced]
             if self.path is None or not file_ids:
                 return
             if self._out is None:
@@ -283,6 +294,12 @@ class Ledger:
         them, in memory, as the files this attempt wrote."""
         self._record("s", file_ids, remember=False)
         self._announced.update(file_ids)
+
+    def retract(self, *file_ids: int) -> None:
+        """Take back announced ``file_ids`` that were never begun."""
+        self._record("u", file_ids, remember=False)
+        with self._lock:
+            self._announced.difference_update(file_ids)
 
     def start(self, *file_ids: int) -> None:
         """Record that ``file_ids`` are about to be sent."""
@@ -466,15 +483,18 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                 # verified so far as verified however the batch ends: two writes a batch.
                 ledger.announce(*(entry.file_id for entry in batch))
                 verified: list[int] = []
+                begun = 0
                 try:
                     for entry in batch:
                         ledger.start(entry.file_id)
+                        begun += 1
                         _retrying(functools.partial(send, entry), file_retries, retry_delay,
                                   f"job {job_id}: sending {entry.path} as file {entry.file_id}")
                         verified.append(entry.file_id)
                         meter.file_done()
                 finally:
                     ledger.verify(*verified)
+                    ledger.retract(*(entry.file_id for entry in batch[begun:]))
                     sent.extend(verified)
                     ARCHIVED_BYTES.labels("upload").inc(sum(entry.size for entry in batch[:len(verified)]))
                     ARCHIVED_FILES.labels("upload").inc(len(verified))

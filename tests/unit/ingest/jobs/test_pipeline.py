@@ -90,3 +90,23 @@ def test_the_ledger_keeps_what_each_attempt_did_and_reads_back_only_whole_lines(
     again.reset([102])
     assert (pipeline.Ledger(path).started, pipeline.Ledger(path).verified) == ({102}, set())
     assert (pipeline.Ledger(None).started, pipeline.Ledger(None).verified) == (set(), set())
+
+
+def test_a_batch_announced_whole_counts_only_the_files_it_began(tmp_path):
+    path = str(tmp_path / "7.sent")
+    first = pipeline.Ledger(path)
+    first.announce(100, 101, 102, 103)
+    first.start(100)
+    first.start(101)
+    first.verify(100)
+    first.retract(102, 103)  # the batch stopped at 101
+    first.close()
+    with open(path, encoding="ascii") as lines:
+        assert lines.read().count("\n") == 4 + 1 + 2, "announce, verify and retract are one write each"
+    again = pipeline.Ledger(path)
+    assert (again.started, again.verified) == ({100, 101}, {100})
+    # A worker killed mid-batch takes nothing back: the next rollback deletes the whole batch.
+    killed = pipeline.Ledger(str(tmp_path / "8.sent"))
+    killed.announce(200, 201)
+    killed.start(200)
+    assert pipeline.Ledger(str(tmp_path / "8.sent")).started == {200, 201}
