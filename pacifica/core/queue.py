@@ -47,7 +47,10 @@ def transport_options(folder: str) -> dict[str, Any]:
     for sub in ("", "control"):
         os.makedirs(os.path.join(folder, sub), exist_ok=True)
     return {"data_folder_in": folder, "data_folder_out": folder, "control_folder": os.path.join(folder, "control"),
-            "store_processed": False, "polling_interval": 0.1}
+            # Each hand-off between stages waits for the next poll: at 0.1 s a job's five
+            # hand-offs cost a quarter of a second. Polling every 0.02 s costs an idle embedded
+            # service 1.2 % of a core (0.4 % at 0.1 s), measured on a 2-core VM.
+            "store_processed": False, "polling_interval": 0.02}
 
 
 def queued_task_args(folder: str) -> Iterator[list[Any]]:
