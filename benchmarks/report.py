@@ -27,6 +27,9 @@ DEPLOYMENT_NAMES = {
 }
 
 
+STAGES = ("UPLOADING", "open tar", "load metadata", "Policy Validation", "ingest files", "ingest metadata")
+
+
 def _floor(shape: dict, name: str) -> float | None:
     """Our upload + the archive alone + the metadata service alone: what ours cannot beat."""
     if name not in shape:
@@ -62,6 +65,16 @@ def tables(results: dict) -> list[str]:
                       f"{shape['ours']['end_to_end_s'] / floor_value:.2f}" if floor_value else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ["Stages of 'ours' (seconds from a stage's first event to the next one's, medians), beside the "
+              "archive alone:", "", "| deployment | shape | " + " | ".join(STAGES) + " | archive alone |",
+              "|---" * (len(STAGES) + 3) + "|"]
+    for deployment, shapes in results["deployments"].items():
+        for label, shape in shapes.items():
+            stages = shape.get("ours", {}).get("stages_s", {})
+            lines.append(f"| {deployment} | {label} | " + " | ".join(
+                f"{stages[task]:.2f}" if task in stages else "-" for task in STAGES)
+                + f" | {shape['floors']['archive_serial_s']:.2f} |")
+    lines.append("")
     states = results.get("get_state") or {}
     if states.get("0.4.1") and states.get("ours"):
         lines += ["| get_state | 0.4.1 req/s | ours req/s | ratio | 0.4.1 p50 / p99 | ours p50 / p99 |",

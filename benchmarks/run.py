@@ -118,7 +118,9 @@ def run_shape(label: str, count: int, size: int, work: Path, runs: int, services
                        "files_per_s": count / e2e, "mb_per_s": total / e2e / 1e6, "job_id": values[-1]["job_id"],
                        "web_rss_mb": max(value["web_rss_mb"] for value in values),
                        "worker_rss_mb": max(value["worker_rss_mb"] for value in values),
-                       "runs": [value["end_to_end_s"] for value in values]}
+                       "runs": [value["end_to_end_s"] for value in values],
+                       "stages_s": {task: statistics.median(value["stages_s"].get(task, 0.0) for value in values)
+                                    for task in values[0]["stages_s"]}}
     bundle.unlink()
     return shape
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import requests
 from measure import peak_rss_mb, process_tree, reset_peak
+from playhouse import db_url
 
 from tests.support.bundles import file_object, transaction_metadata, write_tar
 from tests.support.procs import Proc, free_port, run, wait_for
@@ -145,4 +147,23 @@ class Service:
             return {"failed": f"{state['task']}: {str(state['exception'])[-300:]}", "job_id": job_id}
         return {"upload_s": uploaded - started, "end_to_end_s": finished - started, "job_id": job_id,
                 "web_rss_mb": max(peak_rss_mb(pid) for pid in web),
-                "worker_rss_mb": max(peak_rss_mb(pid) for pid in workers)}
+                "worker_rss_mb": max(peak_rss_mb(pid) for pid in workers),
+                "stages_s": self.stage_seconds(job_id)}
+
+    def stage_seconds(self, job_id: int) -> dict[str, float]:
+        """Seconds from each stage's first event to the next one's, from the job's history in
+        the service's database (get_state rounds times to the second; 0.4.1 keeps no history)."""
+        if self.name == "0.4.1":
+            return {}
+        database = db_url.connect(self.settings["database"]["peewee_url"])
+        try:
+            rows = database.execute_sql("SELECT task, time FROM ingeststateevent WHERE job_id = %s ORDER BY event_id",
+                                        (job_id,)).fetchall()
+        finally:
+            database.close()
+        firsts: list[tuple[str, datetime.datetime]] = []
+        for task, moment in rows:
+            if not firsts or firsts[-1][0] != task:
+                firsts.append((task, moment))
+        ends = [moment for _task, moment in firsts[1:]] + [rows[-1][1]] if rows else []
+        return {task: (end - start).total_seconds() for (task, start), end in zip(firsts, ends, strict=True)}
