@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                "ours_s": statistics.median(run["seconds"] for run in runs),
                "upload_s": statistics.median(run["upload_seconds"] for run in runs),
                "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+               "runs": {"floor_s": floors, "ours_s": [run["seconds"] for run in runs],
+                        "upload_s": [run["upload_seconds"] for run in runs]},
                "stages": {task: statistics.median(run["stages"].get(task, 0.0) for run in runs)
                           for task in runs[0]["stages"]}}
         row["ratio"] = row["ours_s"] / row["floor_s"]
