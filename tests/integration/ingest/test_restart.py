@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from pacifica.ingest.volume.arrival import STAGE_MIN
 from tests.conftest import embedded_stack
 from tests.support.archive import archive_listing
 from tests.support.bundles import make_bundle
@@ -24,9 +25,13 @@ def test_every_job_completes_after_a_restart(tmp_path, sig, group):
     expected = {}
     try:
         for number in range(JOBS):
-            # The first job is large, so that the stop lands in the middle of its 'ingest files'.
-            size = 48 * 1024 * 1024 if number == 0 else 1024 * 1024
-            files = {f"data/run{number}/part{part}.bin": os.urandom(size) for part in range(3)}
+            # The first job is long to archive, so that the stop lands in the middle of its
+            # 'ingest files': many files each copied (under STAGE_MIN; a staged member is only
+            # linked, which takes no time at all).
+            if number == 0:
+                files = {f"data/run0/part{part}.bin": os.urandom(STAGE_MIN // 16) for part in range(3000)}
+            else:
+                files = {f"data/run{number}/part{part}.bin": os.urandom(1024 * 1024) for part in range(3)}
             path = tmp_path / f"bundle{number}.tar"
             make_bundle(str(path), files)
             response = stack.upload(path)
