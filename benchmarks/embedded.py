@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from measure import peak_rss_mb, process_tree  # noqa: E402
+from measure import peak_rss_mb, process_tree, stage_spans  # noqa: E402
 
 from tests.support.bundles import file_object, transaction_metadata  # noqa: E402
 from tests.support.procs import BIN, Proc, free_port, wait_for  # noqa: E402
@@ -190,13 +190,7 @@ def stage_seconds(database: Path, job_id: int) -> dict[str, float]:
     with sqlite3.connect(database) as connection:
         history = connection.execute("SELECT task, time FROM ingeststateevent WHERE job_id = ? ORDER BY event_id",
                                      (job_id,)).fetchall()
-    starts: list[tuple[str, datetime.datetime]] = []
-    for task, time_text in history:
-        moment = datetime.datetime.fromisoformat(time_text)
-        if not starts or starts[-1][0] != task:
-            starts.append((task, moment))
-    ends = [moment for _task, moment in starts[1:]] + [datetime.datetime.fromisoformat(history[-1][1])]
-    return {task: round((end - start).total_seconds(), 3) for (task, start), end in zip(starts, ends, strict=True)}
+    return stage_spans([(task, datetime.datetime.fromisoformat(moment)) for task, moment in history])
 
 
 def main(argv: list[str] | None = None) -> int:

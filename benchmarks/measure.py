@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import multiprocessing
 import os
@@ -236,3 +237,14 @@ def chosen_shapes(args, shapes: dict) -> tuple[int, list]:
         wanted = [part.strip() for part in args.shapes.split(",")]
         chosen = [shape for shape in chosen if any(part in shape[0] for part in wanted)]
     return runs, chosen
+
+
+def stage_spans(history: list[tuple[str, datetime.datetime]]) -> dict[str, float]:
+    """Seconds from each stage's first event to the next stage's first event (the last stage's
+    to the job's last event), from a job's history as (task, time) rows in order."""
+    starts: list[tuple[str, datetime.datetime]] = []
+    for task, moment in history:
+        if not starts or starts[-1][0] != task:
+            starts.append((task, moment))
+    ends = [moment for _task, moment in starts[1:]] + ([history[-1][1]] if history else [])
+    return {task: round((end - start).total_seconds(), 3) for (task, start), end in zip(starts, ends, strict=True)}

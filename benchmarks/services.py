@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import os
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import requests
-from measure import peak_rss_mb, process_tree, reset_peak
+from measure import peak_rss_mb, process_tree, reset_peak, stage_spans
 from playhouse import db_url
 
 from tests.support.bundles import file_object, transaction_metadata, write_tar
@@ -161,9 +160,4 @@ class Service:
                                         (job_id,)).fetchall()
         finally:
             database.close()
-        firsts: list[tuple[str, datetime.datetime]] = []
-        for task, moment in rows:
-            if not firsts or firsts[-1][0] != task:
-                firsts.append((task, moment))
-        ends = [moment for _task, moment in firsts[1:]] + [rows[-1][1]] if rows else []
-        return {task: (end - start).total_seconds() for (task, start), end in zip(firsts, ends, strict=True)}
+        return stage_spans(list(rows))
