@@ -450,7 +450,8 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
     ledger = Ledger(ledger_path)
     count = manifest.count()
     meter = _Meter(manifest.total_bytes(), count, report)
-    for entry in manifest.files():
+    # A first attempt (nothing verified yet) skips this pass over the whole manifest.
+    for entry in manifest.files() if ledger.verified else ():
         if entry.file_id in ledger.verified:
             meter.add(entry.size)
             meter.file_done()
@@ -500,7 +501,8 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                     ARCHIVED_FILES.labels("upload").inc(len(verified))
 
             workers = min(concurrency, archive.max_concurrency, count - meter.files_done)
-            pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified)
+            pending = (entry for entry in manifest.files() if entry.file_id not in ledger.verified) \
+                if ledger.verified else manifest.files()
             # One sender takes files in batches; several take one file at a time, so that a few
             # large files still spread over all of them.
             _run_all(attempt, _batches(pending, BATCH_FILES if workers == 1 else 1, BATCH_BYTES),

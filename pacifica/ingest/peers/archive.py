@@ -10,8 +10,6 @@ import http.client
 import json
 import logging
 import os
-import select
-import socket
 import threading
 import urllib.parse
 from collections.abc import Iterable
@@ -60,8 +58,6 @@ class HttpArchive:
       the client switches the same way and the request is sent again at once.
     """
 
-    # How long the first answer's connection is watched for the server closing it (seconds).
-    PROBE_WAIT = 0.2
     # The gate (or, without it, the facility's archive_concurrency) decides how many at once.
     max_concurrency = UNLIMITED
     copies_ranges = False
@@ -77,18 +73,31 @@ class HttpArchive:
         self.keep_alive: bool | None = None
 
     def keeps_connections(self) -> bool:
-        """Ask the archive (HEAD of its root, once) whether it keeps a connection open after
-        answering; True when that cannot be told (the client then learns it from a failure)."""
+        """Ask the archive (two HEADs of its root on one connection, once) whether it keeps a
+        connection open after answering; True when that cannot be told (the client then learns
+        it from a failure).
+
+        The second HEAD is the question: a server that closes after each answer loses it (reset,
+        or an end of stream instead of an answer), whatever the moment it closed. Watching the
+        socket for the close instead would cost a wait on every server that keeps it open.
+        """
         parsed = urllib.parse.urlsplit(self.url)
         if parsed.scheme != "http" or self.session.proxies or not parsed.hostname:
             return True
         connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80,
                                                 timeout=getattr(self.session, "default_timeout", None) or 60)
+        root = (parsed.path or "") + "/"
         try:
-            connection.request("HEAD", (parsed.path or "") + "/")
+            connection.request("HEAD", root)
             connection.getresponse().read()
-            ready, _, _ = select.select([connection.sock], [], [], self.PROBE_WAIT)
-            closed = bool(ready) and connection.sock.recv(1, socket.MSG_PEEK) == b""
+            try:
+                connection.request("HEAD", root)
+                connection.getresponse().read()
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
+                    http.client.RemoteDisconnected):
+                closed = True
+            else:
+                closed = False
         except (OSError, http.client.HTTPException):
             return True
         finally:
