@@ -61,6 +61,8 @@ def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive,
     """The services to compare against ``archive``, each with its own volume, database and Redis databases."""
     names = ["0.4.1", "ours"] + ([CONCURRENT, UNCONFIRMED] if archive.deployment != "cherrypy" else [])
     built = []
+    # Results of every service share one Redis database (keys are task ids); brokers each have one.
+    backend = services.redis_db()
     for index, name in enumerate(names):
         slot = number * 4 + index
         settings = {
@@ -69,8 +71,7 @@ def build_services(work: Path, peers: PublishedPeers, archive: PublishedArchive,
             "policy": {"ingest_url": peers.policy_url},
             "archiveinterface": {"url": archive.url},
             "metadata": {"ingest_url": peers.metadata_url},
-            # Results of every service share one Redis database (keys are task ids); brokers each have one.
-            "celery": {"broker_url": services.redis_db(2 + slot), "backend_url": "redis://127.0.0.1:6379/1"},
+            "celery": {"broker_url": services.redis_db(), "backend_url": backend},
             "database": {"peewee_url": services.create_postgres_db(f"pacifica_ingest_bench_{slot}")},
         }
         if name == "0.4.1":

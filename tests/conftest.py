@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,13 +34,15 @@ STACKS = {
 }
 HTTP_STACKS = [name for name, (db, _broker, _archive) in STACKS.items() if db is not None]
 
-_redis_numbers = itertools.count(3)
+_THROWAWAY_DATA: list[str] = []
 
 
 def pytest_configure(config):
     """Keep every process the tests start out of the real ~/.pacifica-ingest: a configuration
-    that does not name its data directory gets a throwaway one."""
-    os.environ.setdefault("INGEST_DATA_DIR", tempfile.mkdtemp(prefix="pacifica-ingest-tests-"))
+    that does not name its data directory gets a throwaway one (removed when the run ends)."""
+    if "INGEST_DATA_DIR" not in os.environ:
+        os.environ["INGEST_DATA_DIR"] = tempfile.mkdtemp(prefix=f"pacifica-ingest-tests-{services.RUN}-")
+        _THROWAWAY_DATA.append(os.environ["INGEST_DATA_DIR"])
 
 
 class Peers:
@@ -95,14 +97,14 @@ _backends: list[str] = []
 def broker_urls(kind: str, name: str) -> tuple[str, str]:
     """Return (broker_url, backend_url) of a fresh broker namespace; results always go to Redis.
 
-    Every stack keeps its Celery results in one Redis database (emptied once per session): the
-    result keys are task ids, unique everywhere, and Redis has only 16 databases for the brokers.
+    Every stack keeps its Celery results in one Redis database of this run: the result keys are
+    task ids, unique everywhere, and Redis has only 16 databases for the brokers of every run.
     """
     if not _backends:
-        _backends.append(services.redis_db(2))
+        _backends.append(services.redis_db())
     backend = _backends[0]
     if kind == "redis":
-        return services.redis_db(next(_redis_numbers)), backend
+        return services.redis_db(), backend
     return services.rabbitmq_vhost(f"pacifica_ingest_test_{name}"), backend
 
 
@@ -233,7 +235,7 @@ def bound_database(kind: str, tmp_path: Path, proxy=None, prefix: str = "pacific
 def _engines() -> list[str]:
     """The database engines the database fixtures run on: ``PACIFICA_TEST_DATABASES``, a comma
     list of sqlite, postgres and mysql. SQLite alone by default, the cheapest engine (as peewee's
-    own suite does); CI names all three (``.ci/run``)."""
+    own suite does); ``tools/test`` (and so CI) names all three."""
     known = ("sqlite", "postgres", "mysql")
     names = [name.strip() for name in os.environ.get("PACIFICA_TEST_DATABASES", "sqlite").split(",")]
     unknown = [name for name in names if name not in known]
@@ -281,16 +283,28 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No silent skips: a skipped test fails the run (every service the suite needs must be up)."""
+    """No silent skips: a skipped test fails the run (every service the suite needs must be up).
+    Every database, vhost and Redis database of this run is removed (the stacks have stopped by
+    now), and so is the throwaway data directory; so is the temporary directory of a run that passed."""
+    services.cleanup()
+    for path in _THROWAWAY_DATA:
+        shutil.rmtree(path, ignore_errors=True)
     if _skipped and session.exitstatus == 0:
         session.exitstatus = 1
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"FAILED: {len(_skipped)} tests were skipped; this suite allows none", red=True)
+    # A run that passed leaves no temporary directory behind (one that failed keeps its own to
+    # look at). Not pytest's retention policy "failed": it removes each passing test's directory
+    # at once, while the service's process-wide state (its metrics directory) may still point there.
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if session.exitstatus == 0 and factory is not None and getattr(factory, "_given_basetemp", None) is None \
+            and getattr(factory, "_basetemp", None) is not None:
+        shutil.rmtree(factory.getbasetemp(), ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Say how many cases schemathesis sent to each service (the README quotes it)."""
+    """Say how many cases schemathesis sent to each service (docs/testing.md quotes it)."""
     fuzz = sys.modules.get("tests.support.fuzz")
     if fuzz is not None and fuzz.CASES:
         counts = ", ".join(f"{count} to {service}" for service, count in sorted(fuzz.CASES.items()))

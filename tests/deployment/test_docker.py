@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.support.docker import ROOT, build_base_images, docker, ensure_engine
-from tests.support.procs import wait_for
+from tests.support.procs import host_lock, wait_for
 
 IMAGE = "pacifica/ingest:local"
 EXAMPLE = ROOT / "examples" / "bundle.tar"
@@ -42,11 +42,14 @@ def host_network_compose_file(target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    """A Docker engine with every base image the Dockerfile and the compose file name."""
-    work = tmp_path_factory.mktemp("docker")
-    ensure_engine(work / "dockerd.log")
-    build_base_images(work)
-    return work
+    """A Docker engine with every base image the Dockerfile and the compose file name. The
+    module holds the suite's host-wide lock on the default ports throughout: its containers, its
+    compose project and the ports 8066 and 8081 have fixed names, so two runs take turns."""
+    with host_lock("default-ports"):
+        work = tmp_path_factory.mktemp("docker")
+        ensure_engine(work / "dockerd.log")
+        build_base_images(work)
+        yield work
 
 
 @pytest.fixture(scope="module")
@@ -257,9 +260,9 @@ def test_docker_stop_stops_the_stack_at_once(stack):
     print(json.dumps({"compose_up_seconds": round(stack, 1), "compose_stop_seconds": round(took, 1)}))
 
 
-def test_the_readme_shows_these_commands():
-    readme = (ROOT / "README.md").read_text()
+def test_the_deployment_page_shows_these_commands():
+    page = (ROOT / "docs" / "deployment.md").read_text()
     for command in ("docker build -t pacifica-ingest .", "docker-compose up", "docker compose up",
                     "metadata-load"):
-        assert command in readme, command
+        assert command in page, command
     assert Path(ROOT / ".dockerignore").exists()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def host_lock(name: str, timeout: float = 3600) -> Iterator[None]:
+    """Hold the lock ``name`` that every run of this suite on this host shares, for what cannot
+    be named per run (the documented default ports 8066 and 8081, the compose project): two
+    runs at once take turns there instead of stopping each other's containers."""
+    fd = os.open(os.path.join(tempfile.gettempdir(), f"pacifica-tests-{name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"another run of the suite held the lock {name!r} "
+                                         f"for {timeout:.0f} s") from None
+                time.sleep(1)
+        yield
+    finally:
+        os.close(fd)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

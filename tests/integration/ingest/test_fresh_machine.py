@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from tests.support.archive import archive_listing
-from tests.support.procs import Proc, wait_for
+from tests.support.procs import Proc, host_lock, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -41,6 +41,12 @@ def checkout_copy(target: Path) -> Path:
 
 
 def test_readme_quick_start_on_a_fresh_machine(tmp_path):
+    # The README's commands use the default ports 8066 and 8081 as written: runs take turns.
+    with host_lock("default-ports"):
+        _quick_start(tmp_path)
+
+
+def _quick_start(tmp_path):
     install_and_run = readme_blocks("## Quick start")[0]
     upload, poll = readme_blocks("### Try it")[0].splitlines()
     checkout = checkout_copy(tmp_path / "checkout")

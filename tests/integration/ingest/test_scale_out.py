@@ -23,7 +23,7 @@ def test_two_workers_take_32_jobs_between_them(tmp_path):
         "ingest": {"data_dir": str(tmp_path / "data"), "volume_path": str(shared / "volume")},
         "archiveinterface": {"url": f"file://{shared}/archive"},
         "celery": {"broker_url": services.rabbitmq_vhost("pacifica_ingest_test_scaleout"),
-                   "backend_url": services.redis_db(15)},
+                   "backend_url": services.redis_db()},
         "database": {"peewee_url": services.create_postgres_db("pacifica_ingest_scaleout")},
     })
     stack.write_config()
