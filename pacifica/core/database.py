@@ -129,7 +129,10 @@ def discard(database: peewee.Database | None) -> None:
 def connect_blocking(database: peewee.Database, attempts: int, wait: float) -> None:
     """Open ``database``, trying up to ``attempts`` times ``wait`` seconds apart.
 
-    Raises ``peewee.OperationalError`` naming the number of attempts if it never succeeds.
+    Only what may pass is tried again (a server refusing connections or starting up, a
+    timeout). A database that does not exist, credentials it refuses or a file that cannot be
+    opened fail at once. Either way the ``peewee.OperationalError`` says what to change: the
+    setting, the database (without its password) and the cause.
     """
     attempts = max(1, attempts)
     for attempt in range(1, attempts + 1):
@@ -137,7 +140,59 @@ def connect_blocking(database: peewee.Database, attempts: int, wait: float) -> N
             database.connect(reuse_if_open=True)
             return
         except peewee.OperationalError as exc:
-            logger.warning("database connect attempt %d/%d failed: %s", attempt, attempts, exc)
+            cause = _cause(exc)
+            if permanent_failure(exc):
+                raise peewee.OperationalError(f"cannot open the database {describe(database)}: {cause}; "
+                                              f"check [database] peewee_url (PEEWEE_URL)") from None
+            logger.warning("database connect attempt %d/%d failed: %s", attempt, attempts, cause)
             if attempt < attempts:
                 time.sleep(wait)
-    raise peewee.OperationalError(f"could not connect to the database after {attempts} attempts")
+    raise peewee.OperationalError(f"could not connect to the database {describe(database)} after {attempts} "
+                                  f"attempts ({cause}); is it running? [database] peewee_url (PEEWEE_URL) names it, "
+                                  f"connect_attempts and connect_wait say how long to wait")
+
+
+# What a database answers when trying again cannot help: MySQL/MariaDB error codes (access
+# denied, unknown database) and the words of PostgreSQL's and SQLite's refusals.
+_PERMANENT_MYSQL_CODES = {1044, 1045, 1049, 1698}
+_PERMANENT_WORDS = ("does not exist", "authentication failed", "no pg_hba.conf entry", "unable to open database file",
+                    "invalid dsn", "password authentication", "access denied")
+
+
+def permanent_failure(exc: BaseException) -> bool:
+    """Whether a failure to connect will fail the same way however often it is tried."""
+    for error in (exc, exc.__cause__, exc.__context__):
+        if error is None:
+            continue
+        if error.args and isinstance(error.args[0], int) and error.args[0] in _PERMANENT_MYSQL_CODES:
+            return True
+        text = str(error).lower()
+        if any(words in text for words in _PERMANENT_WORDS):
+            return True
+    return False
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's own words for ``exc``, on one line."""
+    error = exc.__cause__ or exc
+    if error.args and isinstance(error.args[0], int) and len(error.args) > 1:
+        text = str(error.args[1])
+    else:
+        text = str(error) or error.__class__.__name__
+    return " ".join(text.split())[:500]
+
+
+def describe(database: peewee.Database) -> str:
+    """Where ``database`` is, to name it in a message: a file's path, or a server database's
+    ``scheme://user@host:port/name`` (never its password)."""
+    if isinstance(database, peewee.DatabaseProxy) and database.obj is not None:
+        database = database.obj
+    if isinstance(database, peewee.SqliteDatabase):
+        return str(database.database)
+    params = dict(getattr(database, "connect_params", {}) or {})
+    scheme = "mysql" if isinstance(database, peewee.MySQLDatabase) else "postgres"
+    user = params.get("user")
+    host = params.get("host") or "localhost"
+    port = params.get("port")
+    where = f"{host}:{port}" if port else str(host)
+    return f"{scheme}://{user + '@' if user else ''}{where}/{database.database}"

@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -99,6 +100,23 @@ def _request_framing() -> None:
 cherrypy.tools.request_framing = cherrypy.Tool("on_start_resource", _request_framing, priority=15)
 
 
+def _unpadded() -> None:
+    """Take off the spaces CherryPy pads short error bodies with (up to 513 bytes, for Internet
+    Explorer 5): a client reads the JSON error as it was written."""
+    response = cherrypy.serving.response
+    status = int(str(response.status or "200").split()[0])
+    if status < 400:
+        return
+    body = response.collapse_body()
+    trimmed = body.rstrip(b" ")
+    if len(trimmed) != len(body):
+        response.body = trimmed
+        response.headers["Content-Length"] = str(len(trimmed))
+
+
+cherrypy.tools.unpadded = cherrypy.Tool("before_finalize", _unpadded)
+
+
 def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
     """The application config of a JSON service on the MethodDispatcher, with the CherryPy tool
     ``release_tool`` giving the request's database connection back after each answer."""
@@ -112,6 +130,7 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
             "tools.response_headers.headers": [("Content-Type", "application/json")],
             f"tools.{release_tool}.on": True,
             "tools.security_headers.on": True,
+            "tools.unpadded.on": True,
             "tools.request_framing.on": True,
             "tools.pacifica_auth.on": True,
         }
@@ -134,6 +153,7 @@ def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str
         cherrypy.config.update({"server.socket_host": address})
     if port is not None:
         cherrypy.config.update({"server.socket_port": port})
+    check_port(cherrypy.config.get("server.socket_host"), cherrypy.config.get("server.socket_port"))
     cherrypy.tree.mount(build_app(), "")
     # The guarded server: a deadline for request headers and a per-client share of the threads
     # (``exempt``: networks that share none, such as the trusted proxies).
@@ -142,6 +162,37 @@ def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()
     cherrypy.engine.block()
+
+
+# The exit status of a server whose port cannot be had (documented in each server's --help).
+EXIT_PORT_IN_USE = 3
+
+
+class PortUnavailable(Exception):
+    """The address and port the server is to listen on cannot be had: one line says why."""
+
+
+def check_port(host: str | None, port: int | None) -> None:
+    """Raise ``PortUnavailable`` if ``host``:``port`` cannot be bound now, before anything starts
+    (CherryPy would otherwise start, fail, and print two tracebacks while it stops again)."""
+    if not port:
+        return
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                 flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            probe.bind(address)
+    except OSError as exc:
+        where = f"{host or '*'}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"port {port} is in use ({where}: is another server running?); "
+                                  "pass -p PORT to listen on another") from None
+        if exc.errno == errno.EACCES:
+            raise PortUnavailable(f"not allowed to listen on {where} (ports below 1024 need privileges); "
+                                  "pass -p PORT to listen on another") from None
+        raise PortUnavailable(f"cannot listen on {where}: {exc.strerror or exc}; "
+                              "check -a ADDRESS and -p PORT") from None
 
 
 def refuse_body(status: int, message: str) -> cherrypy.HTTPError:

@@ -19,9 +19,7 @@ def test_peer_passwords_and_server_paths_are_never_shown(ingest, tmp_path):
     job_id = stack.upload(path).json()["job_id"]
     failed = stack.wait_complete(job_id)
     assert failed["state"] == "FAILED" and failed["task"] == "Policy Validation", failed
-    corrupt = tmp_path / "corrupt.tar"
-    corrupt.write_bytes(b"not a tar at all" * 100)
-    broken = stack.upload(corrupt).json()["job_id"]
+    broken = stack.tus_send(b"not a tar at all" * 100)
     assert stack.wait_complete(broken)["state"] == "FAILED"
     shown = [
         requests.get(stack.url + "/get_state", params={"job_id": job_id, "history": "true"}, timeout=10).text,

@@ -60,6 +60,31 @@ class BoundedTarInfo(tarfile.TarInfo):
         raise tarfile.ReadError(f"member {next_.name!r} is a sparse file, which bundles may not hold")
 
 
+# How a client sends a bundle as the request body (the hint of every refusal at the door).
+SEND_HINT = "send the tar file itself as the body, e.g. curl --data-binary @bundle.tar http://HOST:8066/upload"
+
+
+def head_problem(head: bytes) -> str | None:
+    """Why a body whose first 512 bytes are ``head`` cannot be a bundle (None if it may be): the
+    first block of a tar is a header with a valid checksum. Said with what the body looks like
+    instead, and how to send a bundle."""
+    if not head:
+        return f"the request body is empty: {SEND_HINT}"
+    if head.startswith(b"\x1f\x8b"):
+        return f"the body is gzip-compressed: bundles are plain (uncompressed) tar files; {SEND_HINT}"
+    if head.startswith(b"--") and b"content-disposition: form-data" in head.lower():
+        return f"the body is a multipart form (curl -F sends one), not a tar; {SEND_HINT}"
+    if len(head) < tarfile.BLOCKSIZE:
+        return f"the body is {len(head)} bytes, shorter than one tar header (512 bytes): not a tar; {SEND_HINT}"
+    if not any(head[:tarfile.BLOCKSIZE]):
+        return f"the tar is empty (its first block is the end-of-archive marker); {SEND_HINT}"
+    try:
+        tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return f"the body is not a tar (its first 512 bytes are not a tar header); {SEND_HINT}"
+    return None
+
+
 def walk(path: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     """Every member of the tar at ``path`` with the open tar, one header at a time: nothing is
     kept, so a tar of millions of members costs one ``TarInfo``. ``BundleError`` if the tar

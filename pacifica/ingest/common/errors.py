@@ -39,11 +39,14 @@ class MetadataError(IngestError):
 
 
 class UploadError(IngestError):
-    """A request body was refused or did not arrive whole; ``status`` is the HTTP answer."""
+    """A request body was refused or did not arrive whole; ``status`` is the HTTP answer,
+    ``received`` how many bytes had arrived and ``expected`` how many were announced (if known)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, received: int = 0, expected: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.received = received
+        self.expected = expected
 
     def __reduce__(self):
-        return (type(self), (str(self), self.status))
+        return (type(self), (str(self), self.status, self.received, self.expected))

@@ -211,13 +211,23 @@ def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries:
     return failed
 
 
-def _describe_rollback(file_ids: list[int], failed: list[int]) -> str:
+def _describe_rollback(file_ids: list[int], failed: list[int], written: set[int] | None = None) -> str:
+    """What the rollback did, in words that match what the archive held: ``written`` are the
+    files known to have been stored whole (all of ``file_ids`` when None); the others had only
+    begun to be sent, and an archive that could not be reached may hold nothing of them."""
     if not file_ids:
         return "nothing had been written to the archive"
-    if failed:
-        return (f"deleted {len(file_ids) - len(failed)} of the {len(file_ids)} files this job wrote to "
-                f"the archive; could not delete file ids {failed}")
-    return f"deleted the {len(file_ids)} files this job wrote to the archive"
+    written = set(file_ids) if written is None else written & set(file_ids)
+    what = "files this job wrote to the archive"
+    if len(written) < len(file_ids):
+        what = f"files this job wrote or began to write to the archive ({len(written)} of them whole)"
+    if not failed:
+        return f"deleted the {len(file_ids)} {what}"
+    shown = ", ".join(str(file_id) for file_id in failed[:20]) + (", ..." if len(failed) > 20 else "")
+    text = f"deleted {len(file_ids) - len(failed)} of the {len(file_ids)} {what}; could not delete file ids [{shown}]"
+    if not written & set(failed):
+        text += " (their sending had only begun: the archive may hold nothing of them)"
+    return text
 
 
 def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) -> Any:
@@ -583,10 +593,11 @@ def raise_with_rollback(job_id: int, archive: ArchivePort, file_ids: list[int],
     """
     exc = sys.exc_info()[1]
     reason = str(exc) if isinstance(exc, IngestError) else f"{exc.__class__.__name__}: {exc}"
+    written = set(ledger.verified) if ledger is not None and ledger.path else None
     failed = _delete_all(job_id, archive, file_ids)
     if ledger is not None:
         ledger.reset(failed)
-    raise IngestError(f"{reason}; {_describe_rollback(file_ids, failed)}") from exc
+    raise IngestError(f"{reason}; {_describe_rollback(file_ids, failed, written)}") from exc
 
 
 def _verify(entry: BundleFile, reader: MemberReader, digest: str | None = None) -> None:

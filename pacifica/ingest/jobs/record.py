@@ -96,9 +96,11 @@ def upload_whole(job_id: int, size: int) -> None:
     models.update_state(job_id, states.OK, states.UPLOADING, 100, progress=(size, size, 0, 0))
 
 
-def upload_failed(job_id: int, reason: str) -> None:
-    """FAILED in UPLOADING: the bundle never arrived whole, or could not be queued."""
-    models.update_state(job_id, states.FAILED, states.UPLOADING, 0, reason)
+def upload_failed(job_id: int, reason: str, received: int = 0, expected: int | None = None) -> None:
+    """FAILED in UPLOADING: the bundle never arrived whole, or could not be queued. The bytes
+    that had arrived (of those ``expected``) stay in its progress, for the jobs page."""
+    progress = (received, expected or 0, 0, 0) if received else None
+    models.update_state(job_id, states.FAILED, states.UPLOADING, 0, reason, progress=progress)
 
 
 def by_operator(job_id: int, state: str, task: str, percent: float, *, operator: str, note: str | None = None,

@@ -124,6 +124,36 @@ class UwsgiBody:
             return len(block)
 
 
+class PeekedBody:
+    """A body whose first bytes were read already (``head``) to look at them: they come first."""
+
+    def __init__(self, head: bytes, rest: Body) -> None:
+        self.head = memoryview(head)
+        self.rest = rest
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the start of ``buffer`` with the next bytes of the body; return how many (0 at the end)."""
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        return self.rest.readinto(buffer)
+
+
+def read_head(body: Body, size: int) -> bytes:
+    """The first ``size`` bytes of ``body`` (fewer if it ends sooner), to look at before the rest."""
+    head = bytearray(size)
+    view = memoryview(head)
+    filled = 0
+    while filled < size:
+        count = body.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return bytes(head[:filled])
+
+
 def request_body(rfile: Any) -> Body:
     """The fastest reader for a request body."""
     if SocketBody.supports(rfile):

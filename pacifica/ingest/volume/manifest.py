@@ -73,6 +73,10 @@ _WRONG_SIZE = """
 SELECT e.path, e.size, f.size FROM entry e JOIN found f ON f.normal = e.path AND f.kind = 'file'
  WHERE e.size IS NOT NULL AND e.size != f.size
    AND NOT EXISTS (SELECT 1 FROM entry p WHERE p.path = e.path AND p.ordinal < e.ordinal) ORDER BY e.ordinal"""
+# A regular file outside data/ (metadata.txt aside): the layout mistake behind "not a file in the bundle".
+_OUTSIDE_DATA = """
+SELECT f.normal FROM found f WHERE f.kind = 'file' AND NOT f.normal GLOB 'data/*' AND f.normal != 'metadata.txt'
+ ORDER BY f.seq LIMIT 1"""
 _UNDESCRIBED = """
 SELECT f.normal FROM found f WHERE f.kind = 'file' AND f.normal GLOB 'data/*'
    AND NOT EXISTS (SELECT 1 FROM entry e WHERE e.path = f.normal) ORDER BY f.seq"""
@@ -227,6 +231,13 @@ class ManifestWriter:
         self._index()
         for (name,) in self.db.execute(_DUPLICATE_MEMBERS):
             self.problems.add(f"member {name!r} appears more than once in the tar")
+        # The layout mistake first: it explains the "not a file in the bundle" lines that follow.
+        if self.db.execute(_NOT_A_FILE + " LIMIT 1").fetchone():
+            outside = self.db.execute(_OUTSIDE_DATA).fetchone()
+            if outside:
+                self.problems.add(f"the bundle holds files outside data/ ({outside[0][:80]!r}): a bundle is "
+                                  "metadata.txt beside a data/ folder, and a file described with subdir 'a/b' and "
+                                  "name 'c' is the member data/a/b/c")
         for (path,) in self.db.execute(_NOT_A_FILE):
             self.problems.add(f"{path}: described in metadata but not a file in the bundle")
         for (path,) in self.db.execute(_DESCRIBED_TWICE):

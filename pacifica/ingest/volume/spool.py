@@ -114,7 +114,7 @@ class Spool:
                         break
                     received += count
                     if limit and received > limit:
-                        raise UploadError(f"the body is larger than the {limit} byte limit", 413)
+                        raise UploadError(f"the body is larger than the {limit} byte limit", 413, received, expected)
                     hashing.update(buffer[:count])
                     buffers.reverse()
                 hashing.close()
@@ -126,7 +126,7 @@ class Spool:
                 os.close(fd)
             if expected is not None and received != expected:
                 raise UploadError(f"the connection closed after {received} of the {expected} bytes "
-                                  "announced by Content-Length")
+                                  "announced by Content-Length", 400, received, expected)
             if received == 0:
                 raise UploadError("the request body is empty: send the bundle (a tar) as the body")
             digests.save(hasher, final, partial)
@@ -134,8 +134,9 @@ class Spool:
         except OSError as exc:
             self._drop_arrival(final)
             if exc.errno == errno.ENOSPC:
-                raise UploadError(f"the volume is full after {received} bytes", 507) from None
-            raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}") from None
+                raise UploadError(f"the volume is full after {received} bytes", 507, received, expected) from None
+            raise UploadError(f"the body could not be read or stored after {received} bytes: {exc}", 400, received,
+                              expected) from None
         except BaseException:
             self._drop_arrival(final)
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import tarfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,12 +22,14 @@ from ...core.auth.identity import Identity
 from ...core.auth.web import current_identity, may_see
 from ...core.database import discard as discard_connection
 from ...core.web import refuse_body
+from ..bundles import tar
 from ..common.errors import PeerError
 from ..db import models
 from ..db.responses import create_state_response
 from ..jobs import admission, callbacks, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import JobMessage, job_chain
+from ..volume.body import Body, PeekedBody, read_head
 from ..volume.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -158,6 +161,21 @@ def admit_upload(max_size: int, spool: Spool) -> int | None:
     return length
 
 
+def bundle_body(body: Body) -> Body:
+    """``body``, its first tar block read and looked at: 400 (nothing created, the rest of the body
+    unread) when it cannot be a bundle, saying what it looks like and how to send one. A body
+    with neither a length nor chunks is empty."""
+    headers = cherrypy.request.headers
+    if headers.get("Content-Type", "").lower().startswith("multipart/form-data"):
+        raise refuse_body(415, "the body is a multipart form (curl -F sends one), not a tar; " + tar.SEND_HINT)
+    chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+    head = read_head(body, tarfile.BLOCKSIZE) if chunked or headers.get("Content-Length") else b""
+    problem = tar.head_problem(head)
+    if problem:
+        raise refuse_body(400, problem)
+    return PeekedBody(head, body)
+
+
 def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | None:
     """The completion callback URL of a request (header or query parameter); 400 if it is unusable."""
     url = cherrypy.request.headers.get(callbacks.HEADER) or params.get(callbacks.PARAMETER)
@@ -197,9 +215,10 @@ def new_job(callback: str | None = None, submitter: str | None = None) -> int:
     return job_id
 
 
-def fail(job_id: int, message: str) -> None:
+def fail(job_id: int, message: str, received: int = 0, expected: int | None = None) -> None:
+    """Record that job ``job_id``'s upload failed, with the bytes that had arrived (of ``expected``)."""
     try:
-        record.upload_failed(job_id, message)
+        record.upload_failed(job_id, message, received, expected)
     except peewee.PeeweeException:
         logger.exception("job %s: could not record FAILED: %s", job_id, message)
         with contextlib.suppress(peewee.PeeweeException):

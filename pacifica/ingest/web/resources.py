@@ -30,6 +30,7 @@ from ..volume.body import request_body
 from .jobs_page import JobsPage
 from .kit import (  # noqa: F401 - get_remote_user and get_authed_user are published names here
     admit_upload,
+    bundle_body,
     callback_url,
     current_runtime,
     database_errors,
@@ -100,13 +101,16 @@ class RestUpload:
         rt = current_runtime()
         callback = callback_url(kwargs, body_unread=True)
         length = admit_upload(rt.settings.max_upload_size, rt.spool)
+        # What is plainly not a bundle (nothing, a form, a compressed or other file) is refused
+        # on its first block, before a job exists for it.
+        body = bundle_body(request_body(cherrypy.request.rfile))
         job_id = new_job(callback, authed_user)
         try:
-            size = rt.spool.receive(job_id, request_body(cherrypy.request.rfile), expected=length,
+            size = rt.spool.receive(job_id, body, expected=length,
                                     limit=rt.settings.max_upload_size, stage_members=rt.stages_members())
         except UploadError as exc:
             logger.warning("job %s: upload refused: %s", job_id, exc)
-            fail(job_id, str(exc))
+            fail(job_id, str(exc), exc.received, exc.expected)
             raise web.refuse_body(exc.status, str(exc)) from None
         logger.info("job %s: received %d bytes from %s", job_id, size, authed_user)
         RECEIVED_BYTES.labels("upload").inc(size)

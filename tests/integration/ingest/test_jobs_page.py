@@ -94,8 +94,7 @@ def test_the_jobs_page_for_an_operator_and_for_a_user(tmp_path, browser):
         assert stack.state(other).json()["state"] == "FAILED"
 
         # A bundle that is not a tar fails 'open tar'; the operator retries it from there.
-        broken = requests.post(stack.url + "/upload", data=b"not a tar" * 200, timeout=30,
-                               headers={"X-Http-Authed-User": "carol"}).json()["job_id"]
+        broken = stack.tus_send(b"not a tar" * 200, user="carol")
         stack.wait_complete(broken, 60)
         page.goto(f"{stack.url}/jobs/{broken}")
         expect(page.locator("pre")).to_contain_text("tar")

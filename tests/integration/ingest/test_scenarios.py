@@ -116,10 +116,16 @@ def test_metadata_not_json_fails_load_metadata(stack, tmp_path):
     assert "JSON" in final["exception"]
 
 
-def test_body_not_a_tar_fails_open_tar(stack, tmp_path):
+def test_body_not_a_tar_is_refused_at_the_door_and_fails_open_tar_when_resumed(stack, tmp_path):
     path = tmp_path / "bundle.tar"
-    path.write_bytes(b"this is certainly not a tar file " * 100)
-    job_id = stack.upload(path).json()["job_id"]
+    not_a_tar = b"this is certainly not a tar file " * 100
+    path.write_bytes(not_a_tar)
+    refused = stack.upload(path)
+    assert refused.status_code == 400, refused.text
+    assert "not a tar" in refused.json()["message"] and "--data-binary @bundle.tar" in refused.json()["message"]
+    assert "job_id" not in refused.json()
+    # A resumable upload is looked at only once whole: the same bytes fail 'open tar'.
+    job_id = stack.tus_send(not_a_tar)
     final = stack.wait_complete(job_id)
     assert (final["state"], final["task"], final["task_percent"]) == ("FAILED", "open tar", "0.0")
     if stack.embedded:

@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -90,6 +91,41 @@ def test_empty_body_is_400(limited, tmp_path):
     assert good_job(limited, tmp_path) == before + 1
 
 
+def test_what_cannot_be_a_bundle_is_refused_at_the_door_with_a_hint_and_creates_no_job(limited, tmp_path):
+    """The classic mistakes: curl -F (a form), a gzipped tar, another file, a POST with no body
+    at all: each is refused on its first block, says what it looks like and how to send a bundle."""
+    import gzip
+
+    bundle = tmp_path / "b.tar"
+    make_bundle(str(bundle), {"data/x.txt": b"x\n"})
+    before = good_job(limited, tmp_path)
+    url = limited.url + "/upload"
+    answers = {
+        "form": requests.post(url, files={"file": ("bundle.tar", bundle.read_bytes())}, timeout=10),
+        "form, no type": requests.post(url, timeout=10, data=b"--xyz\r\nContent-Disposition: form-data; "
+                                       b"name=\"file\"\r\n\r\n" + bundle.read_bytes() + b"\r\n--xyz--\r\n"),
+        "gzip": requests.post(url, data=gzip.compress(bundle.read_bytes()), timeout=10),
+        "not a tar": requests.post(url, data=b"<html>" * 200, timeout=10),
+        "empty tar": requests.post(url, data=bytes(10240), timeout=10),
+    }
+    expected = {"form": (415, "multipart form"), "form, no type": (400, "multipart form"),
+                "gzip": (400, "gzip-compressed"), "not a tar": (400, "not a tar"), "empty tar": (400, "tar is empty")}
+    for name, answer in answers.items():
+        status, words = expected[name]
+        assert answer.status_code == status, (name, answer.status_code, answer.text)
+        message = answer.json()["message"]
+        assert words in message and "curl --data-binary @bundle.tar" in message, (name, message)
+        assert not answer.content.endswith(b" "), f"{name}: the error body is padded ({len(answer.content)} bytes)"
+    # No body at all, not even a length: a bare `curl -X POST .../upload`.
+    conn = http.client.HTTPConnection("127.0.0.1", limited.port, timeout=10)
+    conn.request("POST", "/upload", headers={"Content-Type": "application/octet-stream"})
+    response = conn.getresponse()
+    bare = json.loads(response.read())
+    conn.close()
+    assert response.status == 400 and "the request body is empty" in bare["message"], bare
+    assert good_job(limited, tmp_path) == before + 1, "a refused body created a job"
+
+
 def test_declared_size_over_free_space_is_507(limited, small_volume, tmp_path):
     ballast = small_volume / "ballast"
     ballast.write_bytes(b"\0" * 10 * MiB)
@@ -107,6 +143,10 @@ def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, sma
     ballast.write_bytes(b"\0" * 10 * MiB)
     try:
         def chunks():
+            # A tar header announcing 8 MiB, then its bytes: a bundle as far as the door can tell.
+            header = tarfile.TarInfo("data/big.bin")
+            header.size = 8 * MiB
+            yield header.tobuf(tarfile.USTAR_FORMAT)
             for _ in range(8):
                 yield b"x" * MiB
 
@@ -127,9 +167,12 @@ def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, sma
 def test_client_that_disconnects_mid_body_leaves_a_failed_job_and_no_partial_file(limited, small_volume, tmp_path):
     before = good_job(limited, tmp_path)
     finished_and_cleaned(limited, before, small_volume)
+    header = tarfile.TarInfo("data/cut.bin")
+    header.size = 1_000_000 - 1024
+    begun = header.tobuf(tarfile.USTAR_FORMAT)  # a bundle's start: the door lets it in
     with socket.create_connection(("127.0.0.1", limited.port)) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-                     b"Content-Length: 1000000\r\n\r\n" + b"y" * 100_000)
+                     b"Content-Length: 1000000\r\n\r\n" + begun + b"y" * (100_000 - len(begun)))
         time.sleep(0.3)
     final = limited.wait_complete(before + 1)
     assert (final["state"], final["task"]) == ("FAILED", "UPLOADING"), final

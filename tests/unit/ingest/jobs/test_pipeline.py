@@ -11,7 +11,7 @@ import hashlib
 
 import pytest
 
-from pacifica.ingest.common.errors import IngestError, PeerRejected
+from pacifica.ingest.common.errors import IngestError, PeerRejected, PeerUnavailable
 from pacifica.ingest.jobs import pipeline
 from pacifica.ingest.peers.memory import MemoryArchive, MemoryMetadata, MemoryPolicy, MemoryUniqueId
 from pacifica.ingest.volume.spool import Spool
@@ -65,6 +65,33 @@ def test_a_file_whose_bytes_disagree_with_its_hash_is_rolled_back(tmp_path):
     with pytest.raises(IngestError, match=r"b\.bin: sha1 of the bytes is .*deleted the 2 files"):
         pipeline.ingest_files(8, path, manifest, archive, 4096, ledger_path=spool.ledger_path(8))
     assert archive.files == {}, "a file of the failed job stayed in the archive"
+
+
+class UnreachableArchive(MemoryArchive):
+    """An archive whose every request fails to connect."""
+
+    def _refused(self, file_id: int):
+        return PeerUnavailable("archive", f"http://archive/{file_id}", "connection failed: [Errno 111] refused")
+
+    def put(self, file_id, body, size, mtime):
+        raise self._refused(file_id)
+
+    def delete(self, file_id):
+        raise self._refused(file_id)
+
+
+def test_an_unreachable_archive_is_not_said_to_hold_what_it_never_got(tmp_path):
+    path = str(tmp_path / "bundle.tar")
+    make_bundle(path, FILES)
+    spool = Spool(str(tmp_path / "volume"), 4096)
+    manifest = pipeline.load_bundle_metadata(9, path, spool, MemoryUniqueId(100))
+    with pytest.raises(IngestError) as failed:
+        pipeline.ingest_files(9, path, manifest, UnreachableArchive(), 4096, ledger_path=spool.ledger_path(9),
+                              file_retries=0, retry_delay=0)
+    message = str(failed.value)
+    assert "refused; deleted 0 of the 1 files this job wrote or began to write to the archive (0 of them whole); " \
+           "could not delete file ids [100] (their sending had only begun: the archive may hold nothing of them)" \
+           in message, message
 
 
 def test_metadata_refused_deletes_every_archived_file(tmp_path):

@@ -70,6 +70,8 @@ def test_entries_get_their_members_offsets_and_ids(tmp_path):
     ([("data/a.txt", b"abc")], {"data/dev": tarfile.CHRTYPE}, "link, device or FIFO"),
     ([], {"data/a.txt": tarfile.DIRTYPE}, "described in metadata but not a file"),
     ([("DATA/a.txt", b"abc")], None, "described in metadata but not a file"),
+    ([("a.txt", b"abc")], None, r"the bundle holds files outside data/ \('a.txt'\): a bundle is metadata.txt "
+                                r"beside a data/ folder.*data/a.txt: described in metadata but not a file"),
 ])
 def test_a_bundle_that_disagrees_with_its_metadata_is_refused(tmp_path, tar_entries, kinds, message):
     path = _tar(tmp_path / "b.tar", tar_entries, [file_object("data", "a.txt", b"abc")], kinds)
