@@ -18,10 +18,15 @@ for working on them.
 from __future__ import annotations
 
 import os
+import re
 
 from setuptools import find_namespace_packages, setup
 
-VERSION = "1.0.0"
+# The one place the version is written: pacifica/core/version.py (read, not imported: building
+# a distribution imports nothing of the package).
+with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pacifica", "core", "version.py"),
+          encoding="utf-8") as _handle:
+    VERSION = re.search(r'__version__ = "([^"]+)"', _handle.read()).group(1)
 SOURCES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CORE_REQUIRES = [
@@ -69,6 +74,9 @@ def distribution(name: str, description: str, packages: list[str], requires: lis
         long_description=long_description,
         long_description_content_type="text/markdown",
         python_requires=">=3.11",
+        # As the published Pacifica packages: LGPL 3 (LICENSE), over the GPL 3 it amends (COPYING).
+        license="LGPL-3.0-or-later",
+        classifiers=["License :: OSI Approved :: GNU Lesser General Public License v3 or later (LGPLv3+)"],
         packages=packages,
         package_dir={"pacifica": os.path.relpath(os.path.join(sources, "pacifica"))},
         install_requires=requires,

@@ -18,7 +18,8 @@ from ..core.database import connect_blocking, make_database
 from ..core.errors import ConfigError
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
-from ..core.web import serve
+from ..core.version import __version__
+from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, serve
 from .app.bootstrap import check_schema, configure
 from .app.server import compose
 from .common import environment as cartd_globals
@@ -31,7 +32,13 @@ logger = logging.getLogger(__name__)
 
 
 def _server_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacifica-cartd", description="Run the cart server.")
+    parser = argparse.ArgumentParser(prog="pacifica-cartd", description="Run the cart server.",
+                                     epilog="example:\n  pacifica-cartd -a 127.0.0.1 -p 8081 -c config.ini\n\n"
+                                     "exit status:\n  0  stopped (SIGTERM, SIGINT)\n  2  the configuration or the "
+                                     "database cannot be used (the message names the setting)\n  3  the address "
+                                     "and port cannot be had (in use, or not allowed)",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None, help="cart config file")
     parser.add_argument("--cpconfig", "--cp-config", dest="cpconfig", metavar="CONFIG", default=None,
                         help="cherrypy config file")
@@ -73,15 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpconfig = args.cpconfig or cartd_globals.cherrypy_config()
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
     # As in 0.7.0: the file's address and port, unless -a / -p are given.
-    serve(lambda: compose(rt, cpconfig),
-          {"engine.autoreload.on": False, "server.socket_timeout": 300, "server.thread_pool": 32,
-           "log.screen": True, "server.socket_host": "127.0.0.1", "server.socket_port": 8081},
-          cpconfig, args.address, args.port, rt.settings.trusted_proxies)
+    try:
+        serve(lambda: compose(rt, cpconfig),
+              {"engine.autoreload.on": False, "server.socket_timeout": 300, "server.thread_pool": 32,
+               "log.screen": True, "server.socket_host": "127.0.0.1", "server.socket_port": 8081},
+              cpconfig, args.address, args.port, rt.settings.trusted_proxies)
+    except PortUnavailable as exc:
+        sys.stderr.write(f"pacifica-cartd: {exc}\n")
+        return EXIT_PORT_IN_USE
     return 0
 
 
 def _cmd_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacifica-cartd-cmd", description="Cartd admin command line tool.")
+    parser = argparse.ArgumentParser(prog="pacifica-cartd-cmd", description="Cartd admin command line tool.",
+                                     epilog="example:\n  pacifica-cartd-cmd purge --time-ago '7 days ago'\n\n"
+                                     "exit status:\n  0  done\n  2  a wrong argument, or the configuration or "
+                                     "database cannot be used\n  255  dbchk: the schema is not usable by this code",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None, help="cart config file")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     sub.add_parser("dbsync", help="create or upgrade the database",
@@ -145,8 +161,11 @@ def _cmd_dbsync(_args: argparse.Namespace) -> int:
 def _cmd_dbchk(args: argparse.Namespace) -> int:
     version = migrations.SCHEMA.get_version(models.DB.obj)
     ok = version == migrations.LATEST if args.check_equal else migrations.SCHEMA.is_safe(version)
-    _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}.{migrations.LATEST[1]}: "
-         f"{'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
+    line = (f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}.{migrations.LATEST[1]}: "
+            f"{'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
+    if not ok and version < migrations.LATEST:
+        line += "; run pacifica-cartd-cmd dbsync to create or upgrade the schema"
+    _out(line)
     return 0 if ok else -1
 
 

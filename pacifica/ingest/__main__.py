@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import cast
 
 import peewee
@@ -17,7 +17,8 @@ from ..core.auth.cli import add_token_commands, run_token_command
 from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
-from ..core.web import serve
+from ..core.version import __version__
+from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, serve
 from .app.bootstrap import announce, check_schema, configure
 from .app.server import compose
 from .common import environment as ingest_globals
@@ -36,15 +37,26 @@ from .web.uploads import store
 logger = logging.getLogger(__name__)
 
 
+SERVER_EXITS = ("exit status:\n  0  stopped (SIGTERM, SIGINT)\n  2  the configuration or the database cannot be "
+                "used (the message names the setting)\n  3  the address and port cannot be had (in use, or "
+                "not allowed)")
+CMD_EXITS = ("exit status:\n  0  done (or nothing to do, and it says so)\n  1  the job failed, or does not "
+             "exist\n  2  a wrong argument, or the configuration or database cannot be used\n"
+             "  255  dbchk: the schema is not usable by this code")
+
+
 def _server_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacifica-ingest", description="Run the ingest server.")
+    parser = argparse.ArgumentParser(prog="pacifica-ingest", description="Run the ingest server.",
+                                     epilog="example:\n  pacifica-ingest -a 127.0.0.1 -p 8066 -c config.ini\n\n"
+                                     + SERVER_EXITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--cp-config", "--cpconfig", dest="cpconfig", metavar="CPCONFIG", default=None,
                         help="cherrypy config file (default: INGEST_CPCONFIG or ~/.pacifica-ingest/cpconfig.ini)")
     parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None,
                         help="ingest config file (default: INGEST_CONFIG or ~/.pacifica-ingest/config.ini)")
     parser.add_argument("-p", "--port", dest="port", type=int, default=None, help="port to listen on (8066)")
     parser.add_argument("-a", "--address", dest="address", default=None,
-                        help="address to listen on (localhost)")
+                        help="address to listen on (the cherrypy config file's, else 127.0.0.1)")
     return parser
 
 
@@ -68,21 +80,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
         return 2
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
-    serve(lambda: compose(rt, cpconfig),
-          {**SERVER_DEFAULTS, "server.socket_host": "localhost", "server.socket_port": 8066},
-          cpconfig, args.address, args.port, settings.trusted_proxies)
+    try:
+        serve(lambda: compose(rt, cpconfig),
+              {**SERVER_DEFAULTS, "server.socket_host": "127.0.0.1", "server.socket_port": 8066},
+              cpconfig, args.address, args.port, settings.trusted_proxies)
+    except PortUnavailable as exc:
+        sys.stderr.write(f"pacifica-ingest: {exc}\n")
+        return EXIT_PORT_IN_USE
     return 0
 
 
 def _cmd_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacifica-ingest-cmd", description="Admin command line tool.")
+    parser = argparse.ArgumentParser(prog="pacifica-ingest-cmd", description="Admin command line tool.",
+                                     epilog="examples:\n  pacifica-ingest-cmd jobs --state FAILED\n"
+                                     "  pacifica-ingest-cmd retry --job-id 17\n"
+                                     "  pacifica-ingest-cmd job --job-id 17 --state FAILED --task 'ingest files'\n\n"
+                                     + CMD_EXITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-c", "--config", dest="config", metavar="CONFIG", default=None,
                         help="ingest config file")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
 
     job = sub.add_parser("job", help="set the state of a job", description="Set the state of a job "
                          "(for example fail a stuck one).")
-    job.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job to change")
+    job.add_argument("--job-id", "--job_id", dest="job_id", type=int, required=True, help="the job to change")
     job.add_argument("--state", dest="state", help=f"the new state ({states.OK} or {states.FAILED})")
     job.add_argument("--task", dest="task", help="the new task (stage) name")
     job.add_argument("--task-percent", dest="task_percent", type=float, help="the new percent, 0 to 100")
@@ -96,28 +117,41 @@ def _cmd_parser() -> argparse.ArgumentParser:
 
     dbchk = sub.add_parser("dbchk", help="check the database schema version",
                            description="Check database against current version: exit 0 if usable "
-                           "(with --equal: if exactly current), non-zero otherwise.")
+                           "(with --equal: if exactly current), 255 otherwise (then run dbsync).")
     dbchk.add_argument("--equal", default=False, dest="check_equal", action="store_true",
                        help="require the exact current version")
     dbchk.set_defaults(func=_cmd_dbchk)
 
-    retry = sub.add_parser("retry", help="run an upload or move again from its file on the volume",
-                           description="Retry a move or ingest from a local file, in this process.")
+    retry = sub.add_parser("retry", help="run a job again from its bundle (or move document) on the volume",
+                           description="Run a job's stages again in this process: an existing job from what it "
+                           "left on the volume (--job-id), or a new one from a file (--path).",
+                           epilog="examples:\n  pacifica-ingest-cmd retry --job-id 17\n"
+                           "  pacifica-ingest-cmd retry --path /data/bundle.tar --username alice\n\n" + CMD_EXITS,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    retry.add_argument("--job-id", "--job_id", dest="job_id", type=int, default=None,
+                       help="the job to run again; without --path its bundle is found on the volume "
+                       "(without --job-id: a new job)")
+    retry.add_argument("--path", dest="file_path", default=None,
+                       help="the tar bundle (or, with --move, the move document) to run")
     retry.add_argument("--move", default=False, dest="move", action="store_true",
                        help="the file is a move document, not a tar bundle")
-    retry.add_argument("--path", dest="file_path", required=True, help="path to the tar or json file")
-    retry.add_argument("--username", dest="username", default=getpass.getuser(),
-                       help="user the policy checks (default: you)")
-    retry.add_argument("--job_id", "--job-id", dest="job_id", type=int, default=None,
-                       help="job id to use (default: a new one)")
+    retry.add_argument("--username", dest="username", default=None,
+                       help="user the policy checks (default: the job's submitter, else you)")
     retry.add_argument("--operator", dest="operator", default=getpass.getuser(),
                        help="who is doing this, recorded in the job (default: you)")
     retry.set_defaults(func=_cmd_retry)
 
-    jobs = sub.add_parser("jobs", help="list jobs", description="List unfinished jobs whose state has not "
-                          "changed for a while (stuck ones): id, state, task, percent, last update.")
-    jobs.add_argument("--stalled", dest="stalled", type=float, required=True, metavar="MINUTES",
-                      help="only jobs not updated for this many minutes")
+    jobs = sub.add_parser("jobs", help="list recent jobs",
+                          description="List the jobs changed last, newest first: id, state, task, percent, "
+                          "last change (UTC), submitter.",
+                          epilog="examples:\n  pacifica-ingest-cmd jobs --state FAILED --limit 5\n"
+                          "  pacifica-ingest-cmd jobs --stalled 60      # unfinished, unchanged for an hour\n\n"
+                          + CMD_EXITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    jobs.add_argument("--state", dest="state", choices=(states.OK, states.FAILED), help="only jobs in this state")
+    jobs.add_argument("--user", dest="user", help="only the jobs of this submitter")
+    jobs.add_argument("--stalled", dest="stalled", type=float, default=None, metavar="MINUTES",
+                      help="only unfinished jobs not changed for this many minutes (stuck ones), oldest first")
+    jobs.add_argument("--limit", dest="limit", type=int, default=20, help="at most this many (default: 20)")
     jobs.set_defaults(func=_cmd_jobs)
 
     cleanup = sub.add_parser("cleanup", help="remove expired failed bundles and resumable uploads",
@@ -129,13 +163,13 @@ def _cmd_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="print every state change of a job",
                              description="Print a job's history, oldest first: time (UTC), state, task, "
                              "percent, operator (for admin commands) and message.")
-    history.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job")
+    history.add_argument("--job-id", "--job_id", dest="job_id", type=int, required=True, help="the job")
     history.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of lines")
     history.set_defaults(func=_cmd_history)
 
     metadata = sub.add_parser("metadata", help="print the metadata the embedded metadata service stored",
                               description="Print a job's metadata document as JSON (embedded metadata only).")
-    metadata.add_argument("--job-id", dest="job_id", type=int, required=True, help="the job")
+    metadata.add_argument("--job-id", "--job_id", dest="job_id", type=int, required=True, help="the job")
     metadata.set_defaults(func=_cmd_metadata)
 
     add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
@@ -153,17 +187,34 @@ def _out(line: str) -> None:
 
 def _cmd_job(args: argparse.Namespace, rt: Runtime) -> int:
     try:
-        actions.set_state(args.job_id, args.operator, args.state, args.task, args.task_percent, args.exception)
+        note = actions.set_state(args.job_id, args.operator, args.state, args.task, args.task_percent,
+                                 args.exception)
     except actions.ActionRefused as exc:
         sys.stderr.write(f"{exc}\n")
         return 2 if exc.status == 400 else 1
+    if note is None:
+        row = models.read_state(args.job_id)
+        _out(f"job {args.job_id}: nothing to change (it is {row.state} {row.task!r} {float(row.task_percent)}%); "
+             "nothing was written")
+        return 0
     _out(f"job {args.job_id} updated")
     return 0
 
 
 def _cmd_jobs(args: argparse.Namespace, rt: Runtime) -> int:
-    for row in stalled_jobs(args.stalled):
-        _out(f"{row.job_id}\t{row.state}\t{row.task}\t{float(row.task_percent)}\t{row.updated:%Y-%m-%d %H:%M:%S}")
+    if args.stalled is not None:
+        rows: Iterable[models.IngestState] = [row for row in stalled_jobs(args.stalled)
+                                              if (args.state is None or row.state == args.state)
+                                              and (args.user is None or row.submitter == args.user)][:args.limit]
+    else:
+        rows = models.recent_jobs(args.limit, state=args.state, submitters=[args.user] if args.user else [])
+    shown = 0
+    for row in rows:
+        shown += 1
+        _out(f"{row.job_id}\t{row.state}\t{row.task}\t{float(row.task_percent)}\t{row.updated:%Y-%m-%d %H:%M:%S}"
+             f"\t{row.submitter or '-'}")
+    if not shown:
+        sys.stderr.write("no jobs match\n")
     return 0
 
 
@@ -187,22 +238,58 @@ def _cmd_dbsync(args: argparse.Namespace, rt: Runtime) -> int:
 def _cmd_dbchk(args: argparse.Namespace, rt: Runtime) -> int:
     version = migrations.get_version(models.DB.obj)
     ok = version == migrations.LATEST if args.check_equal else migrations.is_safe(version)
-    _out(f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}."
-         f"{migrations.LATEST[1]}: {'ok' if ok else 'not ' + ('equal' if args.check_equal else 'safe')}")
+    verdict = "ok" if ok else "not " + ("equal" if args.check_equal else "safe")
+    line = (f"schema version {version[0]}.{version[1]}, code version {migrations.LATEST[0]}."
+            f"{migrations.LATEST[1]}: {verdict}")
+    if not ok and version < migrations.LATEST:
+        line += "; run pacifica-ingest-cmd dbsync to create or upgrade the schema"
+    _out(line)
     return 0 if ok else -1
 
 
 def _cmd_retry(args: argparse.Namespace, rt: Runtime) -> int:
-    if not os.path.isfile(args.file_path):
-        sys.stderr.write(f"no such file: {args.file_path}\n")
+    job_id, path, move, user = args.job_id, args.file_path, args.move, args.username
+    if path is None:
+        if job_id is None:
+            sys.stderr.write("give --job-id (to run a job again from the volume) or --path (a bundle)\n")
+            return 2
+        found = _left_on_volume(rt, job_id)
+        if found is None:
+            sys.stderr.write(f"job {job_id} left no bundle or move document on the volume "
+                             f"({rt.spool.bundle_path(job_id)}); give --path\n")
+            return 2
+        path, move, stored_user = found
+        user = user or stored_user
+    elif not os.path.isfile(path):
+        sys.stderr.write(f"no such file: {path}\n")
         return 2
-    job_id = args.job_id
     if job_id is None:
         job_id = rt.peers.uniqueid.reserve(1, "upload_job")
         _out(f"new job id {job_id}")
-    completed, row = actions.rerun(job_id, args.file_path, args.username, args.move, args.operator)
+    if user is None:
+        user = _submitter(job_id) or getpass.getuser()
+    _out(f"job {job_id}: running {path} as {user}")
+    completed, row = actions.rerun(job_id, path, user, move, args.operator)
     _out(f"job {job_id}: {row.state} {row.task} {row.exception}".rstrip())
     return 0 if completed else 1
+
+
+def _left_on_volume(rt: Runtime, job_id: int) -> tuple[str, bool, str | None] | None:
+    """What job ``job_id`` left on the volume to run again: (path, is a move, its user)."""
+    message = rt.spool.read_job(job_id)
+    if message is not None and os.path.isfile(message["path"]):
+        return message["path"], bool(message.get("move", False)), message["user"]
+    for path, move in ((rt.spool.bundle_path(job_id), False), (rt.spool.move_path(job_id), True)):
+        if os.path.isfile(path):
+            return path, move, _submitter(job_id)
+    return None
+
+
+def _submitter(job_id: int) -> str | None:
+    try:
+        return models.read_state(job_id).submitter
+    except models.IngestState.DoesNotExist:
+        return None
 
 
 def _cmd_history(args: argparse.Namespace, rt: Runtime) -> int:

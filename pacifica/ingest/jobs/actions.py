@@ -64,9 +64,11 @@ def retry(job_id: int, operator: str, where: str, spool: Spool) -> None:
 
 
 def set_state(job_id: int, operator: str, state: str | None = None, task: str | None = None,
-              percent: float | None = None, exception: str | None = None) -> str:
+              percent: float | None = None, exception: str | None = None) -> str | None:
     """Set a job's state by hand (a job that does not exist is made, given ``state`` and
-    ``task``); what is not given stays as it is. Return the line recorded."""
+    ``task``); what is not given stays as it is. Return the line recorded, or None when the
+    job is already so: then nothing is written (no history, no new time of change)."""
+    exists = True
     try:
         current = models.read_state(job_id)
         was = (current.state, current.task, float(current.task_percent), current.exception)
@@ -74,12 +76,15 @@ def set_state(job_id: int, operator: str, state: str | None = None, task: str | 
         if state is None or task is None:
             raise ActionRefused(f"job {job_id} does not exist (give --state and --task to create it)", 404) from None
         was = (state, task, 0.0, "")
+        exists = False
     if percent is not None and not 0 <= percent <= 100:
         raise ActionRefused("--task-percent must be between 0 and 100", 400)
     state = state if state is not None else was[0]
     task = task if task is not None else was[1]
     percent = percent if percent is not None else was[2]
     exception = exception if exception is not None else was[3]
+    if exists and (state, task, float(percent), exception) == was:
+        return None
     note = audit_line(operator, f"set the job to {state} {task!r} {float(percent)}% with pacifica-ingest-cmd job")
     record.by_operator(job_id, state, task, percent, exception=exception, operator=operator, note=note)
     logger.warning("job %s: %s", job_id, note)

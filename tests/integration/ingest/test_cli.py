@@ -13,10 +13,13 @@ pytestmark = pytest.mark.parametrize("cli_stack", ["sqlite", "postgres", "mysql"
 # Job ids the retry test uses, distinct per database (the test peers live for the whole session).
 JOB_IDS = {"cli-sqlite": 900001, "cli-postgres": 900002, "cli-mysql": 900003}
 OUTSIDE_JOB_IDS = {"cli-sqlite": 900011, "cli-postgres": 900012, "cli-mysql": 900013}
+BY_ID_JOB_IDS = {"cli-sqlite": 900021, "cli-postgres": 900022, "cli-mysql": 900023}
 
 
 def test_dbchk_dbsync_twice_dbchk(cli_stack):
-    assert cli_stack.cmd("dbchk").returncode != 0
+    empty = cli_stack.cmd("dbchk")
+    assert empty.returncode == 255
+    assert "not safe; run pacifica-ingest-cmd dbsync to create or upgrade the schema" in empty.stdout
     assert cli_stack.cmd("dbchk", "--equal").returncode != 0
     first = cli_stack.cmd("dbsync")
     assert first.returncode == 0, first.stderr
@@ -161,3 +164,48 @@ def test_cleanup_removes_only_expired_failed_bundles(cli_stack):
     assert result.returncode == 0 and "removed the bundles of 1 failed jobs" in result.stdout
     assert not (volume / "51.tar").exists()
     assert (volume / "52.tar").exists(), "the bundle of a job still running was removed"
+
+
+def test_a_job_command_that_changes_nothing_says_so_and_writes_nothing(cli_stack):
+    cli_stack.cmd("dbsync")
+    made = cli_stack.cmd("job", "--job-id", "61", "--state", "OK", "--task", "ingest files", "--task-percent", "40")
+    assert made.returncode == 0 and "updated" in made.stdout
+    before, events = _state(cli_stack, 61).updated, len(_history(cli_stack, 61))
+    for again in (["--state", "OK", "--task", "ingest files", "--task-percent", "40"], []):
+        same = cli_stack.cmd("job", "--job_id", "61", *again)
+        assert same.returncode == 0, same.stderr
+        assert same.stdout.strip() == "job 61: nothing to change (it is OK 'ingest files' 40.0%); nothing was written"
+    assert _state(cli_stack, 61).updated == before
+    assert len(_history(cli_stack, 61)) == events
+
+
+def test_retry_by_job_id_finds_the_bundle_on_the_volume(cli_stack):
+    cli_stack.cmd("dbsync")
+    job = BY_ID_JOB_IDS[cli_stack.name]
+    cli_stack.volume.mkdir(parents=True, exist_ok=True)
+    make_bundle(str(cli_stack.volume / f"{job}.tar"), {"data/i/found.txt": b"found on the volume\n"})
+    cli_stack.cmd("job", "--job-id", str(job), "--state", "FAILED", "--task", "Policy Validation")
+    retried = cli_stack.cmd("retry", "--job-id", str(job), "--username", "bob")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert f"job {job}: running {cli_stack.volume / f'{job}.tar'} as bob" in retried.stdout
+    assert "OK ingest metadata" in retried.stdout
+    missing = cli_stack.cmd("retry", "--job-id", "999999")
+    assert missing.returncode == 2
+    assert "job 999999 left no bundle or move document on the volume" in missing.stderr and "--path" in missing.stderr
+    neither = cli_stack.cmd("retry")
+    assert neither.returncode == 2 and "give --job-id" in neither.stderr
+
+
+def test_jobs_lists_recent_jobs_with_filters(cli_stack):
+    cli_stack.cmd("dbsync")
+    cli_stack.cmd("job", "--job-id", "44", "--state", "FAILED", "--task", "open tar")
+    cli_stack.cmd("job", "--job-id", "45", "--state", "OK", "--task", "ingest metadata", "--task-percent", "100")
+    listed = cli_stack.cmd("jobs")
+    assert listed.returncode == 0, listed.stderr
+    ids = [line.split("\t")[0] for line in listed.stdout.splitlines()]
+    assert ids[:2] == ["45", "44"], "the jobs changed last come first"
+    failed = [line.split("\t")[:2] for line in cli_stack.cmd("jobs", "--state", "FAILED").stdout.splitlines()]
+    assert ["44", "FAILED"] in failed and all(state == "FAILED" for _job, state in failed)
+    assert len(cli_stack.cmd("jobs", "--limit", "1").stdout.splitlines()) == 1
+    nobody = cli_stack.cmd("jobs", "--user", "nobody-at-all")
+    assert nobody.returncode == 0 and nobody.stdout == "" and "no jobs match" in nobody.stderr

@@ -121,3 +121,39 @@ def test_dbconn_blocking_honours_attempts_and_wait(tmp_path, capsys):
     elapsed = time.monotonic() - started
     assert "after 3 attempts" in capsys.readouterr().err
     assert elapsed >= 0.6, "did not wait connect_wait between attempts"
+
+
+@pytest.mark.parametrize("entry", ["ingest", "ingest-cmd", "cartd", "cartd-cmd"])
+def test_every_command_has_version_and_help_with_an_example_and_exit_codes(entry, capsys):
+    from pacifica.cartd import __main__ as cartd
+    from pacifica.core.version import __version__
+
+    run = {"ingest": main, "ingest-cmd": cmd, "cartd": cartd.main, "cartd-cmd": cartd.cmd}[entry]
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"pacifica-{entry} {__version__}\n"
+    with pytest.raises(SystemExit):
+        run(["--help"])
+    shown = capsys.readouterr().out
+    assert "example" in shown and "exit status:" in shown and "  2  " in shown
+
+
+@pytest.mark.parametrize("entry", ["ingest", "cartd"])
+def test_a_port_in_use_is_one_line_naming_it_and_p(entry, tmp_path, capsys):
+    import socket
+
+    from pacifica.cartd import __main__ as cartd
+
+    run = {"ingest": main, "cartd": cartd.main}[entry]
+    path = tmp_path / "config.cfg"
+    path.write_text(f"[{'ingest' if entry == 'ingest' else 'cartd'}]\ndata_dir = {tmp_path}/data\n"
+                    f"volume_path = {tmp_path}/volume\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(["-c", str(path), "-a", "127.0.0.1", "-p", str(port)]) == 3
+    err = capsys.readouterr().err
+    assert err == f"pacifica-{entry}: port {port} is in use (127.0.0.1:{port}: is another server running?); " \
+                  "pass -p PORT to listen on another\n"
