@@ -166,12 +166,18 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
             hook(job_id)
 
 
+# How a list of jobs may be ordered, newest first: by last change, by job id, by creation (age).
+JOB_ORDERS: dict[str, peewee.Field] = {"changed": IngestState.updated, "id": IngestState.job_id,
+                                       "age": IngestState.created}
+
+
 def recent_jobs(limit: int, *, running: bool = False, state: str | None = None,
-                submitters: Iterable[str] = ()) -> Iterator[IngestState]:
-    """The ``limit`` jobs changed last, newest first: only unfinished ones (``running``), only
-    those in ``state``, only those of every one of ``submitters`` (given twice, a user filter and
-    the viewer's own jobs, both must hold)."""
-    query = IngestState.select().order_by(IngestState.updated.desc()).limit(limit)
+                submitters: Iterable[str] = (), order: str = "changed") -> Iterator[IngestState]:
+    """The first ``limit`` jobs in ``order`` (``JOB_ORDERS``: changed last, highest id or created
+    last first): only unfinished ones (``running``), only those in ``state``, only those of every
+    one of ``submitters`` (given twice, a user filter and the viewer's own jobs, both must hold)."""
+    column = JOB_ORDERS[order]
+    query = IngestState.select().order_by(column.desc(), IngestState.job_id.desc()).limit(limit)
     if running:
         query = query.where(IngestState.complete == False)  # noqa: E712 - SQL, not Python
     elif state is not None:

@@ -100,18 +100,45 @@ def is_operator(viewer: Identity) -> bool:
     return viewer.operator
 
 
-def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) -> bytes:
+# The orders the list offers, as its header says them.
+ORDERS = {"changed": "last change", "id": "job id", "age": "age"}
+
+
+def _arrived(row: models.IngestState) -> str:
+    """The size column: the bundle's size, and for an upload that was cut, how much had arrived."""
+    done, total = int(row.bytes_done or 0), int(row.bytes_total or 0)
+    if row.task == states.UPLOADING and row.state == states.FAILED and done:
+        return f"{_size(done)} of {_size(total)} arrived" if total else f"{_size(done)} arrived"
+    return _size(total)
+
+
+def _of(row: models.IngestState) -> str:
+    """After a job's bar: of how much (or, for a cut upload, how much had arrived)."""
+    arrived = _arrived(row)
+    return f"({arrived})" if arrived.endswith("arrived") else f"of {arrived}"
+
+
+def _sort_link(order: str, current: str, state: str | None, user: str | None) -> str:
+    if order == current:
+        return f"<b>{html.escape(ORDERS[order])}</b>"
+    query = urlencode({key: value for key, value in (("state", state), ("user", user), ("sort", order)) if value})
+    return f'<a href="/jobs?{html.escape(query)}">{html.escape(ORDERS[order])}</a>'
+
+
+def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime, order: str = "changed") -> bytes:
     now = models.utcnow()
+    order = order if order in ORDERS else "changed"
     query = models.recent_jobs(LIMIT, running=state == "running",
                                state=state if state in (states.OK, states.FAILED) else None,
-                               submitters=[name for name in (user, owner_filter(viewer, rt.auth)) if name])
+                               submitters=[name for name in (user, owner_filter(viewer, rt.auth)) if name],
+                               order=order)
     rows = []
     for row in query:
         finished = row.updated if row.complete else now
         rows.append(
             f'<tr data-job="{int(row.job_id)}"><td><a href="/jobs/{int(row.job_id)}">{int(row.job_id)}</a></td>'
             f"<td>{html.escape(row.submitter or '')}</td><td>{_state(row)}</td><td>{html.escape(row.task)}</td>"
-            f"<td>{_bar(row)}</td><td>{_size(row.bytes_total)}</td><td>{_ago(row.created, now)}</td>"
+            f"<td>{_bar(row)}</td><td>{_arrived(row)}</td><td>{_ago(row.created, now)}</td>"
             f"<td>{_ago(row.created, finished) if row.created else ''}</td></tr>")
     options = "".join(f'<option value="{value}"{" selected" if value == (state or "") else ""}>{label}</option>'
                       for value, label in (("", "any state"), ("running", "running"), (states.OK, "OK"),
@@ -121,7 +148,10 @@ def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime) ->
             f"{REFRESH_SECONDS} s.</p>"
             f'<form method="get" action="/jobs"><select name="state">{options}</select> '
             f'<input name="user" placeholder="user" value="{html.escape(user or "")}"> '
+            f'<input type="hidden" name="sort" value="{html.escape(order)}"> '
             f'<button type="submit">Filter</button></form>'
+            f'<p class="order">The {LIMIT} jobs first by {html.escape(ORDERS[order])}, newest first. '
+            f'Sort by: {" · ".join(_sort_link(name, order, state, user) for name in ORDERS)}</p>'
             "<table><thead><tr><th>job</th><th>user</th><th>state</th><th>stage</th><th>progress</th><th>size</th>"
             f"<th>age</th><th>duration</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     return _page("Jobs", body, refresh=True)
@@ -159,7 +189,7 @@ def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
             actions += _button(job_id, "fail", "Fail this job")
     exception = f"<h2>Exception</h2><pre>{html.escape(public_text(row.exception))}</pre>" if row.exception else ""
     body = (f'<p><a href="/jobs">All jobs</a></p><h1>Job {job_id}</h1>'
-            f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} of {_size(row.bytes_total)}; "
+            f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} {_of(row)}; "
             f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}"
             f"<h2>History</h2><ol>{events}</ol><h2>Files</h2><table><thead><tr><th>id</th><th>name</th>"
             f"<th>size</th></tr></thead><tbody>{files}</tbody></table>{_more_files(row, len(listed))}")
@@ -241,13 +271,14 @@ class JobsPage:
     _cp_config = {"request.process_request_body": False}
 
     @staticmethod
-    def GET(job_id: Any = None, state: Any = None, user: Any = None, **_ignored: Any) -> bytes:
-        """The list of recent jobs, or one job."""
+    def GET(job_id: Any = None, state: Any = None, user: Any = None, sort: Any = None, **_ignored: Any) -> bytes:
+        """The list of recent jobs (``sort``: changed, id or age), or one job."""
         rt = current_runtime()
         viewer = current_identity("read")
         with database_errors():
             if job_id is None:
-                return _list(str(state) if state else None, str(user) if user else None, viewer, rt)
+                return _list(str(state) if state else None, str(user) if user else None, viewer, rt,
+                             str(sort) if sort else "changed")
             return _detail(parse_job_id(job_id), viewer, rt)
 
     @staticmethod
