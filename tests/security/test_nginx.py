@@ -1,4 +1,4 @@
-"""The shipped nginx example (docs/nginx/pacifica-ingest.conf) in front of the service, as it is
+"""The shipped nginx example (examples/nginx/pacifica-ingest.conf) in front of the service, as it is
 with its paths and ports replaced: TLS, HTTP Basic users, the identity header set by the proxy
 alone, and the service believing it from the proxy only."""
 
@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tests.support.bundles import make_bundle
 from tests.support.procs import free_port, wait_for
 
-EXAMPLE = Path(__file__).parents[2] / "docs" / "nginx" / "pacifica-ingest.conf"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "pacifica-ingest.conf"
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -45,7 +45,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def nginx(tmp_path):
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(binary).exists(), "nginx is required (.ci/run installs Debian's nginx)"
+    assert Path(binary).exists(), "nginx is required (tools/test installs Debian's nginx)"
     started = []
 
     def start(upstream_port: int) -> tuple[str, Path]:

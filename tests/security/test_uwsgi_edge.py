@@ -1,4 +1,4 @@
-"""The README's production uWSGI command at the edge: uWSGI's HTTP router takes the connections
+"""The deployment page's production uWSGI command at the edge: uWSGI's HTTP router takes the connections
 (a client silent for 10 s while sending its headers is dropped; slow clients are held by the
 router's event loop, not by the workers), the workers see each client's own address (protected
 mode holds), one address holds at most a quarter of a process's threads, and an upload may
@@ -21,8 +21,8 @@ from tests.security.test_protected_mode import remote_get
 from tests.security.test_slow_clients import slow_header_attack, upload_with_a_pause
 from tests.support.procs import BIN, Proc, free_port
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-# The README's command, after `uwsgi`, without its address.
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+# The deployment page's command, after `uwsgi`, without its address.
 PRODUCTION = ["--http-headers-timeout", "10", "--http-timeout", "300", "--master", "--die-on-term",
               "--processes", "2", "--threads", "8", "--socket-timeout", "300", "--module", "pacifica.ingest.wsgi"]
 
@@ -50,7 +50,7 @@ sys.stdin.readline()
 
 @pytest.fixture
 def uwsgi_router(tmp_path):
-    """An embedded stack under the README's production uWSGI command on every address."""
+    """An embedded stack under the deployment page's production uWSGI command on every address."""
     started = []
 
     def start(**settings: str):
@@ -68,8 +68,8 @@ def uwsgi_router(tmp_path):
         stack.stop()
 
 
-def test_the_readme_gives_this_command():
-    assert "uwsgi --http :8066 " + " ".join(PRODUCTION) in " ".join(README.read_text().split())
+def test_the_deployment_page_gives_this_command():
+    assert "uwsgi --http :8066 " + " ".join(PRODUCTION) in " ".join(DEPLOYMENT.read_text().split())
 
 
 def test_the_workers_see_each_clients_own_address(uwsgi_router, remote):
@@ -116,5 +116,5 @@ def test_one_address_holds_at_most_its_share_of_the_threads(uwsgi_router, remote
 
 def test_an_upload_may_pause_past_uwsgis_own_timeouts(uwsgi_router, tmp_path):
     """A pause of 70 s mid-body: past uWSGI's default read timeouts (4 s in a worker, 60 s in the
-    router), within the README's 300 s."""
+    router), within the deployment page's 300 s."""
     upload_with_a_pause(uwsgi_router(), tmp_path, 70)

@@ -32,3 +32,18 @@ def test_server_conf_allows_large_slow_uploads():
     assert config["global"]["server.socket_timeout"] >= 60
     assert config["global"]["server.socket_port"] == 8066
     assert config["/"]["request.show_tracebacks"] is False
+    # The file is optional: it writes down the server's own defaults, nothing else.
+    from pacifica.ingest.web.resources import SERVER_DEFAULTS
+
+    assert {key: config["global"][key] for key in SERVER_DEFAULTS} == SERVER_DEFAULTS
+    assert config["global"]["server.socket_host"] == "127.0.0.1"
+
+
+def test_the_facility_example_loads_and_names_a_real_stack(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = load_settings(str(ROOT / "examples" / "facility" / "config.cfg"), environ={})
+    for url in (settings.uniqueid_url, settings.policy_url, settings.archive_url, settings.metadata_url):
+        assert url.startswith("http://"), url
+    assert settings.broker_url.startswith("pyamqp://") and settings.backend_url.startswith("redis://")
+    assert settings.peewee_url.startswith("postgres://")
+    assert settings.trusted_proxies and settings.operators, "the example opens the service to its proxy and operators"

@@ -26,7 +26,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def client():
     assert NODE, "Node.js is not installed"
-    assert (JS / "node_modules" / "tus-js-client").is_dir(), f"run 'npm ci' in {JS} (.ci/run does)"
+    assert (JS / "node_modules" / "tus-js-client").is_dir(), f"run 'npm ci' in {JS} (tools/test does)"
     return [NODE, str(JS / "upload.mjs")]
 
 

@@ -131,7 +131,7 @@ def test_the_seeds_command_on_the_embedded_defaults(tmp_path):
         assert _pid_gone(worker_pids[0]), "the embedded worker outlived uWSGI"
         stack.start_uwsgi("--die-on-term", log="uwsgi-2.log")
         _expect_archived(stack, job_id, last)
-        # With --die-on-term (the README's command), SIGTERM stops the server and its worker.
+        # With --die-on-term (the deployment page's command), SIGTERM stops the server and its worker.
         started = re.findall(r"embedded worker started \(pid (\d+)\)", stack.server.log())
         _signal_and_wait(stack, signal.SIGTERM)
         assert _pid_gone(int(started[-1])), "the embedded worker outlived uWSGI"
