@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import getpass
 import json
 import logging
@@ -17,6 +19,7 @@ from ..core.auth.cli import add_token_commands, run_token_command
 from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
+from ..core.terminal import Progress, progress_bar
 from ..core.version import __version__
 from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, serve
 from .app.bootstrap import announce, check_schema, configure
@@ -269,9 +272,27 @@ def _cmd_retry(args: argparse.Namespace, rt: Runtime) -> int:
     if user is None:
         user = _submitter(job_id) or getpass.getuser()
     _out(f"job {job_id}: running {path} as {user}")
-    completed, row = actions.rerun(job_id, path, user, move, args.operator)
+    # At a terminal, a bar shows how far the job is (a retry of many gigabytes takes minutes).
+    bar = progress_bar(functools.partial(_progress_of, job_id), sys.stderr, done=_release_connection) \
+        if sys.stdout.isatty() else contextlib.nullcontext()
+    with bar:
+        completed, row = actions.rerun(job_id, path, user, move, args.operator)
     _out(f"job {job_id}: {row.state} {row.task} {row.exception}".rstrip())
     return 0 if completed else 1
+
+
+def _progress_of(job_id: int) -> Progress | None:
+    """Job ``job_id``'s stage and progress, for the bar of a long command."""
+    try:
+        row = models.read_state(job_id)
+    except models.IngestState.DoesNotExist:
+        return None
+    return Progress(row.task, float(row.task_percent or 0), int(row.bytes_done or 0), int(row.bytes_total or 0))
+
+
+def _release_connection() -> None:
+    if models.DB.obj is not None and not models.DB.obj.is_closed():
+        models.DB.obj.close()
 
 
 def _left_on_volume(rt: Runtime, job_id: int) -> tuple[str, bool, str | None] | None:

@@ -157,3 +157,16 @@ def test_a_port_in_use_is_one_line_naming_it_and_p(entry, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"pacifica-{entry}: port {port} is in use (127.0.0.1:{port}: is another server running?); " \
                   "pass -p PORT to listen on another\n"
+
+
+def test_retry_at_a_terminal_shows_a_progress_bar(config, tmp_path, capsys, monkeypatch):
+    from tests.support.bundles import make_bundle
+
+    bundle = tmp_path / "b.tar"
+    make_bundle(str(bundle), {"data/a.bin": b"a" * 100_000})
+    assert cmd(["-c", config, "dbsync"]) == 0
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert cmd(["-c", config, "retry", "--path", str(bundle), "--job-id", "21", "--username", "alice"]) == 0
+    shown = capsys.readouterr()
+    assert "job 21: OK ingest metadata" in shown.out
+    assert "\r[" in shown.err and "%" in shown.err and shown.err.endswith("\n"), shown.err
