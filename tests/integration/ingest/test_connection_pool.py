@@ -80,8 +80,9 @@ def _kill_mysql(url: str, connection_id: int) -> None:
 def test_pool_hands_out_fresh_connections_unchecked_and_replaces_dead_ones(kind):
     """A connection given back moments ago is reused as it is; one that died is found and replaced
     once the recheck time has passed, and after ``discard`` at any time."""
-    name = "pacifica_ingest_pool_recheck"
-    url = services.create_postgres_db(name) if kind == "postgres" else services.create_mysql_db(name)
+    url = services.create_postgres_db("pacifica_ingest_pool_recheck") if kind == "postgres" \
+        else services.create_mysql_db("pacifica_ingest_pool_recheck")
+    name = url.rsplit("/", 1)[1]  # the run's own name for it
     database = make_database(url)
     database.RECHECK_AFTER = 0.5
     query = "SELECT 1"
