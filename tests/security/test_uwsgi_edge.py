@@ -27,13 +27,17 @@ PRODUCTION = ["--http-headers-timeout", "10", "--http-timeout", "300", "--master
               "--processes", "2", "--threads", "8", "--socket-timeout", "300", "--module", "pacifica.ingest.wsgi"]
 
 TRICKLE = """
-import socket, sys, time
+import socket, sys, tarfile, time
 host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# A bundle's first header, so that the upload is let in and then held waiting for the rest.
+header = tarfile.TarInfo("data/t.bin")
+header.size = 100000 - 1024
+begun = header.tobuf(tarfile.USTAR_FORMAT)
 held, answers = [], []
 for _ in range(count):
     sock = socket.create_connection((host, port), timeout=30)
     sock.sendall(b"POST /upload HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/octet-stream\\r\\n"
-                 b"Content-Length: 100000\\r\\n\\r\\n" + b"\\0" * 1000)
+                 b"Content-Length: 100000\\r\\n\\r\\n" + begun + b"\\0" * (1000 - len(begun)))
     held.append(sock)
     time.sleep(0.3)
 time.sleep(2)

@@ -1,9 +1,9 @@
 """The real services the tests use: PostgreSQL, MariaDB, RabbitMQ and Redis on loopback.
 
 The suite is a guest on a machine that may hold other people's data and other runs of this
-suite. Every database and vhost it makes carries this run's name (``RUN``); every Redis
-database it uses is one it found empty and claimed (a marker key naming this process). It
-drops, deletes and flushes only those, and all of them when the run ends (``cleanup``).
+suite. Every database and vhost it makes carries this run's name (``RUN``), and its Redis
+databases are those of a Redis server of its own (``_PrivateRedis``). It drops and deletes only
+those, and all of them when the run ends (``cleanup``).
 A service that is not running fails the test loudly with how to start it.
 """
 
@@ -16,12 +16,12 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
-REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 RABBIT_HOST = os.environ.get("TEST_RABBIT_HOST", "127.0.0.1")
 
 # This run's name, in every database and vhost it makes: two runs on one host never share one.
@@ -30,13 +30,12 @@ RUN = os.environ.get("PACIFICA_TEST_RUN") or f"r{os.getpid():x}{secrets.token_he
 START_HINTS = {
     "postgresql": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     "mariadb": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
-    "redis": 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no',
     "rabbitmq": "rabbitmq-server -detached",
 }
 
 # What this run made, to be removed when it ends: (kind, name or number).
 _made: list[tuple[str, str | int]] = []
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def _unavailable(service: str, exc: Exception) -> None:
@@ -129,58 +128,83 @@ def rabbitmq_vhost(vhost: str) -> str:
     return f"pyamqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
 
 
-# The key that marks a Redis database as taken by a run: its value names the host and process.
-CLAIM = "pacifica-tests:claimed-by"
-# Database 0 is every Redis client's default: the suite leaves it alone.
-REDIS_NUMBERS = range(1, 16)
+class _PrivateRedis:
+    """This run's own Redis server, on a free loopback port, started when first needed.
+
+    Redis names its databases by number, 16 by default and shared by everyone on a machine, and
+    one run of the suite uses about ten: a run of its own server is the only way two runs (or a
+    developer's own data in the machine's Redis) never meet. It is the real redis-server, with
+    no persistence, and it is stopped and its directory removed when the run ends.
+    """
+
+    DATABASES = 256
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.directory = ""
+        self.next_number = 0
+
+    def url(self) -> str:
+        with _lock:
+            if self.proc is None:
+                self._start()
+            self.next_number += 1
+            if self.next_number >= self.DATABASES:
+                pytest.fail(f"this run used all {self.DATABASES} databases of its Redis", pytrace=False)
+            return f"redis://127.0.0.1:{self.port}/{self.next_number}"
+
+    def _start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is required: the suite runs a Redis of its own "
+                        "(apt-get install redis-server)", pytrace=False)
+        import tempfile
+
+        self.directory = tempfile.mkdtemp(prefix=f"pacifica-tests-redis-{RUN}-")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--databases", str(self.DATABASES), "--dir", self.directory, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        try:
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.RedisError:
+                    if self.proc.poll() is not None:
+                        pytest.fail(f"redis-server exited at once ({self.proc.returncode})", pytrace=False)
+                    time.sleep(0.05)
+            else:
+                pytest.fail(f"redis-server did not answer on port {self.port}", pytrace=False)
+        finally:
+            client.close()
+        _remember("redis-server", self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{RUN}"
-
-
-def _stale(claim: bytes | None) -> bool:
-    """Whether ``claim`` was made by a run on this host whose process is gone."""
-    host, _, rest = (claim or b"").decode(errors="replace").partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+_REDIS = _PrivateRedis()
 
 
 def redis_db() -> str:
-    """A Redis database for this run alone: one that was empty (or held only the marker of a
-    run whose process is gone), claimed with a marker key; return its URL. Emptied when the
-    run ends."""
-    import redis
-
-    for number in REDIS_NUMBERS:
-        if ("redis", number) in _made:
-            continue
-        client = redis.Redis(host=REDIS_HOST, port=6379, db=number, socket_connect_timeout=5)
-        try:
-            if client.set(CLAIM, _owner(), nx=True):
-                if client.dbsize() == 1:
-                    _remember("redis", number)
-                    return f"redis://{REDIS_HOST}:6379/{number}"
-                client.delete(CLAIM)  # somebody's data is there: not ours to use
-            elif _stale(client.get(CLAIM)):
-                client.flushdb()
-                if client.set(CLAIM, _owner(), nx=True):
-                    _remember("redis", number)
-                    return f"redis://{REDIS_HOST}:6379/{number}"
-        except redis.RedisError as exc:
-            _unavailable("redis", exc)
-        finally:
-            client.close()
-    pytest.fail(f"no free Redis database on {REDIS_HOST}:6379: databases {REDIS_NUMBERS.start}-"
-                f"{REDIS_NUMBERS.stop - 1} hold data or belong to other runs of this suite", pytrace=False)
+    """A Redis database of this run alone (in this run's own Redis server); return its URL."""
+    return _REDIS.url()
 
 
 def cleanup() -> None:
@@ -214,12 +238,5 @@ def _remove(kind: str, name: str | int) -> None:
         conn.close()
     elif kind == "vhost":
         subprocess.run([_rabbitmqctl(), "delete_vhost", str(name)], capture_output=True, timeout=60)
-    elif kind == "redis":
-        import redis
-
-        client = redis.Redis(host=REDIS_HOST, port=6379, db=int(name), socket_connect_timeout=5)
-        try:
-            if client.get(CLAIM) == _owner().encode():
-                client.flushdb()
-        finally:
-            client.close()
+    elif kind == "redis-server":
+        _REDIS.stop()
