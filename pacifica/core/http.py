@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import itertools
 import json
 import logging
 import re
@@ -103,10 +104,28 @@ def call(session: requests.Session, peer: str, method: str, url: str, refusals_i
             response = session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise transport_error(peer, url, exc) from None
-        refused = answer_error(peer, url, response.status_code, response.content, refusals_in_500)
+        if response.status_code < 400:
+            # A success's body is the caller's to read: with ``stream=True`` (a file of gigabytes)
+            # reading ``content`` here would hold all of it in memory.
+            return response
+        refused = answer_error(peer, url, response.status_code, _error_body(response), refusals_in_500)
         if refused is not None:
             raise refused
         return response
+
+
+# How much of a peer's error answer is read to say why it refused.
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+def _error_body(response: requests.Response) -> bytes:
+    """The first ``ERROR_BODY_LIMIT`` bytes of an error answer (a peer may send any amount)."""
+    try:
+        return b"".join(itertools.islice(response.iter_content(8192), ERROR_BODY_LIMIT // 8192))
+    except requests.RequestException:
+        return b""
+    finally:
+        response.close()
 
 
 def lean_call(session: requests.Session, peer: str, method: str, url: str, body: Any = None,

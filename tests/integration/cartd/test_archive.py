@@ -65,3 +65,23 @@ def test_many_requests_in_a_row_to_an_archive_under_uwsgi_http_socket(stacks):
         for file_id in ids:
             client.stage_file(file_id)
             assert int(json.loads(client.status_file(file_id))["filesize"]) == len(data)
+
+
+def test_a_pull_streams_and_holds_a_block_not_the_file(archive, tmp_path):
+    """64 MiB pulled with 1 MiB blocks: the client holds a few blocks at a time, not the file
+    (reading a success's whole body to check it for an error once made a 1 GiB pull hold 2.3 GB)."""
+    import tracemalloc
+
+    data = os.urandom(64 * 1024 * 1024)
+    HttpArchive(archive.url, make_session(30, 1)).put(FILE_ID + 20, [data], len(data), 1)
+    digest = hashlib.sha1(data).hexdigest()
+    del data
+    tracemalloc.start()
+    try:
+        ArchiveRequests(archive.url, transfer_size=1 << 20).pull_file(FILE_ID + 20, str(tmp_path / "big"), digest,
+                                                                      "sha1")
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"the pull held {peak / 2**20:.0f} MiB"
+    assert (tmp_path / "big").stat().st_size == 64 * 1024 * 1024
