@@ -19,7 +19,8 @@ class Progress(NamedTuple):
     total: int = 0
 
 
-def _size(count: int) -> str:
+def human_size(count: int) -> str:
+    """``count`` bytes for a person: ``512 B``, ``1.5 GiB``."""
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
@@ -34,7 +35,7 @@ def render(progress: Progress) -> str:
     filled = round(WIDTH * percent / 100)
     line = f"[{'#' * filled}{'.' * (WIDTH - filled)}] {percent:5.1f} % {progress.stage}"
     if progress.total:
-        line += f", {_size(progress.done)} of {_size(progress.total)}"
+        line += f", {human_size(progress.done)} of {human_size(progress.total)}"
     return line
 
 

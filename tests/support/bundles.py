@@ -89,3 +89,11 @@ def move_document(sources: dict[str, str], project: str = "1234a") -> list[dict[
 def upload_job(url: str) -> int:
     """The job id of a single tus upload from its URL (``.../uploads/<job_id>-<secret>``)."""
     return int(url.rstrip("/").rsplit("/", 1)[1].split("-", 1)[0])
+
+
+def bundle_start(member_size: int, name: str = "data/cut.bin") -> bytes:
+    """The first block of a bundle whose first member holds ``member_size`` bytes: what the door of
+    ``POST /upload`` reads before it lets a body in (the bytes after it are the caller's)."""
+    header = tarfile.TarInfo(name)
+    header.size = member_size
+    return header.tobuf(tarfile.USTAR_FORMAT)

@@ -22,6 +22,7 @@ import cherrypy
 from ...core.auth.identity import Identity
 from ...core.auth.web import current_identity, owner_filter
 from ...core.redact import public_text
+from ...core.terminal import human_size
 from ..common import states
 from ..db import models
 from ..jobs import actions
@@ -63,12 +64,7 @@ def _ago(moment: datetime.datetime | None, now: datetime.datetime) -> str:
 
 
 def _size(count: int | None) -> str:
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
+    return human_size(int(count or 0))
 
 
 def percent_done(row: models.IngestState) -> float:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import socket
-import tarfile
 import time
 
 import requests
 
 from tests.conftest import embedded_stack
-from tests.support.bundles import make_bundle
+from tests.support.bundles import bundle_start, make_bundle
 
 ALICE = {"X-Http-Authed-User": "alice"}
 
@@ -21,9 +20,7 @@ def _order(page: str) -> list[int]:
 
 
 def _cut_upload(port: int, announced: int, sent: int) -> None:
-    header = tarfile.TarInfo("data/cut.bin")
-    header.size = announced - 1024
-    begun = header.tobuf(tarfile.USTAR_FORMAT)
+    begun = bundle_start(announced - 1024)
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nX-Http-Authed-User: alice\r\n"
                      b"Content-Type: application/octet-stream\r\n"

@@ -7,7 +7,6 @@ import http.client
 import json
 import socket
 import subprocess
-import tarfile
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import requests
 
 from tests.conftest import embedded_stack
 from tests.support import services
-from tests.support.bundles import make_bundle
+from tests.support.bundles import bundle_start, make_bundle
 from tests.support.procs import wait_for
 from tests.support.proxy import TcpProxy
 from tests.support.stack import Stack
@@ -144,9 +143,7 @@ def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, sma
     try:
         def chunks():
             # A tar header announcing 8 MiB, then its bytes: a bundle as far as the door can tell.
-            header = tarfile.TarInfo("data/big.bin")
-            header.size = 8 * MiB
-            yield header.tobuf(tarfile.USTAR_FORMAT)
+            yield bundle_start(8 * MiB, "data/big.bin")
             for _ in range(8):
                 yield b"x" * MiB
 
@@ -167,9 +164,7 @@ def test_disk_full_during_an_upload_fails_the_job_and_keeps_nothing(limited, sma
 def test_client_that_disconnects_mid_body_leaves_a_failed_job_and_no_partial_file(limited, small_volume, tmp_path):
     before = good_job(limited, tmp_path)
     finished_and_cleaned(limited, before, small_volume)
-    header = tarfile.TarInfo("data/cut.bin")
-    header.size = 1_000_000 - 1024
-    begun = header.tobuf(tarfile.USTAR_FORMAT)  # a bundle's start: the door lets it in
+    begun = bundle_start(1_000_000 - 1024)  # a bundle's start: the door lets it in
     with socket.create_connection(("127.0.0.1", limited.port)) as sock:
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
                      b"Content-Length: 1000000\r\n\r\n" + begun + b"y" * (100_000 - len(begun)))
