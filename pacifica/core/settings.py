@@ -7,6 +7,7 @@ import configparser
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,6 +36,35 @@ def parse_size(size: str | int) -> int:
         return int(float(number) * _SIZE_UNITS[unit])
     except (ValueError, KeyError):
         raise ValueError(f"not a size: {size!r} (expected e.g. '4 Mb' or '1048576')") from None
+
+
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*(/\s*s)?\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_rate(rate: str) -> int:
+    """Parse a rate such as ``"50MB/s"``, ``"50 Mb/s"`` or ``"0"`` (no limit) into bytes a second,
+    with the units of ``parse_size``."""
+    match = _RATE.match(str(rate))
+    if match is None:
+        raise ValueError(f"not a rate: {rate!r} (expected e.g. '50MB/s' or '0' for no limit)")
+    number, unit, _per_second = match.groups()
+    return parse_size(f"{number} {unit}" if unit else number)
+
+
+def parse_duration(text: str) -> float:
+    """Parse a duration such as ``"90d"``, ``"12h"``, ``"30m"`` or ``"45s"`` into seconds (a bare
+    number is days)."""
+    value = str(text).strip()
+    unit = value[-1:].lower() if value[-1:].isalpha() else "d"
+    number = value[:-1] if value[-1:].isalpha() else value
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '90d', '12h', '30m')") from None
+    if seconds < 0:
+        raise ValueError(f"not a duration: {text!r} (it is negative)")
+    return seconds
 
 
 def _at_least(parse: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:

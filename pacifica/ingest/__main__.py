@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import functools
 import getpass
 import json
@@ -19,6 +20,7 @@ from ..core.auth.cli import add_token_commands, run_token_command
 from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
+from ..core.settings import parse_duration, parse_rate
 from ..core.terminal import Progress, progress_bar
 from ..core.version import __version__
 from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, serve
@@ -28,12 +30,12 @@ from .common import environment as ingest_globals
 from .common import states
 from .common.errors import ConfigError, PeerError
 from .common.settings import load_settings
-from .db import migrations, models
+from .db import archived, migrations, models
 from .db.responses import event_response
-from .jobs import actions
+from .jobs import actions, fixity
 from .jobs.housekeeping import expire_failed_bundles, expire_uploads, stalled_jobs
 from .jobs.runtime import Runtime
-from .peers.base import ReadableMetadataPort
+from .peers.base import ListingMetadataPort, ReadableMetadataPort
 from .web.resources import SERVER_DEFAULTS
 from .web.uploads import store
 
@@ -174,6 +176,33 @@ def _cmd_parser() -> argparse.ArgumentParser:
                               description="Print a job's metadata document as JSON (embedded metadata only).")
     metadata.add_argument("--job-id", "--job_id", dest="job_id", type=int, required=True, help="the job")
     metadata.set_defaults(func=_cmd_metadata)
+
+    audit = sub.add_parser("fixity", help="check archived files against their digests (a fixity audit)",
+                            description="Read archived files back from the archive, hash them and compare with "
+                            "the digests declared when they were ingested; print a report (every failure with "
+                            "its path and both digests) and keep each check in the job's history.",
+                            epilog="examples:\n  pacifica-ingest-cmd fixity --all\n"
+                            "  pacifica-ingest-cmd fixity --older-than 90d --rate 50MB/s --json\n"
+                            "  pacifica-ingest-cmd fixity --job-id 17\n"
+                            "  pacifica-ingest-cmd fixity --backfill      # record jobs archived before the record\n\n"
+                            "exit status:\n  0  every file checked is whole\n  1  a file failed its check or is "
+                            "missing\n  2  a wrong argument, the configuration or database cannot be used, or the "
+                            "archive could not be reached (the audit stopped)",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = audit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job-id", "--job_id", dest="job_id", type=int, help="the files of this job")
+    which.add_argument("--all", dest="everything", action="store_true", help="every archived file")
+    which.add_argument("--older-than", dest="older_than", metavar="AGE",
+                       help="the files not found whole for AGE (90d, 12h, 30m)")
+    which.add_argument("--backfill", dest="backfill", action="store_true",
+                       help="record the files of jobs completed before the record existed, from the metadata "
+                       "service, and check nothing")
+    audit.add_argument("--rate", dest="rate", default=None, metavar="RATE",
+                        help="read at most this fast (50MB/s; 0: no limit; default: [fixity] rate)")
+    audit.add_argument("--include-tape", dest="include_tape", action="store_true", default=None,
+                        help="read files the archive keeps on tape too (recalls them)")
+    audit.add_argument("--json", dest="as_json", action="store_true", help="print the report as JSON")
+    audit.set_defaults(func=_cmd_fixity)
 
     add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
     return parser
@@ -339,6 +368,27 @@ def _cmd_metadata(args: argparse.Namespace, rt: Runtime) -> int:
         return 1
     _out(json.dumps(document, indent=2, sort_keys=True))
     return 0
+
+
+def _cmd_fixity(args: argparse.Namespace, rt: Runtime) -> int:
+    check_schema(rt.settings)
+    if args.backfill:
+        jobs, files = fixity.backfill(cast(ListingMetadataPort, rt.peers.metadata))
+        _out(f"recorded {files} files of {jobs} jobs archived before the record")
+        return 0
+    try:
+        rate = parse_rate(args.rate) if args.rate is not None else None
+        before = models.utcnow() - datetime.timedelta(seconds=parse_duration(args.older_than)) \
+            if args.older_than else None
+    except ValueError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    rows = archived.walk_due(job_id=args.job_id, verified_before=before)
+    report = fixity.audit(rows, rt.peers.archive, fixity.options_from(rt.settings, rate, args.include_tape))
+    _out(json.dumps(report.as_dict(), indent=2) if args.as_json else report.as_text())
+    if report.stopped:
+        return 2
+    return 0 if report.ok else 1
 
 
 def _cmd_token(args: argparse.Namespace, rt: Runtime) -> int:

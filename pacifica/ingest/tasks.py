@@ -22,9 +22,10 @@ from .compat.published import (
 )
 from .jobs.callbacks import deliver_callback
 from .jobs.celery_app import INGEST_APP, IngestTask, StageTask, app, celery_config, configure_celery
+from .jobs.fixity import audit_files
 from .jobs.stages import MOVE, UPLOAD, Context, JobMessage, Stage, ingest, job_chain, make_context, move, run_job
 
 __all__ = ["INGEST_APP", "MOVE", "UPLOAD", "Context", "IngestException", "IngestTask", "JobMessage", "Stage",
-           "StageTask", "app", "celery_config", "configure_celery", "deliver_callback", "ingest",
+           "StageTask", "app", "audit_files", "celery_config", "configure_celery", "deliver_callback", "ingest",
            "ingest_check_tarfile", "ingest_files", "ingest_metadata", "ingest_metadata_parser", "ingest_policy_check",
            "job_chain", "make_context", "move", "move_files", "move_metadata_parser", "run_job", "validate_meta"]

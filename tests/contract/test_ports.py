@@ -9,6 +9,7 @@ declares it can do (``peers.base``) is checked here too.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 
@@ -178,6 +179,22 @@ def _ids(request):
     return base, base + 1
 
 
+def test_an_archive_sends_back_what_it_holds_and_says_where(archive_port, request):
+    """What a fixity audit reads: the bytes (in blocks of at most the size asked), the media, and
+    a clear refusal for a file it does not hold."""
+    file_id, missing = _ids(request)
+    data = os.urandom(200_000)
+    port = archive_port.port
+    port.put(file_id, [data], len(data), 1_600_000_000)
+    blocks = list(port.read(file_id, 65_536))
+    assert b"".join(blocks) == data and max(len(block) for block in blocks) <= 65_536
+    assert port.media(file_id) in ("disk", "memory") and port.recall(file_id, 1) is True
+    assert port.media(missing) is None
+    with pytest.raises(PeerRejected):
+        list(port.read(missing, 65_536))
+    port.delete(file_id)
+
+
 def test_archive_stores_exactly_the_bytes(archive_port, request):
     file_id, _ = _ids(request)
     data = os.urandom(300_000)
@@ -344,13 +361,26 @@ def test_an_archive_does_what_it_declares(archive_port, request, tmp_path):
 
 def test_a_metadata_store_reads_back_only_when_it_declares_so(metadata_port):
     port = metadata_port.port
-    assert hasattr(port, "get") is port.readable and hasattr(port, "files") is port.readable
+    assert hasattr(port, "get") is port.readable
     if port.readable:
         document = _document(8_100_003)
         port.ingest(document)
         assert _summary(port.get(8_100_003)) == _summary(document)
         assert [item["_id"] for item in port.files(8_100_003)] == [81_000_030]
         assert port.get(8_100_004) is None and port.files(8_100_004) is None
+
+
+def test_every_metadata_store_lists_the_files_and_owner_of_a_transaction(metadata_port):
+    """What fills the record of archived files for jobs archived before it (``fixity --backfill``)."""
+    port = metadata_port.port
+    document = _document(8_100_005)
+    port.ingest(document)
+    files = list(port.files(8_100_005) or [])
+    assert [(item["_id"], item["name"], item["hashsum"], int(item["size"])) for item in files] == \
+        [(81_000_050, "x.txt", hashlib.sha1(b"x").hexdigest(), 1)]
+    assert {key: port.transaction(8_100_005)[key] for key in ("project", "instrument")} == \
+        {"project": "1234a", "instrument": "54"}
+    assert list(port.files(8_100_006) or []) == [] and port.transaction(8_100_006).get("project") is None
 
 
 def test_only_a_structural_policy_takes_any_well_formed_document(policy):

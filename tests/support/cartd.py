@@ -37,13 +37,15 @@ class CartService:
 
 @contextlib.contextmanager
 def cart_service(root: Path, archive_url: str, name: str, concurrency: int = 2,
-                 queue: str = "celery") -> Iterator[CartService]:
+                 queue: str = "celery", ingest_database: str = "") -> Iterator[CartService]:
     """Start cartd on PostgreSQL database ``name`` and RabbitMQ vhost ``name`` against ``archive_url``,
-    its tasks on Celery queue ``queue``."""
+    its tasks on Celery queue ``queue`` (with ``ingest_database``: the ingest service's database,
+    where it reads who owns which file and writes the fixity failures it meets)."""
     port = free_port()
     config = root / "cart.ini"
     config.write_text(
         f"[cartd]\ndata_dir = {root / 'data'}\ntransfer_size = 64 Kb\n"
+        + (f"ingest_database = {ingest_database}\n" if ingest_database else "") +
         f"[archiveinterface]\nurl = {archive_url}/\n"
         f"[celery]\nbroker_url = {services.rabbitmq_vhost(name)}\nbackend_url = rpc://\nqueue = {queue}\n"
         f"[database]\npeewee_url = {services.create_postgres_db(name)}\n")

@@ -15,7 +15,9 @@ from typing import Any
 from ...core.errors import PeerError, ServiceError
 from ..common.metrics import STAGED_BYTES, STAGED_FILES
 from ..db.models import Cart, File
+from ..peers.archive import HashMismatch
 from ..peers.base import CartArchivePort
+from ..peers.fixity_report import IngestFixityReport
 from ..volume import progress
 from ..volume.store import CartStore
 from .celery_app import CART_APP, CartTask
@@ -155,6 +157,9 @@ def _stage_and_pull(rt: Runtime, utils: CartStore, cart: Cart, files: list[File]
             CartStore.set_file_status(cart_file, None, "error", _failure(exc))
             failures.append(_failure(exc))
             tracker.counts["bytes_staged"] = before
+            if isinstance(exc, HashMismatch):
+                IngestFixityReport(rt.settings.ingest_database).failed(exc.file_name, exc.hashtype, exc.expected,
+                                                                       exc.actual, str(exc))
     tracker.flush()
     return failures
 

@@ -113,6 +113,17 @@ class ArchiveRequests:
             return receive(blocks(), archive_filename, cart_filepath, hashval, hashtype, progress)
 
 
+class HashMismatch(IntegrityError):
+    """The bytes the archive sent for a file do not hash to the digest asked for."""
+
+    def __init__(self, file_name: Any, hashtype: str, expected: str, actual: str) -> None:
+        super().__init__(f"{file_name}: {hashtype} is {actual}, the cart asked for {expected}")
+        self.file_name = str(file_name)
+        self.hashtype = hashtype
+        self.expected = expected
+        self.actual = actual
+
+
 def receive(blocks: Iterable[bytes], archive_filename: Any, cart_filepath: str, hashval: str, hashtype: str,
             progress: Callable[[int], None] | None = None) -> str:
     """Write ``blocks`` to ``cart_filepath`` through a temporary file, hashing them; the file is put
@@ -127,8 +138,7 @@ def receive(blocks: Iterable[bytes], archive_filename: Any, cart_filepath: str, 
                 if progress is not None:
                     progress(len(block))
         if hashval and digest.hexdigest() != hashval.lower():
-            raise IntegrityError(f"{archive_filename}: {hashtype} is {digest.hexdigest()}, "
-                                 f"the cart asked for {hashval}")
+            raise HashMismatch(archive_filename, hashtype, hashval, digest.hexdigest())
         os.replace(temp, cart_filepath)
         return digest.hexdigest()
     finally:

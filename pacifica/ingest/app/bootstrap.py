@@ -69,8 +69,9 @@ def runtime() -> Runtime:
 # Tables that only the embedded peers use arrived in schema 2.1.
 EMBEDDED_TABLES_VERSION = (2, 1)
 # The job history and progress columns every configuration uses arrived in schema 2.2, the
-# submitter of each job in 2.3, the API tokens in 2.4.
-HISTORY_VERSION = (2, 4)
+# submitter of each job in 2.3, the API tokens in 2.4, the record of archived files and their
+# fixity checks in 2.5.
+HISTORY_VERSION = (2, 5)
 
 
 def check_schema(settings: Settings) -> None:

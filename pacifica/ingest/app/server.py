@@ -1,9 +1,9 @@
 """The one composition of a running ingest service, shared by ``pacifica-ingest`` and the WSGI module.
 
 A service is the REST application plus its duties (``core.duties``): start-up recovery of
-unfinished jobs (embedded broker), the embedded Celery worker, expiry of failed bundles and
-expiry of idle resumable uploads, run by the one process holding ``<data_dir>/.duties.lock``
-(beside the embedded queue, whose one consumer it guards).
+unfinished jobs (embedded broker), the embedded Celery worker, expiry of failed bundles and of
+idle resumable uploads, and the queueing of scheduled fixity audits, run by the one process
+holding ``<data_dir>/.duties.lock`` (beside the embedded queue, whose one consumer it guards).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from cherrypy.process.wspbus import Bus
 from ...core.duties import Chore, Duties
 from ...core.worker import EmbeddedWorker, worker_command
 from ..db import models
+from ..jobs.fixity import schedule_due
 from ..jobs.housekeeping import expire_failed_bundles, expire_uploads
 from ..jobs.recovery import recover
 from ..jobs.runtime import Runtime
@@ -40,6 +41,11 @@ def _expire_uploads(rt: Runtime) -> None:
         expire_uploads(store(rt))
 
 
+def _schedule_fixity(rt: Runtime) -> None:
+    with models.DB.connection_context():
+        schedule_due(rt.settings)
+
+
 def duties(rt: Runtime, bus: Bus) -> Duties:
     """The ingest service's duties, for ``bus`` (the CherryPy engine)."""
     settings = rt.settings
@@ -54,6 +60,8 @@ def duties(rt: Runtime, bus: Bus) -> Duties:
         # Idle uploads are checked a few times per expiry period, at most hourly.
         every = min(3600.0, max(1.0, settings.upload_expiry * 3600 / 4))
         chores.append(Chore("expire idle uploads", every, lambda: _expire_uploads(rt)))
+    if settings.fixity_interval > 0:
+        chores.append(Chore("schedule fixity audits", settings.fixity_interval, lambda: _schedule_fixity(rt)))
     on_lead = (lambda: _recover(rt)) if settings.broker_embedded else None
     return Duties(bus, os.path.join(settings.data_dir, ".duties.lock"), on_lead, worker, chores)
 

@@ -25,6 +25,8 @@ from ...core.settings import (
     _non_negative_int,
     _non_negative_size,
     _positive_size,
+    parse_duration,
+    parse_rate,
     read_options,
 )
 from . import environment as ingest_globals
@@ -58,6 +60,12 @@ OPTIONS: tuple[Option, ...] = (
            _non_negative_int),
     Option("ingest", "archive_concurrency", "INGEST_ARCHIVE_CONCURRENCY", "1", "archive_concurrency",
            _at_least(int, 1)),
+    Option("fixity", "interval", "FIXITY_INTERVAL", "24h", "fixity_interval", parse_duration),
+    Option("fixity", "max_age", "FIXITY_MAX_AGE", "90d", "fixity_max_age", parse_duration),
+    Option("fixity", "rate", "FIXITY_RATE", "50MB/s", "fixity_rate", parse_rate),
+    Option("fixity", "include_tape", "FIXITY_INCLUDE_TAPE", "false", "fixity_include_tape", _bool),
+    Option("fixity", "second_digest", "FIXITY_SECOND_DIGEST", "true", "fixity_second_digest", _bool),
+    Option("fixity", "batch_files", "FIXITY_BATCH_FILES", "500", "fixity_batch_files", _at_least(int, 1)),
     Option("auth", "issuer", "INGEST_AUTH_ISSUER", "", "auth_issuer"),
     Option("auth", "audience", "INGEST_AUTH_AUDIENCE", "", "auth_audience"),
     Option("auth", "user_claim", "INGEST_AUTH_USER_CLAIM", "preferred_username", "auth_user_claim"),
@@ -103,6 +111,12 @@ class Settings:
     embedded_worker: bool | None
     worker_concurrency: int
     archive_concurrency: int
+    fixity_interval: float
+    fixity_max_age: float
+    fixity_rate: int
+    fixity_include_tape: bool
+    fixity_second_digest: bool
+    fixity_batch_files: int
     auth_issuer: str
     auth_audience: str
     auth_user_claim: str
@@ -163,5 +177,7 @@ def settings_as_config(settings: Settings) -> configparser.ConfigParser:
         value = getattr(settings, option.field)
         if option.field == "transfer_size":
             value = f"{value} B"
+        elif option.coerce is parse_duration:
+            value = f"{value:g}s"
         parser.set(option.section, option.key, str(value))
     return parser

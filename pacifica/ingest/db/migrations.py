@@ -172,6 +172,60 @@ def step_2_3_to_2_4(database: peewee.Database) -> None:
     create_token_table(database, TOKEN_TABLE)
 
 
+ARCHIVED_TABLE = "ingestarchivedfile"
+FIXITY_TABLE = "ingestfixityevent"
+
+
+def step_2_4_to_2_5(database: peewee.Database) -> None:
+    """Add the record of what was archived (``ingestarchivedfile``: each file's job, size,
+    declared digest, owner and when it was last verified) and the fixity checks made of it
+    (``ingestfixityevent``).
+
+    A minor version: the published code ignores both tables. A database upgraded from it fills the
+    record with ``pacifica-ingest-cmd fixity --backfill``.
+    """
+
+    class IngestArchivedFileV1(peewee.Model):
+        file_id = peewee.BigIntegerField(primary_key=True)
+        job_id = peewee.BigIntegerField(index=True)
+        name = peewee.TextField()
+        size = peewee.BigIntegerField()
+        hashtype = peewee.CharField()
+        hashsum = peewee.CharField()
+        sha256 = peewee.CharField(null=True)
+        submitter = peewee.CharField(null=True, index=True)
+        project = peewee.CharField(null=True, index=True)
+        instrument = peewee.CharField(null=True, index=True)
+        archived = peewee.DateTimeField(default=_utcnow)
+        # The last time its bytes were found whole (at first, when they were archived: the
+        # service checked them then), the last check of any outcome, and that outcome.
+        verified = peewee.DateTimeField(default=_utcnow, index=True)
+        checked = peewee.DateTimeField(null=True)
+        outcome = peewee.CharField(default="archived", index=True)
+
+        class Meta:
+            table_name = ARCHIVED_TABLE
+
+    class IngestFixityEventV1(peewee.Model):
+        event_id = peewee.AutoField()
+        file_id = peewee.BigIntegerField(index=True)
+        job_id = peewee.BigIntegerField(index=True)
+        time = peewee.DateTimeField(default=_utcnow)
+        algorithm = peewee.CharField()
+        size = peewee.BigIntegerField(default=0)
+        expected = peewee.CharField()
+        actual = peewee.CharField(default="")
+        outcome = peewee.CharField()
+        detail = peewee.TextField(default="")
+
+        class Meta:
+            table_name = FIXITY_TABLE
+
+    for model in (IngestArchivedFileV1, IngestFixityEventV1):
+        model.bind(database)
+    database.create_tables([IngestArchivedFileV1, IngestFixityEventV1], safe=True)
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
@@ -179,6 +233,7 @@ STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = 
     ((2, 1), (2, 2), step_2_1_to_2_2),
     ((2, 2), (2, 3), step_2_2_to_2_3),
     ((2, 3), (2, 4), step_2_3_to_2_4),
+    ((2, 4), (2, 5), step_2_4_to_2_5),
 )
 
 SCHEMA = VersionedSchema(VERSION_TABLE, STEPS, "pacifica-ingest-migrate")

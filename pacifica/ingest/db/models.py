@@ -166,6 +166,17 @@ def update_state(job_id, state: str, task: str, task_percent, exception: str = "
             hook(job_id)
 
 
+def note_event(job_id, message: str, operator: str | None = None) -> bool:
+    """Add ``message`` to a job's history without changing its state (a fixity check of its
+    files); False for an unknown job."""
+    row = IngestState.get_or_none(IngestState.job_id == int(job_id))
+    if row is None:
+        return False
+    IngestStateEvent.insert(job_id=row.job_id, time=utcnow(), state=row.state, task=row.task,
+                            task_percent=row.task_percent, message=clip_message(message), operator=operator).execute()
+    return True
+
+
 # How a list of jobs may be ordered, newest first: by last change, by job id, by creation (age).
 JOB_ORDERS: dict[str, peewee.Field] = {"changed": IngestState.updated, "id": IngestState.job_id,
                                        "age": IngestState.created}

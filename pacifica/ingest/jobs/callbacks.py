@@ -16,7 +16,7 @@ import requests
 
 from ...core.outbound import OutboundRefused, post_checked, resolve_checked
 from ...core.redact import redact_url
-from ..db import models
+from ..db import archived, models
 from ..db.responses import create_state_response
 from .celery_app import INGEST_APP, IngestTask
 
@@ -64,6 +64,28 @@ def schedule(job_id: int) -> None:
         logger.exception("job %s: could not queue its completion callback", job_id)
 
 
+def redeliver(job_id: int) -> None:
+    """Send a job's callback again (a fixity audit found one of its files failing): its body
+    then carries the failures. Never raises."""
+    try:
+        reset = (models.IngestCallback.update(status=WAITING, attempts=0, last_error="")
+                 .where(models.IngestCallback.job_id == int(job_id)).execute())
+        if reset:
+            deliver_callback.apply_async((int(job_id),))
+    except Exception:
+        logger.exception("job %s: could not queue its callback after a fixity failure", job_id)
+
+
+def body(job_id: int) -> dict[str, Any]:
+    """What a callback POSTs: the job's state as ``GET /get_state`` answers it, and, once an audit
+    found files of the job failing, ``fixity`` with them (their last outcome)."""
+    state = create_state_response(models.read_state(job_id))
+    failing = archived.failing_files(job_id)
+    if failing:
+        state["fixity"] = {"outcome": archived.FAILED, "failures": failing}
+    return state
+
+
 def claim(job_id: int) -> models.IngestCallback | None:
     """Take the job's callback for one delivery attempt; None if another has it or it is done."""
     claimed = (models.IngestCallback.update(status=SENDING, attempts=models.IngestCallback.attempts + 1)
@@ -81,7 +103,7 @@ def attempt(job_id: int, allowed: tuple[str, ...], timeout: float, base_delay: f
     callback = claim(job_id)
     if callback is None:
         return None
-    state = create_state_response(models.read_state(job_id))
+    state = body(job_id)
     where = redact_url(callback.url)
     permanent = False
     try:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import cast
 
 import peewee
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..common import states
-from ..db import models
+from ..db import archived, models
 
 
 def _as_datetime(value) -> datetime.datetime:
@@ -56,3 +57,37 @@ def state_metrics(volume_path: str, open_uploads) -> Iterator:
                             "started and not yet finished.", value=len(open_uploads()))
     yield GaugeMetricFamily("pacifica_ingest_volume_free_bytes", "Free bytes on the volume's filesystem.",
                             value=shutil.disk_usage(volume_path).free)
+    yield from fixity_metrics(clock)
+
+
+def fixity_metrics(clock: datetime.datetime) -> Iterator:
+    """What fixity audits found, from the database (right whichever process or host checked):
+    checks by outcome, failures, bytes found whole, files failing now, the oldest verification."""
+    checked = CounterMetricFamily("pacifica_ingest_fixity_checked_files", "Fixity checks of archived files, by "
+                                  "outcome (ok, failed, missing).", labels=["outcome"])
+    failures = 0
+    found_whole = 0
+    event = archived.IngestFixityEvent
+    query = cast(Iterable[tuple[str, int, int | None]],
+                 event.select(event.outcome, peewee.fn.COUNT(event.event_id), peewee.fn.SUM(event.size))
+                 .group_by(event.outcome).tuples())
+    for outcome, count, size in query:
+        checked.add_metric([outcome], count)
+        if outcome == archived.OK:
+            found_whole = int(size or 0)
+        else:
+            failures += count
+    yield checked
+    yield CounterMetricFamily("pacifica_ingest_fixity_failures", "Fixity checks that found a file changed or "
+                              "missing.", value=failures)
+    yield CounterMetricFamily("pacifica_ingest_fixity_checked_bytes", "Bytes read back by fixity checks and found "
+                              "whole.", value=found_whole)
+    failing = (archived.IngestArchivedFile.select()
+               .where(archived.IngestArchivedFile.outcome.in_([archived.FAILED, archived.MISSING])).count())
+    yield GaugeMetricFamily("pacifica_ingest_fixity_failing_files", "Archived files whose last fixity check "
+                            "failed or found them missing.", value=failing)
+    oldest = archived.oldest_verification()
+    age = max(0.0, (clock - _as_datetime(oldest)).total_seconds()) if oldest is not None else 0.0
+    yield GaugeMetricFamily("pacifica_ingest_fixity_oldest_verification_age_seconds", "How long ago the archived "
+                            "file found whole longest ago was last found whole (at ingest, or by an audit).",
+                            value=age)

@@ -27,6 +27,7 @@ from ..bundles import digests, document
 from ..bundles.tar import METADATA_MEMBER, MemberReader, walk
 from ..common.errors import ConnectionClosed, IngestError, IntegrityError, MetadataError, PeerError, PeerUnavailable
 from ..common.metrics import ARCHIVED_BYTES, ARCHIVED_FILES, RECEIVED_FILES
+from ..db import archived
 from ..peers.base import AdoptingArchivePort, ArchivePort, MetadataPort, PolicyPort, RangeArchivePort, UniqueIdPort
 from ..volume.arrival import open_member, staged_members
 from ..volume.manifest import FILE, BundleFile, Manifest, ManifestWriter, from_sidecar, kind_of, open_manifest
@@ -622,16 +623,28 @@ def move_files(manifest: Manifest, archive: ArchivePort) -> None:
 
 
 def ingest_metadata(job_id: int, manifest: Manifest, metadata: MetadataPort, archive: ArchivePort,
-                    move: bool, final: bool = True, ledger_path: str | None = None) -> None:
+                    move: bool, final: bool = True, ledger_path: str | None = None,
+                    forget: Callable[[], object] = lambda: None) -> None:
     """'ingest metadata': record the transaction's metadata.
 
     If the metadata service refuses an upload's metadata (or stays unavailable through the
-    ``final`` attempt), the files already archived for it are deleted again; moved files are
-    left where the archive put them, since their source is gone.
+    ``final`` attempt), the files already archived for it are deleted again, after ``forget``
+    takes them out of the record of archived files; moved files are left where the archive put
+    them, since their source is gone.
     """
     try:
         metadata.ingest(manifest.peer_items(job_id))
     except PeerError as exc:
         if move or (isinstance(exc, PeerUnavailable) and not final):
             raise
+        forget()
         raise_with_rollback(job_id, archive, manifest.file_ids(), Ledger(ledger_path))
+
+
+def record_archived(job_id: int, manifest: Manifest, submitter: str | None) -> int:
+    """Keep the job's files in the record of what was archived (for fixity audits and quotas),
+    counted against ``submitter`` and the document's project and instrument; return how many
+    were new."""
+    values = manifest.transaction_values()
+    owner = archived.Owner(submitter=submitter, project=values.get("project"), instrument=values.get("instrument"))
+    return archived.record_files(job_id, manifest.recorded_files(), owner)

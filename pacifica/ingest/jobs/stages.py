@@ -13,6 +13,7 @@ Each task receives and returns the job's message (``JobMessage``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from celery import Task, chain
 from ..common import states
 from ..common.errors import IngestError
 from ..common.message import JobMessage, make_message
+from ..db import archived
 from ..volume.manifest import Manifest, open_manifest
 from . import pipeline, record
 from .celery_app import INGEST_APP, StageTask
@@ -107,9 +109,13 @@ def _move_files(task: StageTask, ctx: JobMessage) -> None:
 def _ingest_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
     with _manifest(task, ctx) as manifest:
+        # Recorded first (again on a retry: a file recorded before is left as it is), so that
+        # no job completes with its files missing from the record; a rollback forgets them.
+        pipeline.record_archived(ctx["job_id"], manifest, ctx.get("user"))
         pipeline.ingest_metadata(ctx["job_id"], manifest, rt.peers.metadata, rt.peers.archive,
                                  move=ctx.get("move", False), final=task.final_attempt,
-                                 ledger_path=rt.spool.ledger_path(ctx["job_id"]))
+                                 ledger_path=rt.spool.ledger_path(ctx["job_id"]),
+                                 forget=functools.partial(archived.forget_job, ctx["job_id"]))
 
 
 def _discard(task: StageTask, ctx: JobMessage) -> None:

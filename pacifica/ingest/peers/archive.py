@@ -11,14 +11,15 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import cast
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from ...core.http import lean_call
+from ...core.http import call, lean_call, transport_error
 from ..common.errors import ConnectionClosed, PeerError, PeerRejected, PeerUnavailable
 from .base import UNLIMITED
 
@@ -150,16 +151,64 @@ class HttpArchive:
         with self.gate:
             return self._stored_size(file_id)
 
-    def _stored_size(self, file_id: int) -> int | None:
+    def media(self, file_id: int) -> str | None:
+        """Where the archive says it keeps ``file_id`` (its ``X-Pacifica-File-Storage-Media``:
+        'disk', 'tape'), or None if it holds no such file."""
+        with self.gate:
+            response = self._head(file_id)
+        if response is None:
+            return None
+        return response.headers.get("X-Pacifica-File-Storage-Media", "disk").strip().lower() or "disk"
+
+    def recall(self, file_id: int, wait: float, poll: float = 1.0) -> bool:
+        """Ask the archive to stage ``file_id`` from tape to disk (POST), then ask (HEAD) until it
+        is there or ``wait`` seconds passed; whether it is on disk."""
+        with self.gate:
+            self._request("POST", self._file_url(file_id))
+        deadline = time.monotonic() + wait
+        while self.media(file_id) == "tape":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+        return True
+
+    def read(self, file_id: int, block_size: int) -> Iterator[bytes]:
+        """The bytes the archive holds for ``file_id`` (a GET, streamed; the gate is held until
+        the generator ends, as around a PUT)."""
         url = self._file_url(file_id)
+        if self.keep_alive is None:
+            self.keep_alive = self.keeps_connections()
+        headers = {} if self.keep_alive else {"Connection": "close"}
+        with self.gate:
+            try:
+                response = call(self.session, PEER, "GET", url, stream=True, headers=headers)
+            except (PeerRejected, PeerUnavailable) as exc:
+                # The posix backend answers a GET of a missing file with 500 and ENOENT.
+                if _missing(exc):
+                    raise PeerRejected(PEER, url, f"file {int(file_id)} does not exist", status=404) from None
+                raise
+            with response:
+                try:
+                    yield from response.iter_content(block_size)
+                except requests.RequestException as exc:
+                    raise transport_error(PEER, url, exc) from None
+
+    def _head(self, file_id: int):
+        """The archive's answer to HEAD of ``file_id``, or None if it holds no such file."""
         try:
-            response = self._request("HEAD", url)
+            return self._request("HEAD", self._file_url(file_id))
         except (PeerRejected, PeerUnavailable) as exc:
             # The posix backend answers HEAD of a missing file with a bare 500 (a HEAD answer has
             # no body to say more); other backends answer 404.
             if _missing(exc) or (exc.status == 500 and exc.message is None):
                 return None
             raise
+
+    def _stored_size(self, file_id: int) -> int | None:
+        url = self._file_url(file_id)
+        response = self._head(file_id)
+        if response is None:
+            return None
         stored_path = response.headers.get("X-Pacifica-File", "")
         stored_size = response.headers.get("X-Content-Length", "")
         if not stored_path.endswith(f"/{int(file_id)}") or not stored_size.isdigit():

@@ -61,6 +61,17 @@ class ArchivePort(Protocol):
     def stored_size(self, file_id: int) -> int | None:
         """The size the archive holds for ``file_id``, or None if it holds no such file."""
 
+    def media(self, file_id: int) -> str | None:
+        """Where the archive keeps ``file_id`` ('disk', 'tape', ...), None if it holds no such file."""
+
+    def recall(self, file_id: int, wait: float) -> bool:
+        """Bring ``file_id`` from tape to disk, waiting up to ``wait`` seconds; whether it is on
+        disk now (a file already there: at once)."""
+
+    def read(self, file_id: int, block_size: int) -> Iterator[bytes]:
+        """The bytes the archive holds for ``file_id``, in blocks of at most ``block_size`` (a
+        generator: closing it ends the transfer); ``PeerRejected`` if it holds no such file."""
+
 
 class RangeArchivePort(ArchivePort, Protocol):
     """An archive on this machine's filesystem that copies a range of the bundle itself (a kernel
@@ -97,7 +108,19 @@ class MetadataPort(Protocol):
         is the document's objects, read once (a list, or a stream of a large document)."""
 
 
-class ReadableMetadataPort(MetadataPort, Protocol):
+class ListingMetadataPort(MetadataPort, Protocol):
+    """A metadata store that can say what it recorded of a transaction (every adapter can: the
+    record of archived files is filled from it for jobs archived before the record existed)."""
+
+    def files(self, job_id: int) -> Iterable[dict[str, Any]] | None:
+        """The Files objects recorded for ``job_id`` (``_id``, ``name``, ``subdir``, ``size``,
+        ``hashtype``, ``hashsum``), one at a time."""
+
+    def transaction(self, job_id: int) -> dict[str, str]:
+        """The ``submitter``, ``project`` and ``instrument`` recorded for ``job_id``, as text."""
+
+
+class ReadableMetadataPort(ListingMetadataPort, Protocol):
     """A metadata store whose documents this service can read back."""
 
     def get(self, job_id: int) -> list[dict[str, Any]] | None:

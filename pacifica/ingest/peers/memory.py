@@ -16,7 +16,7 @@ from ...core.redact import summarise
 from ..bundles.document import FILES_TABLE, structure_problems
 from ..common.errors import PeerRejected
 from .base import UNLIMITED
-from .metadata import DocumentCheck
+from .metadata import DocumentCheck, transaction_values
 
 URL = "memory:"
 
@@ -108,6 +108,22 @@ class MemoryArchive:
         data = self.files.get(file_id)
         return None if data is None else len(data)
 
+    def media(self, file_id: int) -> str | None:
+        """'memory' for a file held, else None."""
+        return "memory" if file_id in self.files else None
+
+    def recall(self, file_id: int, wait: float) -> bool:
+        """Nothing to recall: every file is on memory."""
+        return True
+
+    def read(self, file_id: int, block_size: int) -> Iterator[bytes]:
+        """The bytes held for ``file_id``; ``PeerRejected`` if none."""
+        data = self.files.get(file_id)
+        if data is None:
+            raise PeerRejected("archive", URL, f"file {file_id} does not exist")
+        for start in range(0, len(data), block_size):
+            yield data[start:start + block_size]
+
 
 class MemoryMetadata:
     """Documents by their transaction id, checked as the embedded metadata service checks them;
@@ -137,3 +153,7 @@ class MemoryMetadata:
         if document is None:
             return None
         return (item for item in document if item.get("destinationTable") == FILES_TABLE)
+
+    def transaction(self, job_id: int) -> dict[str, str]:
+        """The submitter, project and instrument the document kept for ``job_id`` gives."""
+        return transaction_values(self.get(job_id) or [])

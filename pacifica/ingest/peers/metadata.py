@@ -48,6 +48,38 @@ class HttpMetadata:
             reason = body.get("message", body) if isinstance(body, dict) else body
             raise PeerRejected(PEER, self.url, f"refused: {reason}")
 
+    @property
+    def base_url(self) -> str:
+        """The service's root: its ingest URL without ``/ingest``."""
+        return self.url.rstrip("/").removesuffix("/ingest")
+
+    def files(self, job_id: int, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """The Files objects the service holds for transaction ``job_id``, a page at a time
+        (``GET /files?transaction_id=``)."""
+        page = 1
+        while True:
+            url = f"{self.base_url}/files"
+            params = {"transaction_id": int(job_id), "recursion_depth": 0, "page_number": page,
+                      "items_per_page": page_size}
+            rows = json_body(PEER, url, call(self.session, PEER, "GET", url, params=params))
+            if not isinstance(rows, list):
+                raise PeerRejected(PEER, url, f"answer is not a list of files: {str(rows)[:200]!r}")
+            yield from (row for row in rows if isinstance(row, dict))
+            if len(rows) < page_size:
+                return
+            page += 1
+
+    def transaction(self, job_id: int) -> dict[str, str]:
+        """The submitter, project and instrument of transaction ``job_id`` (``GET /transsip?_id=``),
+        empty if it has none."""
+        url = f"{self.base_url}/transsip"
+        rows = json_body(PEER, url, call(self.session, PEER, "GET", url,
+                                         params={"_id": int(job_id), "recursion_depth": 0}))
+        if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+            return {}
+        row = rows[0]
+        return {key: str(row[key]) for key in ("submitter", "project", "instrument") if row.get(key) is not None}
+
 
 MIMETYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
@@ -82,6 +114,20 @@ class EmbeddedMetadata:
         document = row.document.encode() if isinstance(row.document, str) else row.document
         return (item for item in ijson.items(document, "item", use_float=True)
                 if isinstance(item, dict) and item.get("destinationTable") == FILES_TABLE)
+
+    def transaction(self, job_id: int) -> dict[str, str]:
+        """The submitter, project and instrument the document stored for ``job_id`` gives."""
+        return transaction_values(self.get(job_id) or [])
+
+
+def transaction_values(document: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The ``Transactions.<field>`` values of a document, by field, as text."""
+    values: dict[str, str] = {}
+    for item in document:
+        table = item.get("destinationTable")
+        if isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
+            values.setdefault(table.partition(".")[2], str(item["value"]))
+    return values
 
 
 def _store(job_id: int, text: BinaryIO) -> None:

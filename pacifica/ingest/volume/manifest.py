@@ -333,6 +333,25 @@ class Manifest:
         for ordinal, subdir, name, size in rows:
             yield self.first_file_id + ordinal, "/".join(filter(None, [subdir, name])), size
 
+    def recorded_files(self) -> Iterator[tuple[int, str, int, str, str]]:
+        """Every file as the record of archived files keeps it: (file id, path in the
+        transaction, size, hash type, hash sum), in document order."""
+        rows = self.db.execute("SELECT e.ordinal, e.subdir, e.name, coalesce(f.size, e.size, 0), e.hashtype, "
+                               "e.hashsum FROM entry e LEFT JOIN found f ON f.normal = e.path ORDER BY e.ordinal")
+        for ordinal, subdir, name, size, hashtype, hashsum in rows:
+            yield self.first_file_id + ordinal, file_path(subdir, name), size, hashtype, hashsum
+
+    def transaction_values(self) -> dict[str, str]:
+        """The values the document gives its transaction (``Transactions.project`` and the like),
+        by field name ('project'), as text."""
+        values: dict[str, str] = {}
+        for (body,) in self.db.execute("SELECT body FROM item WHERE body LIKE '%Transactions.%' ORDER BY idx"):
+            item = json.loads(body)
+            table = item.get("destinationTable")
+            if isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
+                values.setdefault(table.partition(".")[2], str(item["value"]))
+        return values
+
     def file_ids(self) -> list[int]:
         """The ids of every file of the job."""
         return list(range(self.first_file_id, self.first_file_id + self.count()))

@@ -24,7 +24,7 @@ from ...core.auth.web import current_identity, owner_filter
 from ...core.redact import public_text
 from ...core.terminal import human_size
 from ..common import states
-from ..db import models
+from ..db import archived, models
 from ..jobs import actions
 from ..jobs.runtime import Runtime
 from ..peers.base import ReadableMetadataPort
@@ -128,12 +128,15 @@ def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime, or
                                state=state if state in (states.OK, states.FAILED) else None,
                                submitters=[name for name in (user, owner_filter(viewer, rt.auth)) if name],
                                order=order)
+    jobs = list(query)
+    failing = archived.failing_jobs(row.job_id for row in jobs if row.complete)
     rows = []
-    for row in query:
+    for row in jobs:
         finished = row.updated if row.complete else now
+        badge = FIXITY_BADGE if row.job_id in failing else ""
         rows.append(
             f'<tr data-job="{int(row.job_id)}"><td><a href="/jobs/{int(row.job_id)}">{int(row.job_id)}</a></td>'
-            f"<td>{html.escape(row.submitter or '')}</td><td>{_state(row)}</td><td>{html.escape(row.task)}</td>"
+            f"<td>{html.escape(row.submitter or '')}</td><td>{_state(row)}{badge}</td><td>{html.escape(row.task)}</td>"
             f"<td>{_bar(row)}</td><td>{_arrived(row)}</td><td>{_ago(row.created, now)}</td>"
             f"<td>{_ago(row.created, finished) if row.created else ''}</td></tr>")
     options = "".join(f'<option value="{value}"{" selected" if value == (state or "") else ""}>{label}</option>'
@@ -155,12 +158,16 @@ def _list(state: str | None, user: str | None, viewer: Identity, rt: Runtime, or
 
 def _files(job_id: int, rt: Runtime) -> list[dict[str, Any]]:
     """The first ``FILES_SHOWN`` files of a job: from its manifest while it is on the volume,
-    else from the document the embedded metadata peer kept (a metadata service keeps it there)."""
+    else from the record of archived files, else from the document the embedded metadata peer
+    kept (a metadata service keeps it there)."""
     manifest = open_manifest(rt.spool.manifest_path(job_id))
     if manifest is not None:
         with manifest:
             return [{"id": file_id, "name": name, "size": size}
                     for file_id, name, size in manifest.listing(FILES_SHOWN)]
+    recorded = archived.due(job_id=job_id, limit=FILES_SHOWN)
+    if recorded:
+        return [{"id": row.file_id, "name": row.name.removeprefix("data/"), "size": row.size} for row in recorded]
     kept = rt.peers.metadata
     document = cast(ReadableMetadataPort, kept).files(job_id) if kept.readable else None
     return [{"id": item.get("_id"), "name": "/".join(filter(None, [item.get("subdir"), item.get("name")])),
@@ -186,10 +193,27 @@ def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
     exception = f"<h2>Exception</h2><pre>{html.escape(public_text(row.exception))}</pre>" if row.exception else ""
     body = (f'<p><a href="/jobs">All jobs</a></p><h1>Job {job_id}</h1>'
             f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} {_of(row)}; "
-            f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}"
+            f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}{_fixity(job_id)}"
             f"<h2>History</h2><ol>{events}</ol><h2>Files</h2><table><thead><tr><th>id</th><th>name</th>"
             f"<th>size</th></tr></thead><tbody>{files}</tbody></table>{_more_files(row, len(listed))}")
     return _page(f"Job {job_id}", body, refresh=not row.complete)
+
+
+FIXITY_BADGE = ' <span class="FAILED" title="a fixity audit found a file changed or missing">fixity failed</span>'
+
+
+def _fixity(job_id: int) -> str:
+    """The files of the job whose last fixity check failed, with both digests (empty if none)."""
+    failing = archived.failing_files(job_id)
+    if not failing:
+        return ""
+    rows = "".join(f"<tr><td>{int(item['file_id'])}</td><td>{html.escape(item['path'])}</td>"
+                   f"<td>{html.escape(item['outcome'])}</td><td>{html.escape(item['checked'] or '')}</td>"
+                   f"<td>{html.escape(item['algorithm'])}</td><td><code>{html.escape(item['expected'])}</code></td>"
+                   f"<td><code>{html.escape(item['actual'])}</code></td></tr>" for item in failing)
+    return ('<h2 class="FAILED">Fixity failed</h2><table class="fixity"><thead><tr><th>id</th><th>path</th>'
+            "<th>outcome</th><th>checked</th><th>algorithm</th><th>expected</th><th>found</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def _more_files(row: models.IngestState, listed: int) -> str:

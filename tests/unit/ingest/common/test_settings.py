@@ -109,8 +109,12 @@ def test_get_config_shape_round_trips(home):
     settings = load_settings(environ={"VOLUME_PATH": "/v"})
     parser = settings_as_config(settings)
     assert set(parser.sections()) == {"ingest", "auth", "uniqueid", "policy", "archiveinterface", "metadata",
-                                      "celery", "database"}
+                                      "celery", "database", "fixity"}
     assert parser.get("ingest", "volume_path") == "/v"
+    # Every value read back gives the same setting (a duration written as seconds, not days).
+    assert load_settings(environ={}, overrides={"fixity_interval": parser.get("fixity", "interval"),
+                                                "fixity_rate": parser.get("fixity", "rate")}).fixity_interval \
+        == settings.fixity_interval == 86400
     assert parse_size(parser.get("ingest", "transfer_size")) == settings.transfer_size
     assert parser.getint("database", "connect_attempts") == 10
 
