@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import services
+from tests.support.legacy import legacy_venv
 from tests.support.proxy import TcpProxy
 from tests.support.published import PublishedArchive, PublishedPeers
 from tests.support.stack import Stack
@@ -82,6 +83,17 @@ def peers(tmp_path_factory):
     running = Peers(tmp_path_factory.mktemp("published-peers"))
     yield running
     running.stop()
+
+
+LEGACY_VERSION = "0.4.1"
+
+
+@pytest.fixture(scope="session")
+def legacy_ingest() -> Path:
+    """A throwaway virtualenv holding the published pacifica-ingest 0.4.1 (built once, then cached)."""
+    venv = Path(os.environ.get("PACIFICA_INGEST_LEGACY_VENV",
+                               Path.home() / ".cache" / "pacifica-ingest-tests" / f"legacy-{LEGACY_VERSION}"))
+    return legacy_venv(venv, f"pacifica-ingest=={LEGACY_VERSION}", "psycopg2-binary")
 
 
 @pytest.fixture(scope="session")

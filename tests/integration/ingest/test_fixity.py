@@ -17,10 +17,15 @@ import time
 import pytest
 import requests
 
+from pacifica.core.http import make_session
+from pacifica.ingest.peers.archive import HttpArchive
+from pacifica.ingest.peers.metadata import HttpMetadata
 from tests.conftest import embedded_stack, make_stack
+from tests.support import services
+from tests.support.bundles import file_object, transaction_metadata
 from tests.support.cartd import cart_service
 from tests.support.metrics import scrape, value
-from tests.support.procs import wait_for
+from tests.support.procs import run, wait_for
 from tests.support.uploader import upload_with_uploader
 
 FILE_SIZE = 300_000
@@ -169,3 +174,48 @@ def test_a_scheduled_audit_checks_what_is_due_once_per_window(tmp_path):
         assert value(samples, "pacifica_ingest_fixity_oldest_verification_age_seconds") < 60
     finally:
         stack.stop()
+
+
+LEGACY_COMPLETED = """
+import sys
+from pacifica.ingest.orm import update_state
+update_state(int(sys.argv[1]), 'OK', 'ingest metadata', 100)
+"""
+
+
+def test_a_database_of_0_4_1_gains_the_record_by_dbsync_and_backfill(legacy_ingest, peers, archive, tmp_path):
+    """A job the published 0.4.1 completed: its state row written by 0.4.1's own code, its
+    metadata in the published metadata service and its files in the published archive interface,
+    as 0.4.1 left them. After ``dbsync``, ``fixity --backfill`` records its files from the
+    metadata service, and an audit finds them whole."""
+    url = services.create_postgres_db("pacifica_ingest_backfill")
+    legacy_env = {"PEEWEE_URL": url, "INGEST_CONFIG": str(tmp_path / "none.ini"), "PYTHONPATH": ""}
+    assert run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbsync"], env=legacy_env,
+               cwd=tmp_path).returncode == 0
+    job_id = peers.next_id("upload_job")
+    first_file = peers.next_id("file")
+    second_file = peers.next_id("file")
+    run([str(legacy_ingest / "bin" / "python"), "-c", LEGACY_COMPLETED, str(job_id)], env=legacy_env, check=True,
+        cwd=tmp_path)
+    contents = {first_file: os.urandom(70_000), second_file: os.urandom(80_000)}
+    session = make_session(30, 1)
+    for file_id, data in contents.items():
+        HttpArchive(archive.url, session).put(file_id, [data], len(data), 1_600_000_000)
+    HttpMetadata(peers.metadata.url + "/ingest", session).ingest([
+        *transaction_metadata(),
+        *[file_object("raw", f"{file_id}.bin", data) | {"_id": file_id} for file_id, data in contents.items()],
+        {"destinationTable": "Transactions._id", "value": job_id}])
+
+    stack = make_stack("fixity-backfill", "postgres", "redis", tmp_path / "stack", peers, archive)
+    stack.settings["database"]["peewee_url"] = url
+    stack.write_config()
+    synced = stack.cmd("dbsync")
+    assert synced.returncode == 0 and "2.5" in synced.stdout, synced.stdout + synced.stderr
+    filled = stack.cmd("fixity", "--backfill")
+    assert filled.returncode == 0, filled.stdout + filled.stderr
+    assert filled.stdout.strip() == "recorded 2 files of 1 jobs archived before the record"
+    assert stack.cmd("fixity", "--backfill").stdout.strip() == "recorded 0 files of 0 jobs archived before the record"
+    audit = stack.cmd("fixity", "--job-id", str(job_id), "--json")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    report = json.loads(audit.stdout)
+    assert (report["checked"], report["passed"], report["bytes"]) == (2, 2, 150_000)

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support import services
-from tests.support.legacy import legacy_venv
 from tests.support.procs import run
-
-LEGACY_VERSION = "0.4.1"
-
-
-@pytest.fixture(scope="session")
-def legacy_ingest() -> Path:
-    """A throwaway virtualenv holding the published pacifica-ingest 0.4.1 (built once, then cached)."""
-    venv = Path(os.environ.get("PACIFICA_INGEST_LEGACY_VENV",
-                               Path.home() / ".cache" / "pacifica-ingest-tests" / f"legacy-{LEGACY_VERSION}"))
-    return legacy_venv(venv, f"pacifica-ingest=={LEGACY_VERSION}", "psycopg2-binary")
-
 
 LEGACY_JOBS = """
 from pacifica.ingest.orm import update_state

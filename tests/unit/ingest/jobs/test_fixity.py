@@ -13,7 +13,7 @@ import requests
 
 from pacifica.ingest.common import states
 from pacifica.ingest.db import archived, migrations, models
-from pacifica.ingest.jobs import fixity
+from pacifica.ingest.jobs import callbacks, fixity
 from pacifica.ingest.peers.archive import HttpArchive
 from pacifica.ingest.peers.local_archive import LocalArchive
 from pacifica.ingest.peers.memory import MemoryMetadata
@@ -164,3 +164,22 @@ def test_backfill_records_completed_jobs_from_the_metadata_kept(database):
     row = archived.IngestArchivedFile.get_by_id(5)
     assert (row.job_id, row.name, row.size, row.project, row.instrument) == (50, "data/raw/a.txt", 3, "p1", "54")
     assert fixity.backfill(metadata) == (0, 0)
+
+
+def test_a_failure_sends_the_jobs_callback_again_with_the_failures(kept):
+    callbacks.register(20, "http://127.0.0.1:9/done")
+    models.IngestCallback.update(status=callbacks.DELIVERED).execute()
+    assert "fixity" not in callbacks.body(20)
+    kept.delete(3)
+    _audit(kept)
+    row = models.IngestCallback.get_by_id(20)
+    assert (row.status, row.attempts) == (callbacks.WAITING, 0)
+    body = callbacks.body(20)
+    assert body["state"] == "OK" and body["fixity"]["outcome"] == "failed"
+    assert [(item["file_id"], item["path"], item["outcome"]) for item in body["fixity"]["failures"]] == \
+        [(3, "data/f3.txt", "missing")]
+    # Jobs whose files are whole keep their callback as it was.
+    callbacks.register(10, "http://127.0.0.1:9/done")
+    models.IngestCallback.update(status=callbacks.DELIVERED).where(models.IngestCallback.job_id == 10).execute()
+    _audit(kept)
+    assert models.IngestCallback.get_by_id(10).status == callbacks.DELIVERED
