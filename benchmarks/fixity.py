@@ -11,7 +11,7 @@ The embedded service (no configuration, a fresh data directory) archives ``--fil
 - ``floor``: this machine reading the same files and hashing them (SHA-1, and SHA-1 + SHA-256),
   nothing else: the baseline measured in the same run.
 - ``beside ingest``: a bundle of ``--ingest-mib`` MiB ingested alone, then while an unlimited
-  audit runs, then while an audit at ``[fixity] rate``'s default (50MB/s) runs; the ratios say
+  audit runs (the page cache dropped before each, as root: the audit reads from the disk), then while an audit at ``[fixity] rate``'s default (50MB/s) runs; the ratios say
   what an audit costs the ingest beside it.
 
 Results go to ``<out>/fixity.md`` and ``fixity.json``, with the date, commit and command.
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, rate in (("ingest_alone_s", None), ("ingest_beside_unlimited_s", "0"),
                                 ("ingest_beside_50MBs_s", "50MB/s")):
                 settle()
+                drop_caches()  # the audit reads from the disk, as it would years-old files
                 running = audit(env, rate, wait=False) if rate is not None else None
                 if running is not None:
                     time.sleep(1.0)  # past the command's start: the audit is reading

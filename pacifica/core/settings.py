@@ -16,6 +16,7 @@ from .errors import ConfigError
 _SIZE_UNITS = {
     "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
     "b": 1, "Kb": 1024, "Mb": 1024**2, "Gb": 1024**3, "Tb": 1024**4,
+    "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
 }
 
 
@@ -23,7 +24,7 @@ def parse_size(size: str | int) -> int:
     """Parse a size such as ``"4 Mb"`` (binary) or ``"10 MB"`` (decimal) into bytes.
 
     A bare number is taken as bytes. Units are case-sensitive, as in the published service:
-    ``B KB MB GB TB`` are powers of 1000 and ``b Kb Mb Gb Tb`` powers of 1024.
+    ``B KB MB GB TB`` are powers of 1000 and ``b Kb Mb Gb Tb`` (or ``KiB MiB GiB TiB``) powers of 1024.
     """
     if isinstance(size, int):
         return size

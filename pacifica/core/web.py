@@ -208,6 +208,26 @@ def refuse_body(status: int, message: str) -> cherrypy.HTTPError:
     return cherrypy.HTTPError(status, message)
 
 
+class RetryLater(cherrypy.HTTPError):
+    """An error that tells the client when to try again (``Retry-After``, in seconds): CherryPy
+    drops that header from error answers, so it is set after CherryPy's own clean-up."""
+
+    def __init__(self, status: int, message: str, retry_after: int) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after
+
+    def set_response(self) -> None:
+        """CherryPy's error answer, with ``Retry-After``."""
+        super().set_response()
+        cherrypy.serving.response.headers["Retry-After"] = str(int(self.retry_after))
+
+
+def refuse_body_later(status: int, message: str, retry_after: int) -> cherrypy.HTTPError:
+    """``refuse_body`` that also says when to try again."""
+    refuse_body(status, message)
+    return RetryLater(status, message, retry_after)
+
+
 def spooled_json(limit: int, what: str, directory: str) -> tuple[IO[bytes], jsonbody.Outline]:
     """The request body, copied to a temporary file in ``directory`` and checked to be JSON in one
     streaming pass: the file (for ``jsonbody.items``) and the document's outline. 413 above

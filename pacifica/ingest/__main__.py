@@ -31,8 +31,9 @@ from .common import states
 from .common.errors import ConfigError, PeerError
 from .common.settings import load_settings
 from .db import archived, migrations, models
+from .db import quotas as quota_holds
 from .db.responses import event_response
-from .jobs import actions, fixity
+from .jobs import actions, fixity, quotas
 from .jobs.housekeeping import expire_failed_bundles, expire_uploads, stalled_jobs
 from .jobs.runtime import Runtime
 from .peers.base import ListingMetadataPort, ReadableMetadataPort
@@ -203,6 +204,34 @@ def _cmd_parser() -> argparse.ArgumentParser:
                         help="read files the archive keeps on tape too (recalls them)")
     audit.add_argument("--json", dest="as_json", action="store_true", help="print the report as JSON")
     audit.set_defaults(func=_cmd_fixity)
+
+    quota = sub.add_parser("quota", help="set, show, list or remove quotas (bytes, files, uploads at once)",
+                           description="Quotas of a user, a project or an instrument: bytes and files archived "
+                           "(in total, or within a rolling --period), and for a user the uploads receiving bytes "
+                           "at once. Uploads over a quota are refused before a byte is stored (413, or 429 with "
+                           "Retry-After), and a job whose real sizes are over it fails before its files are "
+                           "archived.",
+                           epilog="examples:\n  pacifica-ingest-cmd quota set --project 1234a --bytes 1TB\n"
+                           "  pacifica-ingest-cmd quota set --user alice --bytes 200GiB --files 100000 --uploads 4\n"
+                           "  pacifica-ingest-cmd quota set --instrument 54 --bytes 5TB --period 30d\n"
+                           "  pacifica-ingest-cmd quota set --user alice --files none   # no file limit\n"
+                           "  pacifica-ingest-cmd quota show --user alice\n  pacifica-ingest-cmd quota list\n\n"
+                           + CMD_EXITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    quota.add_argument("action", choices=("set", "show", "list", "remove"))
+    whose = quota.add_mutually_exclusive_group()
+    for scope in quota_holds.SCOPES:
+        whose.add_argument(f"--{scope}", dest=scope, metavar="NAME", help=f"the quota of this {scope}")
+    quota.add_argument("--bytes", dest="max_bytes", metavar="SIZE",
+                       help="bytes (1TB, 200GiB, 1048576; none: no limit)")
+    quota.add_argument("--files", dest="max_files", metavar="N", help="files (none: no limit)")
+    quota.add_argument("--uploads", dest="max_uploads", metavar="N",
+                       help="a user's uploads receiving bytes at once (none: no limit)")
+    quota.add_argument("--period", dest="period", metavar="DURATION",
+                       help="count bytes and files archived within this rolling window (30d; none: all)")
+    quota.add_argument("--operator", dest="operator", default=getpass.getuser(),
+                       help="who is doing this, recorded with the quota (default: you)")
+    quota.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
+    quota.set_defaults(func=_cmd_quota)
 
     add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
     return parser
@@ -389,6 +418,72 @@ def _cmd_fixity(args: argparse.Namespace, rt: Runtime) -> int:
     if report.stopped:
         return 2
     return 0 if report.ok else 1
+
+
+def _limit(text: str | None, parse) -> object:
+    """A limit given on the command line: absent (keep it), ``none`` (remove it), or its value."""
+    if text is None:
+        return _KEEP
+    if text.strip().lower() in ("none", "off", "-"):
+        return None
+    value = parse(text)
+    if value < 0:
+        raise ValueError(f"a limit cannot be negative: {text!r}")
+    return int(value)
+
+
+_KEEP = object()
+
+
+def _cmd_quota(args: argparse.Namespace, rt: Runtime) -> int:
+    check_schema(rt.settings)
+    named = [(scope, getattr(args, scope)) for scope in quota_holds.SCOPES if getattr(args, scope)]
+    if args.action == "list":
+        rows = quotas.report([(row.scope, row.name) for row in quota_holds.everything()])
+        _print_quotas(rows, args.as_json)
+        return 0
+    if not named:
+        sys.stderr.write(f"quota {args.action}: name whose quota (--user, --project or --instrument)\n")
+        return 2
+    scope, name = named[0]
+    if args.action == "remove":
+        removed = quota_holds.remove(scope, name)
+        _out(f"removed the {scope} quota of {name}" if removed else f"{scope} {name} has no quota; nothing removed")
+        return 0
+    if args.action == "set":
+        try:
+            limits = {"max_bytes": _limit(args.max_bytes, parse_rate), "max_files": _limit(args.max_files, int),
+                      "max_uploads": _limit(args.max_uploads, int), "period": _limit(args.period, parse_duration)}
+        except ValueError as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
+        given = {key: value for key, value in limits.items() if value is not _KEEP}
+        if not given:
+            sys.stderr.write("quota set: give at least one of --bytes, --files, --uploads, --period\n")
+            return 2
+        if "max_uploads" in given and scope != quota_holds.USER:
+            sys.stderr.write("--uploads is a limit of a user's uploads at once; give it with --user\n")
+            return 2
+        quota_holds.put(scope, name, args.operator, **given)
+    _print_quotas(quotas.report([(scope, name)]), args.as_json)
+    return 0
+
+
+def _print_quotas(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        sys.stderr.write("no quotas are set\n")
+    for row in rows:
+        limits = ", ".join(f"{label} {used} of {limit if limit is not None else 'no limit'}" for label, used, limit in (
+            ("bytes", row["used_bytes"] + row["held_bytes"], row["max_bytes"]),
+            ("files", row["used_files"] + row["held_files"], row["max_files"])))
+        extra = f", uploads at once {row['uploading']} of {row['max_uploads'] or 'no limit'}" \
+            if row["scope"] == quota_holds.USER else ""
+        period = f" (within {row['period_seconds'] / 86400:g} days)" if row["period_seconds"] else ""
+        _out(f"{row['scope']} {row['name']}: {limits}{extra}{period}; held by uploads in flight: "
+             f"{row['held_bytes']} bytes")
 
 
 def _cmd_token(args: argparse.Namespace, rt: Runtime) -> int:

@@ -23,6 +23,7 @@ from ...core.schema import ensure_schema
 from ..common.settings import EMBEDDED, Settings, load_settings
 from ..db import migrations
 from ..db.models import COMPLETION_HOOKS, DB, IngestToken
+from ..db.quotas import release_when_ended
 from ..jobs.callbacks import schedule
 from ..jobs.celery_app import INGEST_APP, configure_celery
 from ..jobs.runtime import Runtime
@@ -47,8 +48,9 @@ def configure(settings: Settings | None = None, peers: Peers | None = None) -> R
     current = Runtime(settings=settings, peers=peers or build_peers(settings), spool=spool,
                       uploads=TusStore(spool, settings.upload_expiry), auth=build_authenticator(settings))
     INGEST_APP.use(current)
-    if schedule not in COMPLETION_HOOKS:
-        COMPLETION_HOOKS.append(schedule)
+    for hook in (schedule, release_when_ended):
+        if hook not in COMPLETION_HOOKS:
+            COMPLETION_HOOKS.append(hook)
     return current
 
 

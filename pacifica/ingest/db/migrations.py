@@ -174,14 +174,17 @@ def step_2_3_to_2_4(database: peewee.Database) -> None:
 
 ARCHIVED_TABLE = "ingestarchivedfile"
 FIXITY_TABLE = "ingestfixityevent"
+QUOTA_TABLE = "ingestquota"
+HOLD_TABLE = "ingestquotahold"
 
 
 def step_2_4_to_2_5(database: peewee.Database) -> None:
     """Add the record of what was archived (``ingestarchivedfile``: each file's job, size,
-    declared digest, owner and when it was last verified) and the fixity checks made of it
-    (``ingestfixityevent``).
+    declared digest, owner and when it was last verified), the fixity checks made of it
+    (``ingestfixityevent``), the quotas (``ingestquota``) and what uploads in flight hold of
+    them (``ingestquotahold``).
 
-    A minor version: the published code ignores both tables. A database upgraded from it fills the
+    A minor version: the published code ignores these tables. A database upgraded from it fills the
     record with ``pacifica-ingest-cmd fixity --backfill``.
     """
 
@@ -221,9 +224,36 @@ def step_2_4_to_2_5(database: peewee.Database) -> None:
         class Meta:
             table_name = FIXITY_TABLE
 
-    for model in (IngestArchivedFileV1, IngestFixityEventV1):
+    class IngestQuotaV1(peewee.Model):
+        scope = peewee.CharField()
+        name = peewee.CharField()
+        max_bytes = peewee.BigIntegerField(null=True)
+        max_files = peewee.BigIntegerField(null=True)
+        period = peewee.BigIntegerField(null=True)
+        max_uploads = peewee.IntegerField(null=True)
+        updated = peewee.DateTimeField(default=_utcnow)
+        operator = peewee.CharField(null=True)
+
+        class Meta:
+            table_name = QUOTA_TABLE
+            primary_key = peewee.CompositeKey("scope", "name")
+
+    class IngestQuotaHoldV1(peewee.Model):
+        job_id = peewee.BigIntegerField(primary_key=True)
+        submitter = peewee.CharField(null=True, index=True)
+        project = peewee.CharField(null=True, index=True)
+        instrument = peewee.CharField(null=True, index=True)
+        bytes = peewee.BigIntegerField(default=0)
+        files = peewee.BigIntegerField(default=0)
+        created = peewee.DateTimeField(default=_utcnow)
+
+        class Meta:
+            table_name = HOLD_TABLE
+
+    models = (IngestArchivedFileV1, IngestFixityEventV1, IngestQuotaV1, IngestQuotaHoldV1)
+    for model in models:
         model.bind(database)
-    database.create_tables([IngestArchivedFileV1, IngestFixityEventV1], safe=True)
+    database.create_tables(models, safe=True)
 
 
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (

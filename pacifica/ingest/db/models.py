@@ -198,14 +198,26 @@ def recent_jobs(limit: int, *, running: bool = False, state: str | None = None,
     return iter(query)
 
 
-def claim_job(job_id, submitter: str | None = None) -> bool:
+def write_transaction():
+    """A transaction that writes from its first statement: on SQLite it takes the database's write
+    lock at once (``BEGIN IMMEDIATE``), so that what it reads cannot change before it writes (a
+    deferred one would fail to write, not wait, once another wrote meanwhile)."""
+    if isinstance(DB.obj, peewee.SqliteDatabase):
+        return DB.atomic("IMMEDIATE")
+    return DB.atomic()
+
+
+def claim_job(job_id, submitter: str | None = None, admit: Callable[[int], None] | None = None) -> bool:
     """Record a new job of ``submitter`` as UPLOADING; False if a job of that id exists already
     (its row is left as it is: a uniqueid service that hands out an id twice must not take over
-    another job)."""
+    another job). ``admit(job_id)`` runs first in the same transaction: what it raises undoes
+    everything, the job included."""
     job_id = int(job_id)
     now = utcnow()
     try:
-        with DB.atomic():
+        with write_transaction() if admit is not None else DB.atomic():
+            if admit is not None:
+                admit(job_id)
             IngestState.insert(job_id=job_id, state=states.OK, task=states.UPLOADING, task_percent=Decimal(0),
                                exception="", complete=False, created=now, updated=now,
                                submitter=submitter).execute()

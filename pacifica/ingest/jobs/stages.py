@@ -24,8 +24,9 @@ from ..common import states
 from ..common.errors import IngestError
 from ..common.message import JobMessage, make_message
 from ..db import archived
+from ..db import quotas as quota_holds
 from ..volume.manifest import Manifest, open_manifest
-from . import pipeline, record
+from . import pipeline, quotas, record
 from .celery_app import INGEST_APP, StageTask
 
 logger = logging.getLogger(__name__)
@@ -77,13 +78,23 @@ def _open_tar(task: StageTask, ctx: JobMessage) -> None:
 
 def _load_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid,
-                                  rt.settings.metadata_limit).close()
+    with pipeline.load_bundle_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid,
+                                       rt.settings.metadata_limit) as manifest:
+        _within_quotas(ctx, manifest)
 
 
 def _load_move_metadata(task: StageTask, ctx: JobMessage) -> None:
     rt = task.runtime
-    pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid, rt.settings.move_roots).close()
+    with pipeline.load_move_metadata(ctx["job_id"], ctx["path"], rt.spool, rt.peers.uniqueid,
+                                     rt.settings.move_roots) as manifest:
+        _within_quotas(ctx, manifest)
+
+
+def _within_quotas(ctx: JobMessage, manifest: Manifest) -> None:
+    """The job's real sizes, project and instrument against the quotas (before a byte is archived)."""
+    values = manifest.transaction_values()
+    owner = archived.Owner(ctx.get("user"), values.get("project"), values.get("instrument"))
+    quotas.commit(ctx["job_id"], owner, manifest.total_bytes(), manifest.count())
 
 
 def _policy(task: StageTask, ctx: JobMessage) -> None:
@@ -112,6 +123,7 @@ def _ingest_metadata(task: StageTask, ctx: JobMessage) -> None:
         # Recorded first (again on a retry: a file recorded before is left as it is), so that
         # no job completes with its files missing from the record; a rollback forgets them.
         pipeline.record_archived(ctx["job_id"], manifest, ctx.get("user"))
+        quota_holds.release(ctx["job_id"])  # the record counts the files now
         pipeline.ingest_metadata(ctx["job_id"], manifest, rt.peers.metadata, rt.peers.archive,
                                  move=ctx.get("move", False), final=task.final_attempt,
                                  ledger_path=rt.spool.ledger_path(ctx["job_id"]),

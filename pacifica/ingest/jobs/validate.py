@@ -21,8 +21,10 @@ from ...core import jsonbody
 from ...core.redact import Problems
 from ..bundles import document
 from ..common.errors import PeerRejected
+from ..db.archived import Owner
 from ..peers.base import PolicyPort
 from ..volume.manifest import FILE, ManifestWriter
+from . import quotas
 
 SHAPE = 'the body must be the metadata (a JSON list) or {"metadata": [...], "files": [...]}'
 FILES_SHAPE = '"files" must be a list of {"name", "size"} objects'
@@ -38,6 +40,21 @@ def listed_members(files: Iterator[Any], found: Problems, writer: ManifestWriter
             found.add(f"files[{position}] must be {{\"name\": member name, \"size\": bytes}}, got {item!r}"[:300])
             continue
         writer.add_member(name, FILE, size)
+
+
+def _over_quota(handle: IO[bytes], prefix: str, user: str) -> list[str]:
+    """The quotas the document's files would go over: its user's, and its project's and
+    instrument's (``Transactions.project``, ``Transactions.instrument``)."""
+    values: dict[str, str] = {}
+    size = files = 0
+    for item in jsonbody.items(handle, prefix):
+        table = item.get("destinationTable")
+        if table == document.FILES_TABLE:
+            files += 1
+            size += item["size"] if isinstance(item.get("size"), int) and item["size"] > 0 else 0
+        elif isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
+            values.setdefault(table.partition(".")[2], str(item["value"]))
+    return quotas.problems(Owner(user, values.get("project"), values.get("instrument")), size, files)
 
 
 def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: PolicyPort,
@@ -78,6 +95,8 @@ def problems(handle: IO[bytes], shape: jsonbody.Outline, user: str, policy: Poli
         for index, item in enumerate(jsonbody.items(handle, prefix)):
             check.add(index, item)
         found.extend(check.problems())
+    if not check.not_objects:
+        found.extend(_over_quota(handle, prefix, user))
     if check.not_objects or policy.structural_only:
         return found  # such a policy would only run the structural checks above again
     try:

@@ -21,12 +21,13 @@ from ...core.auth import web as auth_web
 from ...core.auth.identity import Identity
 from ...core.auth.web import current_identity, may_see
 from ...core.database import discard as discard_connection
-from ...core.web import refuse_body
+from ...core.web import refuse_body, refuse_body_later
 from ..bundles import tar
 from ..common.errors import PeerError
 from ..db import models
+from ..db.archived import Owner
 from ..db.responses import create_state_response
-from ..jobs import admission, callbacks, record
+from ..jobs import admission, callbacks, quotas, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import JobMessage, job_chain
 from ..volume.body import Body, PeekedBody, read_head
@@ -191,10 +192,22 @@ def callback_url(params: dict[str, Any], body_unread: bool = False) -> str | Non
 JOB_ID_ATTEMPTS = 10
 
 
-def new_job(callback: str | None = None, submitter: str | None = None) -> int:
+def new_job(callback: str | None = None, submitter: str | None = None, size: int | None = None,
+            project: str | None = None, instrument: str | None = None, uploading: bool = True) -> int:
     """Reserve a job id and record it as UPLOADING for ``submitter`` (with its completion callback, if any);
-    503 if a peer or the database is down."""
+    503 if a peer or the database is down.
+
+    The job is admitted under the quotas of its submitter (and of the ``project`` and
+    ``instrument`` it names, if it does) for ``size`` bytes, in the transaction that records it:
+    over a quota, nothing is recorded and the answer is 413, or 429 with ``Retry-After`` for a
+    user with as many ``uploading`` jobs as their quota allows.
+    """
     job_id = None
+    owner = Owner(submitter, project, instrument)
+
+    def admit(job: int) -> None:
+        quotas.admit_job(job, owner, size, uploading=uploading)
+
     for _attempt in range(JOB_ID_ATTEMPTS):
         with database_errors():
             try:
@@ -202,7 +215,11 @@ def new_job(callback: str | None = None, submitter: str | None = None) -> int:
             except PeerError as exc:
                 logger.error("cannot reserve a job id: %s", exc)
                 raise cherrypy.HTTPError(503, f"cannot reserve a job id: {exc}") from None
-            if models.claim_job(job_id, submitter):
+            try:
+                claimed = models.claim_job(job_id, submitter, admit)
+            except quotas.QuotaRefused as exc:
+                raise quota_refusal(exc) from None
+            if claimed:
                 break
             logger.warning("the uniqueid service handed out job id %s, which an existing job has; "
                            "asking for another", job_id)
@@ -213,6 +230,15 @@ def new_job(callback: str | None = None, submitter: str | None = None) -> int:
         if callback:
             callbacks.register(job_id, callback)
     return job_id
+
+
+def quota_refusal(exc: admission.Refused) -> cherrypy.HTTPError:
+    """The answer to a refusal under a quota: its status and reason (and ``Retry-After``), the
+    body left unread."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        return refuse_body_later(exc.status, str(exc), retry_after)
+    return refuse_body(exc.status, str(exc))
 
 
 def fail(job_id: int, message: str, received: int = 0, expected: int | None = None) -> None:

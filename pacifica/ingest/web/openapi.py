@@ -44,6 +44,21 @@ VALIDATION = {
     "required": ["valid", "problems"],
 }
 
+_COUNT = {"type": ["integer", "null"]}
+QUOTAS = {
+    "type": "object",
+    "properties": {"user": {"type": "string"}, "quotas": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"scope": {"enum": ["user", "project", "instrument"]}, "name": {"type": "string"},
+                       "max_bytes": _COUNT, "max_files": _COUNT, "max_uploads": _COUNT, "period_seconds": _COUNT,
+                       "used_bytes": {"type": "integer"}, "used_files": {"type": "integer"},
+                       "held_bytes": {"type": "integer"}, "held_files": {"type": "integer"},
+                       "left_bytes": _COUNT, "left_files": _COUNT, "uploading": {"type": "integer"}},
+        "required": ["scope", "name", "max_bytes", "max_files", "used_bytes", "used_files", "left_bytes",
+                     "left_files"]}}},
+    "required": ["user", "quotas"],
+}
+
 METADATA_DOCUMENT = {"type": "array", "items": {"type": "object"},
                      "description": "Pacifica metadata: a list of objects with a destinationTable."}
 
@@ -101,7 +116,7 @@ def _paths() -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/octet-stream": {
             "schema": {"type": "string", "format": "binary"}}}},
         "responses": {**_accepted("The job, as accepted (UPLOADING)."),
-                      **errors(400, 401, 413, 503, 507)},
+                      **errors(400, 401, 413, 429, 503, 507)},
     }
     return {
         "/": {"get": {"summary": "The service is up", "operationId": "root", "tags": ["jobs"],
@@ -134,6 +149,11 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": json_response("It would be accepted.", "Validation"),
                           "422": json_response("It would be refused: every problem.", "Validation"),
                           **errors(400, 401, 413, 503)}}},
+        "/quota": {"get": {
+            "summary": "The caller's quotas: limits and usage of their user and of the projects and "
+                       "instruments they archived files of", "operationId": "quota", "tags": ["jobs"],
+            "parameters": [USER],
+            "responses": {"200": json_response("Limits (null: none) and usage.", "Quotas"), **errors(401, 503)}}},
         "/uploads/": {
             "options": {"summary": "What the tus server supports", "operationId": "tusOptions", "tags": ["tus"],
                         "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Checksum-Algorithm "
@@ -191,4 +211,5 @@ def openapi() -> dict[str, Any]:
     return document("Pacifica Ingest", "1.0.0",
                     "Receives data bundles, validates them, streams every file into the archive with inline "
                     "checksum verification, and records the metadata.",
-                    {**_paths(), **_jobs_page()}, {"JobState": JOB_STATE, "Event": EVENT, "Validation": VALIDATION})
+                    {**_paths(), **_jobs_page()}, {"JobState": JOB_STATE, "Event": EVENT, "Validation": VALIDATION,
+                                                   "Quotas": QUOTAS})

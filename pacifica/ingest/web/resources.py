@@ -22,8 +22,9 @@ from ...core.web import error_page_default, unexpected_error  # noqa: F401 - pub
 from ..common.errors import PeerError, UploadError
 from ..common.metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from ..db import models
+from ..db import quotas as quota_holds
 from ..db.responses import create_state_response, event_response
-from ..jobs import validate
+from ..jobs import quotas, validate
 from ..jobs.runtime import Runtime
 from ..jobs.stages import make_context
 from ..volume.body import request_body
@@ -104,7 +105,7 @@ class RestUpload:
         # What is plainly not a bundle (nothing, a form, a compressed or other file) is refused
         # on its first block, before a job exists for it.
         body = bundle_body(request_body(cherrypy.request.rfile))
-        job_id = new_job(callback, authed_user)
+        job_id = new_job(callback, authed_user, size=length)
         try:
             size = rt.spool.receive(job_id, body, expected=length,
                                     limit=rt.settings.max_upload_size, stage_members=rt.stages_members())
@@ -171,6 +172,22 @@ class RestValidate:
         return {"valid": not found, "problems": found.listed()}
 
 
+class RestQuota:
+    """``GET /quota``: the caller's quotas, each with its limits and what counts against it."""
+
+    exposed = True
+
+    @staticmethod
+    @cherrypy.tools.json_out()
+    @get_authed_user
+    def GET(*_args: Any, authed_user: str, **_ignored: Any) -> dict[str, Any]:
+        """Limits and usage of the caller's user, and of each project and instrument they archived
+        (or are uploading) files of."""
+        with database_errors():
+            names = [(quota_holds.USER, authed_user), *quota_holds.projects_and_instruments_of(authed_user)]
+            return {"user": authed_user, "quotas": quotas.report(names)}
+
+
 class Root:
     """``GET /``: tells the service is up; the other resources hang below it."""
 
@@ -180,6 +197,7 @@ class Root:
     ingest = upload
     move = RestMove()
     validate = RestValidate()
+    quota = RestQuota()
     # Mounted by make_app: they need the service's runtime or registries built at start-up.
     uploads: RestUploads
     metrics: Metrics

@@ -23,7 +23,8 @@ import cherrypy
 from ...core.auth.web import current_identity, may_see
 from ...core.web import refuse_body
 from ..common.metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
-from ..jobs import admission, record
+from ..db.archived import Owner
+from ..jobs import admission, quotas, record
 from ..jobs.runtime import Runtime
 from ..jobs.stages import make_context
 from ..volume.body import request_body
@@ -48,6 +49,7 @@ from .kit import (
     new_job,
     owners_apart,
     parse_job_id,
+    quota_refusal,
     required_integer_header,
 )
 
@@ -137,14 +139,16 @@ class RestUploads:
         if concat not in ("", "partial"):
             raise refuse_body(400, f"Upload-Concat must be 'partial' or 'final;<urls>', got {concat[:60]!r}")
         length = _creation_length(rt, uploads)
+        owner = _owner(authed_user, metadata)
         if concat == "partial":
             _admit_partial(rt, uploads, authed_user, length)
+            _admitted(lambda: quotas.check(owner, length, None, "the partial upload"))
             upload = uploads.create(None, length, authed_user, metadata, concat="partial")
             logger.info("partial upload %s of %s bytes created for %s", upload.job_id, length, authed_user)
         else:
             callback = callback_url({**kwargs, **({"callback_url": metadata["callback_url"]}
                                                    if metadata.get("callback_url") else {})}, body_unread=True)
-            job_id = new_job(callback, authed_user)
+            job_id = new_job(callback, authed_user, size=length, project=owner.project, instrument=owner.instrument)
             try:
                 upload = uploads.create(job_id, length, authed_user, metadata)
             except OSError as exc:
@@ -261,7 +265,13 @@ def _admitted(check: Callable[[], None]) -> None:
     try:
         check()
     except admission.Refused as exc:
-        raise refuse_body(exc.status, str(exc)) from None
+        raise quota_refusal(exc) from None
+
+
+def _owner(user: str, metadata: dict[str, str]) -> Owner:
+    """Whom an upload counts against: its user, and the project and instrument its
+    ``Upload-Metadata`` names (``project``, ``instrument``), if it does."""
+    return Owner(user, metadata.get("project") or None, metadata.get("instrument") or None)
 
 
 def _check_room(rt: Runtime, length: int) -> None:
@@ -280,6 +290,8 @@ def _receive(rt: Runtime, uploads: TusStore, upload: Upload, offset: int) -> int
     try:
         if given is not None:
             _check_room(rt, given)
+            if not upload.partial:
+                _admitted(lambda: quotas.resize(upload.job, _owner(upload.user, upload.metadata), given))
             upload = uploads.set_length(upload, given)
         header = cherrypy.request.headers.get("Upload-Checksum")
         if header is not None:
@@ -335,8 +347,10 @@ def _create_final(rt: Runtime, urls: str, user: str, metadata: dict[str, str], k
     # All the partials or none, before any job exists: of simultaneous finals one wins.
     if not uploads.claim(parts, 0):
         raise refuse_body(409, "a partial upload named is being concatenated by another final upload")
+    owner = _owner(user, metadata)
     try:
-        job_id = new_job(callback, user)
+        job_id = new_job(callback, user, size=length, project=owner.project, instrument=owner.instrument,
+                         uploading=False)
     except BaseException:
         uploads.release(parts)
         raise
