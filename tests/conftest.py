@@ -152,6 +152,27 @@ def embedded_stack(name: str, root: Path, **ingest: str) -> Stack:
     return stack
 
 
+@contextlib.contextmanager
+def own_stack(name: str, kind: str, root: Path, peers: Peers, archive: PublishedArchive, broker: str = "redis"):
+    """A running stack of a test module's own: ``embedded``, or ``published`` (PostgreSQL, ``broker``,
+    the published peers and archive interface); stopped when the block ends. For what a module
+    must not share: its database's quotas, or an audit of everything in its record."""
+    if kind == "embedded":
+        stack = embedded_stack(name, root)
+    else:
+        stack = make_stack(name, "postgres", broker, root, peers, archive)
+        stack.peers, stack.archive = peers, archive
+        synced = stack.cmd("dbsync")
+        assert synced.returncode == 0, synced.stderr
+    try:
+        stack.start_server()
+        if not stack.embedded:
+            stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+
+
 class StackRegistry:
     """Stacks started once per session and shared by the fixtures that ask for them."""
 

@@ -20,7 +20,7 @@ import requests
 from pacifica.core.http import make_session
 from pacifica.ingest.peers.archive import HttpArchive
 from pacifica.ingest.peers.metadata import HttpMetadata
-from tests.conftest import embedded_stack, make_stack
+from tests.conftest import embedded_stack, make_stack, own_stack
 from tests.support import services
 from tests.support.bundles import file_object, transaction_metadata
 from tests.support.cartd import cart_service
@@ -35,18 +35,8 @@ FILE_SIZE = 300_000
 def audited(request, tmp_path_factory, peers, archive):
     """A stack of its own (the audit reads everything in its record), three jobs uploaded with
     pacifica-uploader, and the sources of each job's files."""
-    name = f"fixity-{request.param}"
-    root = tmp_path_factory.mktemp(name)
-    if request.param == "embedded":
-        stack = embedded_stack(name, root)
-    else:
-        stack = make_stack(name, "postgres", "redis", root, peers, archive)
-        stack.peers, stack.archive = peers, archive
-        assert stack.cmd("dbsync").returncode == 0
-    try:
-        stack.start_server()
-        if not stack.embedded:
-            stack.start_worker()
+    root = tmp_path_factory.mktemp(f"fixity-{request.param}")
+    with own_stack(f"fixity-{request.param}", request.param, root, peers, archive) as stack:
         jobs = {}
         for number in (1, 2, 3):
             sources = {f"data/run-{number}/{name}.dat": os.urandom(FILE_SIZE) for name in ("a", "b")}
@@ -54,8 +44,6 @@ def audited(request, tmp_path_factory, peers, archive):
             assert state["state"] == "OK" and state["complete"], state
             jobs[number] = (job_id, sources)
         yield stack, jobs, request.param
-    finally:
-        stack.stop()
 
 
 def _recorded_files(stack, job_id):

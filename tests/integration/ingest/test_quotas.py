@@ -17,7 +17,7 @@ import requests
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
-from tests.conftest import embedded_stack, make_stack
+from tests.conftest import own_stack
 from tests.support.bundles import make_bundle
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -53,21 +53,9 @@ class Sized(io.RawIOBase):
 
 @pytest.fixture(scope="module", params=["embedded", "published"])
 def quota_stack(request, tmp_path_factory, peers, archive):
-    name = f"quotas-{request.param}"
-    root = tmp_path_factory.mktemp(name)
-    if request.param == "embedded":
-        stack = embedded_stack(name, root)
-    else:
-        stack = make_stack(name, "postgres", "rabbitmq", root, peers, archive)
-        stack.peers, stack.archive = peers, archive
-        assert stack.cmd("dbsync").returncode == 0
-    try:
-        stack.start_server()
-        if not stack.embedded:
-            stack.start_worker()
+    root = tmp_path_factory.mktemp(f"quotas-{request.param}")
+    with own_stack(f"quotas-{request.param}", request.param, root, peers, archive, broker="rabbitmq") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _quota(stack, *args: str) -> dict:
