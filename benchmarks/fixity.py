@@ -11,8 +11,9 @@ The embedded service (no configuration, a fresh data directory) archives ``--fil
 - ``floor``: this machine reading the same files and hashing them (SHA-1, and SHA-1 + SHA-256),
   nothing else: the baseline measured in the same run.
 - ``beside ingest``: a bundle of ``--ingest-mib`` MiB ingested alone, then while an unlimited
-  audit runs (the page cache dropped before each, as root: the audit reads from the disk), then while an audit at ``[fixity] rate``'s default (50MB/s) runs; the ratios say
-  what an audit costs the ingest beside it.
+  audit runs, then while an audit at ``[fixity] rate``'s default (50MB/s) runs (the page cache
+  dropped before each, as root: the audit reads from the disk); the ratios say what an audit
+  costs the ingest beside it.
 
 Results go to ``<out>/fixity.md`` and ``fixity.json``, with the date, commit and command.
 """
