@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import peewee
 
@@ -171,6 +171,9 @@ def _cmd_parser() -> argparse.ArgumentParser:
                              "percent, operator (for admin commands) and message.")
     history.add_argument("--job-id", "--job_id", dest="job_id", type=int, required=True, help="the job")
     history.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of lines")
+    history.add_argument("--fixity", dest="fixity", action="store_true",
+                         help="print the fixity checks of the job's files instead: time, file, algorithm, "
+                         "expected, found, outcome")
     history.set_defaults(func=_cmd_history)
 
     metadata = sub.add_parser("metadata", help="print the metadata the embedded metadata service stored",
@@ -372,6 +375,8 @@ def _submitter(job_id: int) -> str | None:
 
 
 def _cmd_history(args: argparse.Namespace, rt: Runtime) -> int:
+    if args.fixity:
+        return _fixity_history(args)
     events = [event_response(event) for event in models.read_history(args.job_id)]
     if not events:
         sys.stderr.write(f"job {args.job_id} has no history (no such job, or it predates schema 2.2)\n")
@@ -383,6 +388,23 @@ def _cmd_history(args: argparse.Namespace, rt: Runtime) -> int:
         message = " ".join(event["message"].split())
         _out("\t".join([event["time"], event["state"], event["task"], event["task_percent"],
                         event["operator"] or "-", message]).rstrip())
+    return 0
+
+
+def _fixity_history(args: argparse.Namespace) -> int:
+    checks: list[dict[str, Any]] = [
+        {"time": f"{event.time:%Y-%m-%d %H:%M:%S}", "file_id": event.file_id, "algorithm": event.algorithm,
+         "size": event.size, "expected": event.expected, "actual": event.actual, "outcome": event.outcome,
+         "detail": event.detail} for event in archived.events_of(args.job_id)]
+    if not checks:
+        sys.stderr.write(f"job {args.job_id} has no fixity checks (none yet, or no such job)\n")
+        return 1
+    if args.as_json:
+        _out(json.dumps(checks, indent=2))
+        return 0
+    for check in checks:
+        _out("\t".join([check["time"], str(check["file_id"]), check["algorithm"], check["expected"],
+                        check["actual"] or "-", check["outcome"], " ".join(check["detail"].split())]).rstrip())
     return 0
 
 

@@ -195,11 +195,28 @@ def _detail(job_id: int, viewer: Identity, rt: Runtime) -> bytes:
             f"<p>{_state(row)} in <b>{html.escape(row.task)}</b> {_bar(row)} {_of(row)}; "
             f"user {html.escape(row.submitter or 'unknown')}</p>{actions}{exception}{_fixity(job_id)}"
             f"<h2>History</h2><ol>{events}</ol><h2>Files</h2><table><thead><tr><th>id</th><th>name</th>"
-            f"<th>size</th></tr></thead><tbody>{files}</tbody></table>{_more_files(row, len(listed))}")
+            f"<th>size</th></tr></thead><tbody>{files}</tbody></table>{_more_files(row, len(listed))}"
+            f"{_checks(job_id)}")
     return _page(f"Job {job_id}", body, refresh=not row.complete)
 
 
 FIXITY_BADGE = ' <span class="FAILED" title="a fixity audit found a file changed or missing">fixity failed</span>'
+
+
+CHECKS_SHOWN = 50
+
+
+def _checks(job_id: int) -> str:
+    """The job's last fixity checks, newest first (empty if none)."""
+    events = archived.events_of(job_id)[-CHECKS_SHOWN:]
+    if not events:
+        return ""
+    rows = "".join(f"<tr><td><time>{event.time:%Y-%m-%d %H:%M:%S}</time></td><td>{int(event.file_id)}</td>"
+                   f"<td>{html.escape(event.algorithm)}</td><td><code>{html.escape(event.actual or '-')}</code></td>"
+                   f'<td class="{"done" if event.outcome == archived.OK else "FAILED"}">{html.escape(event.outcome)}'
+                   "</td></tr>" for event in reversed(events))
+    return ("<h2>Fixity checks</h2><table><thead><tr><th>time</th><th>file</th><th>algorithm</th><th>found</th>"
+            f"<th>outcome</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _fixity(job_id: int) -> str:

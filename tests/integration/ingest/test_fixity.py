@@ -102,6 +102,7 @@ def test_an_audit_finds_the_one_flipped_byte_and_a_cart_of_it_fails_too(audited,
     assert "fixity failed" in rows[str(job2)] and "fixity failed" not in rows[str(job1)] + rows[str(job3)]
     detail = requests.get(f"{stack.url}/jobs/{job2}", timeout=30, headers=stack.headers).text
     assert "Fixity failed" in detail and recorded in detail and flipped in detail
+    assert "<h2>Fixity checks</h2>" in detail and detail.count(">ok</td>") == 1
 
     # A cart of the file: it ends in error naming the file, and adds its finding to the record.
     archive_url = stack.archive.url if stack.archive is not None else f"file://{stack.data_dir / 'archive'}"

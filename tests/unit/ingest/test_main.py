@@ -170,3 +170,53 @@ def test_retry_at_a_terminal_shows_a_progress_bar(config, tmp_path, capsys, monk
     shown = capsys.readouterr()
     assert "job 21: OK ingest metadata" in shown.out
     assert "\r[" in shown.err and "%" in shown.err and shown.err.endswith("\n"), shown.err
+
+
+def test_quota_set_show_list_and_remove(config, capsys):
+    assert cmd(["-c", config, "quota", "set", "--user", "alice", "--bytes", "1GiB", "--uploads", "4"]) == 0
+    assert capsys.readouterr().out.strip() == ("user alice: bytes 0 of 1073741824, files 0 of no limit, uploads at "
+                                              "once 0 of 4; held by uploads in flight: 0 bytes")
+    assert cmd(["-c", config, "quota", "set", "--project", "1234a", "--files", "10", "--period", "30d"]) == 0
+    assert "(within 30 days)" in capsys.readouterr().out
+    assert cmd(["-c", config, "quota", "set", "--user", "alice", "--bytes", "none"]) == 0
+    assert "bytes 0 of no limit" in capsys.readouterr().out
+    assert cmd(["-c", config, "quota", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in listed] == ["project 1234a", "user alice"]
+    assert cmd(["-c", config, "quota", "remove", "--project", "1234a"]) == 0
+    assert cmd(["-c", config, "quota", "remove", "--project", "1234a"]) == 0
+    assert "has no quota; nothing removed" in capsys.readouterr().out
+    # Wrong arguments say what is wrong and exit 2.
+    assert cmd(["-c", config, "quota", "set", "--project", "p", "--uploads", "3"]) == 2
+    assert cmd(["-c", config, "quota", "set", "--user", "bob", "--bytes", "lots"]) == 2
+    assert cmd(["-c", config, "quota", "set", "--user", "bob"]) == 2
+    assert cmd(["-c", config, "quota", "show"]) == 2
+    errors = capsys.readouterr().err
+    assert "give it with --user" in errors and "not a rate: 'lots'" in errors
+    assert "give at least one of --bytes" in errors and "name whose quota" in errors
+
+
+def test_fixity_of_an_empty_record_and_bad_arguments(config, capsys):
+    assert cmd(["-c", config, "fixity", "--all"]) == 0
+    assert capsys.readouterr().out.startswith("fixity: checked 0 files (0 bytes)")
+    assert cmd(["-c", config, "fixity", "--older-than", "ninety days"]) == 2
+    assert cmd(["-c", config, "fixity", "--all", "--rate", "fast"]) == 2
+    assert "not a duration" in capsys.readouterr().err
+    assert cmd(["-c", config, "fixity", "--backfill"]) == 0
+    assert capsys.readouterr().out.strip() == "recorded 0 files of 0 jobs archived before the record"
+
+
+def test_history_of_fixity_checks(config, capsys):
+    assert cmd(["-c", config, "dbsync"]) == 0
+    assert cmd(["-c", config, "history", "--job-id", "3", "--fixity"]) == 1
+    assert "no fixity checks" in capsys.readouterr().err
+    from pacifica.ingest.db import archived
+
+    archived.record_files(3, [(31, "data/x", 1, "sha1", "a" * 40)], archived.Owner())
+    archived.record_check(archived.Check(31, 3, "data/x", 1, "sha1", "a" * 40, "b" * 40, archived.FAILED,
+                                         "sha1 is bbb, not aaa"))
+    assert cmd(["-c", config, "history", "--job-id", "3", "--fixity"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.split("\t")[1:] == ["31", "sha1", "a" * 40, "b" * 40, "failed", "sha1 is bbb, not aaa"]
+    assert cmd(["-c", config, "history", "--job-id", "3", "--fixity", "--json"]) == 0
+    assert '"outcome": "failed"' in capsys.readouterr().out
