@@ -51,7 +51,10 @@ EXTRAS = {"uwsgi": ["pyuwsgi>=2.0.28"]}
 SCRIPTS = {
     "ingest": ["pacifica-ingest=pacifica.ingest.__main__:main", "pacifica-ingest-cmd=pacifica.ingest.__main__:cmd"],
     "cartd": ["pacifica-cartd=pacifica.cartd.__main__:main", "pacifica-cartd-cmd=pacifica.cartd.__main__:cmd"],
+    "agent": ["pacifica-ingest-agent=pacifica.agent.__main__:main"],
 }
+# The agent runs on instrument PCs: a tus client and file-system events, nothing of the services.
+AGENT_REQUIRES = ["requests>=2.31", "tuspy>=1.0", "watchdog>=4"]
 
 
 def packages_of(*names: str) -> list[str]:

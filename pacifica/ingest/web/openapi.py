@@ -34,6 +34,10 @@ JOB_STATE = {
         "bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"},
         "files_done": {"type": "integer"}, "files_total": {"type": "integer"},
         "history": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+        "files": {"type": "array", "items": {"type": "object", "properties": {
+            "file_id": {"type": "integer"}, "path": {"type": "string"}, "size": {"type": "integer"},
+            "hashtype": {"type": "string"}, "hashsum": {"type": "string"}, "outcome": {"type": "string"}}}},
+        "files_more": {"type": "boolean"},
     },
     "required": ["job_id", "state", "task", "task_percent", "complete", "updated", "created", "exception"],
 }
@@ -128,7 +132,12 @@ def _paths() -> dict[str, Any]:
             "parameters": [
                 {"name": "job_id", "in": "query", "required": True, "schema": JOB_ID_SCHEMA},
                 {"name": "history", "in": "query", "required": False,
-                 "schema": {"enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]}}],
+                 "schema": {"enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]}},
+                {"name": "files", "in": "query", "required": False,
+                 "schema": {"enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                 "description": "Also the files archived for the job, with the digest recorded for each."},
+                {"name": "files_after", "in": "query", "required": False, "schema": JOB_ID_SCHEMA,
+                 "description": "The next page of files: those after this file id."}],
             "responses": {"200": json_response("The job's state.", "JobState"), **errors(400, 404, 503)}}},
         "/upload": {"post": {**upload, "operationId": "upload"}},
         "/ingest": {"post": {**upload, "operationId": "ingest", "summary": "The same as POST /upload"}},

@@ -21,7 +21,7 @@ from ...core.openapi import OpenApiResource
 from ...core.web import error_page_default, unexpected_error  # noqa: F401 - published names
 from ..common.errors import PeerError, UploadError
 from ..common.metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
-from ..db import models
+from ..db import archived, models
 from ..db import quotas as quota_holds
 from ..db.responses import create_state_response, event_response
 from ..jobs import quotas, validate
@@ -75,16 +75,31 @@ class RestIngestState:
 
     @staticmethod
     @cherrypy.tools.json_out()
-    def GET(job_id: Any = None, history: Any = None, **_ignored: Any) -> dict[str, Any]:
-        """Get the ingest state for the job; with ``history=true`` also every change it went through."""
+    def GET(job_id: Any = None, history: Any = None, files: Any = None, files_after: Any = None,
+            **_ignored: Any) -> dict[str, Any]:
+        """Get the ingest state for the job; with ``history=true`` also every change it went through;
+        with ``files=true`` the files the service archived for it, each with the digest it
+        recorded (``FILES_PAGE`` at a time, after the file id ``files_after``)."""
         job = parse_job_id(job_id)
         with_history = flag("history", history)
+        with_files = flag("files", files)
+        after = parse_job_id(files_after) if files_after not in (None, "") else -1
         record = visible_job(job)
         with database_errors(job):
             answer = create_state_response(record)
             if with_history:
                 answer["history"] = [event_response(event) for event in models.read_history(job)]
+            if with_files:
+                rows = archived.due(job_id=job, after_file=after, limit=FILES_PAGE)
+                answer["files"] = [{"file_id": row.file_id, "path": row.name, "size": row.size,
+                                    "hashtype": row.hashtype, "hashsum": row.hashsum, "outcome": row.outcome}
+                                   for row in rows]
+                answer["files_more"] = len(rows) == FILES_PAGE
         return answer
+
+
+# Files ``get_state?files=true`` answers at a time.
+FILES_PAGE = 1000
 
 
 class RestUpload:
