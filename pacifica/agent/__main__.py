@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--journal", default=None, help=f"the journal (default {DEFAULT_JOURNAL})")
     watch.add_argument("--once", action="store_true",
                        help="send what is there, wait until it is complete (and pruned), then exit")
+    watch.add_argument("--timeout", type=seconds, default=0.0,
+                       help="with --once: give up after this long (exit status 1), e.g. when the service is down")
     status = sub.add_parser("status", help="what the agent has sent, is sending and waits for")
     status.add_argument("--journal", default=None, help=f"the journal (default {DEFAULT_JOURNAL})")
     status.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
@@ -171,15 +173,19 @@ def watch(args: argparse.Namespace) -> int:
     bar = _progress_bar() if sys.stderr.isatty() else None
     logger.info("watching %s; journal %s", ", ".join(rule.root for rule in rules), journal.path)
     next_sweep = 0.0
+    deadline = time.monotonic() + args.timeout if args.once and args.timeout else None
     try:
         while not stop.is_set():
             now = time.monotonic()
-            if wake.is_set() or now >= next_sweep or agent.seen or agent.waiting:
+            if wake.is_set() or now >= next_sweep or agent.busy():
                 wake.clear()
                 agent.step(bar)
                 next_sweep = now + options["sweep"]
             if args.once and not agent.busy():
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.error("gave up after %g s with work left: %s", args.timeout, journal.counts())
+                return 1
             wake.wait(tick)
     finally:
         for observer in observers:

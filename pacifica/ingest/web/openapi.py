@@ -162,7 +162,8 @@ def _paths() -> dict[str, Any]:
             "summary": "The caller's quotas: limits and usage of their user and of the projects and "
                        "instruments they archived files of", "operationId": "quota", "tags": ["jobs"],
             "parameters": [USER],
-            "responses": {"200": json_response("Limits (null: none) and usage.", "Quotas"), **errors(401, 503)}}},
+            "responses": {"200": json_response("Limits (null: none) and usage.", "Quotas"),
+                          **errors(400, 401, 503)}}},
         "/uploads/": {
             "options": {"summary": "What the tus server supports", "operationId": "tusOptions", "tags": ["tus"],
                         "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Checksum-Algorithm "
