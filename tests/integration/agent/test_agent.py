@@ -1,0 +1,188 @@
+"""``pacifica-ingest-agent`` against the running service, as it runs on an instrument PC: a
+separate process watching a directory, killed and restarted, its journal read with ``status``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import own_stack
+from tests.support.metrics import scrape, value
+from tests.support.procs import BIN, wait_for
+
+MB = 1024 * 1024
+TRANSACTION = ["--submitter", "10", "--project", "1234a", "--instrument", "54"]
+
+
+@pytest.fixture(scope="module", params=["embedded", "published"])
+def service(request, tmp_path_factory, peers, archive):
+    root = tmp_path_factory.mktemp(f"agent-{request.param}")
+    with own_stack(f"agent-{request.param}", request.param, root, peers, archive) as stack:
+        yield stack
+
+
+def agent(stack, journal, *args: str, **popen) -> subprocess.Popen:
+    """Start the agent (stdout and stderr to ``journal``.log)."""
+    log = open(f"{journal}.log", "ab")  # noqa: SIM115 - the process owns it
+    return subprocess.Popen([str(BIN / "pacifica-ingest-agent"), "watch", "--url", stack.url, "--journal",
+                             str(journal), *args], stdout=log, stderr=log, **popen)
+
+
+def run_agent(stack, journal, *args: str, timeout: float = 300) -> None:
+    process = agent(stack, journal, "--once", *args)
+    assert process.wait(timeout) == 0, Path(f"{journal}.log").read_text(errors="replace")[-3000:]
+
+
+def status(journal) -> dict:
+    result = subprocess.run([str(BIN / "pacifica-ingest-agent"), "status", "--journal", str(journal), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def archived_files(stack, job_id: int) -> dict[str, dict]:
+    answer = requests.get(stack.url + "/get_state", params={"job_id": job_id, "files": "true"}, timeout=30).json()
+    return {item["path"]: item for item in answer["files"]}
+
+
+def test_a_file_still_being_written_is_sent_only_once_quiet_and_whole(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    journal = tmp_path / "journal.sqlite3"
+    process = agent(service, journal, str(watched), *TRANSACTION, "--quiet", "10s", "--sweep", "2s")
+    try:
+        time.sleep(1)
+        digest = hashlib.sha1()
+        last_write = 0.0
+        with open(watched / "detector.raw", "wb") as out:
+            for _ in range(200):  # 200 MB in 1 MB steps over 20 s
+                block = os.urandom(MB)
+                out.write(block)
+                out.flush()
+                digest.update(block)
+                last_write = time.time()
+                time.sleep(0.1)
+        done = wait_for(lambda: [row for row in status(journal)["bundles"] if row["state"] == "complete"] or None,
+                        180, "the bundle to complete")
+        [bundle] = done
+        [row] = status(journal)["bundles"]
+        job = requests.get(service.url + "/get_state", params={"job_id": bundle["job_id"]}, timeout=30).json()
+        # The job exists no earlier than the last write and the quiet period (the API's times are
+        # whole seconds, UTC).
+        created = time.mktime(time.strptime(job["created"], "%Y-%m-%d %H:%M:%S")) - time.timezone
+        assert created >= int(last_write + 10) - 1, (created, last_write)
+        assert row["files"] == 1 and row["bytes"] > 200 * MB
+        [archived] = archived_files(service, bundle["job_id"]).values()
+        assert (archived["path"], archived["hashsum"]) == ("data/detector.raw", digest.hexdigest())
+        assert hashlib.sha1(service.archived(archived["file_id"]).read_bytes()).hexdigest() == digest.hexdigest()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def test_killed_mid_upload_and_restarted_it_makes_exactly_one_job(service, tmp_path):
+    watched = tmp_path / "watched"
+    (watched / "run-7").mkdir(parents=True)
+    with open(watched / "run-7" / "big.bin", "wb") as out:
+        out.writelines(os.urandom(MB) for _ in range(1024))
+    (watched / "run-7" / "small.txt").write_text("notes\n")
+    journal = tmp_path / "journal.sqlite3"
+    received_before = value(scrape(service.url), "pacifica_ingest_received_bytes_total", way="tus")
+    jobs_before = service.cmd("jobs", "--limit", "1000").stdout.count("\n")
+    process = agent(service, journal, str(watched), *TRANSACTION, "--per", "directory", "--quiet", "1s",
+                    "--rate", "100MB/s", "--once")
+
+    def halfway():
+        rows = status(journal)["bundles"] if journal.exists() else []
+        return rows[0] if rows and rows[0]["sent_bytes"] >= rows[0]["bytes"] // 2 else None
+
+    bundle = wait_for(halfway, 120, "the upload to reach half way", interval=0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert status(journal)["bundles"][0]["state"] == "sending"
+    run_agent(service, journal, str(watched), *TRANSACTION, "--per", "directory", "--quiet", "1s")
+    [row] = status(journal)["bundles"]
+    assert row["state"] == "complete" and row["job_id"] == bundle["job_id"]
+    assert service.cmd("jobs", "--limit", "1000").stdout.count("\n") == jobs_before + 1, "one job, not two"
+    received = value(scrape(service.url), "pacifica_ingest_received_bytes_total", way="tus") - received_before
+    assert row["bytes"] <= received <= row["bytes"] + 8 * MB, (received, row["bytes"])
+    files = archived_files(service, row["job_id"])
+    assert set(files) == {"data/run-7/big.bin", "data/run-7/small.txt"}
+
+
+def test_pruning_only_once_the_service_holds_the_file_whole(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    journal = tmp_path / "journal.sqlite3"
+    keep = watched / "keep.dat"
+    keep.write_bytes(os.urandom(300_000))
+    original = hashlib.sha1(keep.read_bytes()).hexdigest()
+    run_agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s")
+    [sent] = status(journal)["bundles"]
+    assert sent["state"] == "complete" and keep.exists(), "nothing is deleted without --prune"
+
+    # A file changed after it was sent is a new version: a new job; the archived copy stays.
+    with open(keep, "ab") as out:
+        out.write(b"appended later")
+    changed = hashlib.sha1(keep.read_bytes()).hexdigest()
+    run_agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s")
+    first, second = status(journal)["bundles"]
+    assert second["state"] == "complete" and second["job_id"] != first["job_id"]
+    assert archived_files(service, first["job_id"])["data/keep.dat"]["hashsum"] == original
+    assert archived_files(service, second["job_id"])["data/keep.dat"]["hashsum"] == changed
+
+    # With the service unreachable (its requests go to a proxy that is not there), nothing is
+    # deleted: the agent gives up, and says so.
+    down = agent(service, journal, str(watched), *TRANSACTION, "--prune", "--once", "--timeout", "5s",
+                 env={**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+                      "NO_PROXY": "", "no_proxy": ""})
+    assert down.wait(60) == 1
+    assert keep.exists()
+    # With it back, the copy the service holds is checked against the file, and the file goes.
+    run_agent(service, journal, str(watched), *TRANSACTION, "--prune", "--quiet", "1s")
+    assert not keep.exists()
+    assert {row["state"] for row in status(journal)["bundles"]} == {"pruned"}
+
+
+def test_files_written_while_the_agent_was_stopped_and_seen_by_polling_are_sent(service, tmp_path):
+    watched = tmp_path / "share"
+    watched.mkdir()
+    (watched / "while-stopped.dat").write_bytes(b"x" * 5000)
+    journal = tmp_path / "journal.sqlite3"
+    # No sweep but the first: only the polling observer can wake it for the second file.
+    process = agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s", "--poll", "--sweep", "1h")
+    try:
+        wait_for(lambda: [row for row in status(journal)["bundles"] if row["state"] == "complete"] or None
+                 if journal.exists() else None, 60, "the file written while the agent was stopped")
+        (watched / "later.dat").write_bytes(b"y" * 7000)
+        wait_for(lambda: len([row for row in status(journal)["bundles"] if row["state"] == "complete"]) == 2
+                 or None, 60, "the file the polling observer saw")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    text = subprocess.run([str(BIN / "pacifica-ingest-agent"), "status", "--journal", str(journal)],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert text.startswith("bundles: 2 complete") and "while-stopped.dat" in text and "later.dat" in text
+
+
+def test_a_bundle_the_service_would_refuse_is_not_sent(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "orphan.dat").write_bytes(b"z" * 100)
+    journal = tmp_path / "journal.sqlite3"
+    jobs_before = service.cmd("jobs", "--limit", "1000").stdout
+    # No instrument: /validate lists it, and nothing is uploaded.
+    run_agent(service, journal, str(watched), "--submitter", "10", "--project", "1234a", "--quiet", "1s")
+    [row] = status(journal)["bundles"]
+    assert row["state"] == "failed" and "refused by /validate" in row["error"] and "instrument" in row["error"]
+    assert service.cmd("jobs", "--limit", "1000").stdout == jobs_before
+
