@@ -186,3 +186,27 @@ def test_a_bundle_the_service_would_refuse_is_not_sent(service, tmp_path):
     assert row["state"] == "failed" and "refused by /validate" in row["error"] and "instrument" in row["error"]
     assert service.cmd("jobs", "--limit", "1000").stdout == jobs_before
 
+
+
+def test_with_a_token_the_jobs_and_files_are_the_agents_own(service, tmp_path):
+    """Last in the module: once a token exists the service serves identities only."""
+    created = service.cmd("token", "create", "--user", "beamline7", "--scope", "upload,read")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    time.sleep(6)  # a running server notices the first token within 5 s
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "frame.tif").write_bytes(os.urandom(40_000))
+    journal = tmp_path / "journal.sqlite3"
+    process = agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s", "--once", "--prune",
+                    env={**os.environ, "PACIFICA_INGEST_TOKEN": token})
+    assert process.wait(120) == 0, Path(f"{journal}.log").read_text(errors="replace")[-3000:]
+    [row] = status(journal)["bundles"]
+    assert row["state"] == "pruned" and not (watched / "frame.tif").exists()
+    mine = requests.get(service.url + "/get_state", params={"job_id": row["job_id"]}, timeout=30,
+                        headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200
+    other = service.cmd("token", "create", "--user", "someone-else", "--scope", "read").stdout.strip()
+    theirs = requests.get(service.url + "/get_state", params={"job_id": row["job_id"], "files": "true"},
+                          timeout=30, headers={"Authorization": f"Bearer {other}"})
+    assert theirs.status_code == 404, "another user learns nothing of the agent's files"
