@@ -23,6 +23,7 @@ from typing import Any
 
 from .bundle import BundleFile, SourceChanged, digest, files_of, layout, metadata_document
 from .journal import COMPLETE, FAILED, PRUNED, READY, SENDING, SENT, Bundle, Journal
+from .openfiles import open_for_writing
 from .service import Service, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,12 @@ class Agent:
         if not fresh:
             return []
         if marked or min(quiet_for) >= rule.quiet:
+            writing = open_for_writing(path for path, _stat in fresh)
+            if writing:
+                for path in writing:
+                    self.waiting[path] = "still open for writing"
+                    self.seen.pop(path, None)  # quiet again from when it is closed
+                return []
             for path, _stat in fresh:
                 self.waiting.pop(path, None)
             return fresh

@@ -89,6 +89,28 @@ def test_a_file_still_being_written_is_sent_only_once_quiet_and_whole(service, t
         process.wait(30)
 
 
+def test_a_file_held_open_for_writing_waits_whatever_its_quiet(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    journal = tmp_path / "journal.sqlite3"
+    process = agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s", "--sweep", "1s")
+    try:
+        with open(watched / "slow.raw", "wb") as out:
+            out.write(b"frame 1\n")
+            out.flush()
+            time.sleep(5)  # a detector pausing longer than the quiet period, its file still open
+            assert not journal.exists() or status(journal)["bundles"] == [], "a file open for writing was sent"
+            out.write(b"frame 2\n")
+        closed = time.time()
+        [row] = wait_for(lambda: [row for row in status(journal)["bundles"] if row["state"] == "complete"] or None,
+                         60, "the file, once closed")
+        assert row["bundle"] and archived_files(service, row["job_id"])["data/slow.raw"]["size"] == 16
+        assert time.time() - closed >= 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
 def test_killed_mid_upload_and_restarted_it_makes_exactly_one_job(service, tmp_path):
     watched = tmp_path / "watched"
     (watched / "run-7").mkdir(parents=True)
