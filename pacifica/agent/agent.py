@@ -206,9 +206,9 @@ class Agent:
     # Pruning -----------------------------------------------------------------------------------
 
     def prune_one(self, bundle: Bundle) -> bool:
-        """Delete the bundle's source files if the service holds each whole: its job is complete
-        and the digest it recorded for each file equals the local file's now. Whatever cannot be
-        checked is kept."""
+        """Delete the bundle's source files if the service holds each whole: its job is complete,
+        the digest it recorded for each file equals the local file's now, the archive holds the
+        file's size now, and no fixity check found it changed. Whatever cannot be checked is kept."""
         assert bundle.job_id is not None
         state = self.service.state(bundle.job_id)
         if not state.get("complete") or state.get("state") != "OK":
@@ -217,8 +217,10 @@ class Agent:
         safe: list[BundleFile] = []
         for entry in bundle.files:
             item = recorded.get(entry.arcname)
-            if item is None or item.get("hashtype") != "sha1" or item.get("hashsum") != entry.sha1:
-                logger.warning("bundle %s: %s is not recorded whole by the service; kept", bundle.id, entry.source)
+            if (item is None or item.get("hashtype") != "sha1" or item.get("hashsum") != entry.sha1
+                    or item.get("stored_size") != entry.size or item.get("outcome") in ("failed", "missing")):
+                logger.warning("bundle %s: %s is not held whole by the service and its archive (%s); kept", bundle.id,
+                               entry.source, item)
                 return False
             try:
                 size, sha1 = digest(entry.source)

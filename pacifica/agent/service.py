@@ -92,11 +92,12 @@ class Service:
         return response.json()
 
     def files(self, job_id: int) -> list[dict[str, Any]]:
-        """The files the service archived for job ``job_id``, with the digest it recorded for each."""
+        """The files the service archived for job ``job_id``, with the digest it recorded for each
+        and the size the archive holds of each now (the service asks it)."""
         found: list[dict[str, Any]] = []
         after: int | None = None
         while True:
-            params: dict[str, Any] = {"job_id": job_id, "files": "true"}
+            params: dict[str, Any] = {"job_id": job_id, "files": "true", "verify": "true"}
             if after is not None:
                 params["files_after"] = after
             response = self._call("GET", "/get_state", params=params)

@@ -76,13 +76,15 @@ class RestIngestState:
     @staticmethod
     @cherrypy.tools.json_out()
     def GET(job_id: Any = None, history: Any = None, files: Any = None, files_after: Any = None,
-            **_ignored: Any) -> dict[str, Any]:
+            verify: Any = None, **_ignored: Any) -> dict[str, Any]:
         """Get the ingest state for the job; with ``history=true`` also every change it went through;
         with ``files=true`` the files the service archived for it, each with the digest it
-        recorded (``FILES_PAGE`` at a time, after the file id ``files_after``)."""
+        recorded (``FILES_PAGE`` at a time, after the file id ``files_after``), and with
+        ``verify=true`` the size the archive holds for each now (503 if it cannot be asked)."""
         job = parse_job_id(job_id)
         with_history = flag("history", history)
         with_files = flag("files", files)
+        with_verify = flag("verify", verify)
         after = parse_job_id(files_after) if files_after not in (None, "") else -1
         record = visible_job(job)
         with database_errors(job):
@@ -95,6 +97,13 @@ class RestIngestState:
                                     "hashtype": row.hashtype, "hashsum": row.hashsum, "outcome": row.outcome}
                                    for row in rows]
                 answer["files_more"] = len(rows) == FILES_PAGE
+        if with_files and with_verify:
+            archive = current_runtime().peers.archive
+            try:
+                for item in answer["files"]:
+                    item["stored_size"] = archive.stored_size(item["file_id"])
+            except PeerError as exc:
+                raise cherrypy.HTTPError(503, f"the archive could not be asked what it holds: {exc.detail}") from None
         return answer
 
 

@@ -10,14 +10,16 @@ import os
 import signal
 import subprocess
 import time
+import types
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import own_stack
+from tests.conftest import make_stack, own_stack
 from tests.support.metrics import scrape, value
 from tests.support.procs import BIN, wait_for
+from tests.support.proxy import TcpProxy
 
 MB = 1024 * 1024
 TRANSACTION = ["--submitter", "10", "--project", "1234a", "--instrument", "54"]
@@ -173,6 +175,33 @@ def test_pruning_only_once_the_service_holds_the_file_whole(service, tmp_path):
     run_agent(service, journal, str(watched), *TRANSACTION, "--prune", "--quiet", "1s")
     assert not keep.exists()
     assert {row["state"] for row in status(journal)["bundles"]} == {"pruned"}
+
+
+def test_with_the_archive_down_nothing_is_pruned(peers, archive, tmp_path):
+    """The service up, its archive interface (the published one, behind a proxy this test stops)
+    not: the agent cannot learn that the archive holds the file, so it keeps it."""
+    proxy = TcpProxy("127.0.0.1", archive.port).start()
+    stack = make_stack("agent-archive-down", "postgres", "redis", tmp_path / "stack", peers,
+                       types.SimpleNamespace(url=proxy.url))
+    assert stack.cmd("dbsync").returncode == 0
+    try:
+        stack.start_server()
+        stack.start_worker()
+        watched = tmp_path / "watched"
+        watched.mkdir()
+        kept = watched / "kept.dat"
+        kept.write_bytes(os.urandom(20_000))
+        journal = tmp_path / "journal.sqlite3"
+        run_agent(stack, journal, str(watched), *TRANSACTION, "--quiet", "1s")
+        assert status(journal)["bundles"][0]["state"] == "complete"
+        proxy.stop()
+        down = agent(stack, journal, str(watched), *TRANSACTION, "--prune", "--once", "--timeout", "5s")
+        assert down.wait(60) == 1
+        assert kept.exists() and status(journal)["bundles"][0]["state"] == "complete"
+        assert "archive could not be asked" in Path(f"{journal}.log").read_text()
+    finally:
+        stack.stop()
+        proxy.stop()
 
 
 def test_files_written_while_the_agent_was_stopped_and_seen_by_polling_are_sent(service, tmp_path):
