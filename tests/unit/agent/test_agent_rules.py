@@ -4,11 +4,13 @@ the command line's durations and sizes."""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 
 import pytest
 
-from pacifica.agent.__main__ import seconds, size
+from pacifica.agent.__main__ import JsonLines, seconds, size
 from pacifica.agent.agent import Agent, Rule
 from pacifica.agent.bundle import files_of
 from pacifica.agent.journal import COMPLETE, Journal
@@ -104,3 +106,28 @@ def test_bad_values_are_refused():
         seconds("soon")
     with pytest.raises(argparse.ArgumentTypeError):
         size("lots")
+
+
+def test_a_run_directory_overrides_the_rules_metadata(tmp_path):
+    root = tmp_path / "w"
+    (root / "run-3").mkdir(parents=True)
+    (root / "run-3" / "x.dat").write_bytes(b"x")
+    (root / "run-3" / "pacifica.json").write_text(json.dumps({"project": "1234b", "Tag": "calibration"}))
+    clock = Clock()
+    agent = _agent(tmp_path, Rule(str(root), {"submitter": 10, "project": "1234a", "instrument": 54},
+                                  per="directory", quiet=0), clock)
+    [(rule, name, found)] = agent.find()
+    bundle = agent.make(rule, name, found)
+    document = json.loads(bundle.metadata)
+    assert {"destinationTable": "Transactions.project", "value": "1234b"} in document
+    assert {"destinationTable": "Transactions.instrument", "value": 54} in document
+    assert {"destinationTable": "TransactionKeyValue", "key": "Tag", "value": "calibration"} in document
+    assert [item["name"] for item in document if item["destinationTable"] == "Files"] == ["x.dat"]
+
+
+def test_json_logs_are_one_object_a_line():
+    record = logging.LogRecord("pacifica.agent", logging.WARNING, __file__, 1, "bundle %s: %s", (3, 'a "quoted" why'),
+                               None)
+    line = JsonLines().format(record)
+    assert "\n" not in line
+    assert json.loads(line)["message"] == 'bundle 3: a "quoted" why'
