@@ -1,4 +1,4 @@
-"""The three distributions of ``distributions/`` as an operator installs them: each wheel ships its
+"""The distributions of ``distributions/`` as an operator installs them: each wheel ships its
 own package alone, a service installs with the core and without the other service, both live in
 one virtualenv without overwriting each other, and ``python setup.py install`` works with the
 setuptools a new virtualenv ships (seed 004 still documents it)."""
@@ -16,7 +16,7 @@ import pytest
 from tests.support.procs import run
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ("pacifica-core", "pacifica-ingest", "pacifica-cartd")
+NAMES = ("pacifica-core", "pacifica-ingest", "pacifica-cartd", "pacifica-ingest-agent")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,22 @@ def test_each_wheel_ships_its_own_package_alone(wheels):
     assert _packages(wheels["pacifica-core"]) == {"pacifica/core"}
     assert _packages(wheels["pacifica-ingest"]) == {"pacifica/ingest"}
     assert _packages(wheels["pacifica-cartd"]) == {"pacifica/cartd"}
+    assert _packages(wheels["pacifica-ingest-agent"]) == {"pacifica/agent"}
+
+
+def test_the_agent_installs_on_an_instrument_pc_without_the_services(wheels, tmp_path):
+    """Its own wheel and three libraries: nothing of the services, their core, Celery or CherryPy."""
+    venv = tmp_path / "agent-venv"
+    made = run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    _pip(python, "install", "-q", str(wheels["pacifica-ingest-agent"]))
+    _pip(python, "check")
+    assert "watch" in _script_runs(venv, "pacifica-ingest-agent")
+    assert _imports(python, "pacifica.agent.__main__")
+    installed = {line.split("==")[0].lower() for line in _pip(python, "freeze").stdout.splitlines()}
+    assert {"requests", "tuspy", "watchdog"} <= installed
+    assert not installed & {"celery", "cherrypy", "peewee", "pacifica-core", "pacifica-ingest"}
 
 
 def _venv(path: Path) -> Path:
