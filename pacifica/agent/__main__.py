@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--keep-free", type=size, default=0, metavar="SIZE",
                        help="with --prune: prune only while the disk has less than SIZE free, oldest first")
     watch.add_argument("--rate", type=size, default=0, metavar="SIZE/s", help="bandwidth cap (0: none)")
+    watch.add_argument("--streams", type=int, default=1, metavar="N",
+                       help="send each bundle as N parallel streams (tus concatenation; for long links)")
     watch.add_argument("--poll", action="store_true", help="poll instead of inotify (SMB/NFS shares)")
     watch.add_argument("--sweep", type=seconds, default=60.0, help="sweep everything this often (60s)")
     watch.add_argument("--journal", default=None, help=f"the journal (default {DEFAULT_JOURNAL})")
@@ -101,7 +103,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[Rule]]:
     """The agent's settings and rules: the command line, or its configuration file."""
     options: dict[str, Any] = {"url": args.url, "token": args.token or os.environ.get(TOKEN_ENV),
                                "journal": args.journal, "prune": args.prune, "keep_free": args.keep_free,
-                               "rate": args.rate, "poll": args.poll, "sweep": args.sweep}
+                               "rate": args.rate, "poll": args.poll, "sweep": args.sweep, "streams": args.streams}
     rules = [Rule(os.path.abspath(directory), _transaction(vars(args)), args.per, args.quiet, args.marker)
              for directory in args.directories]
     if args.config:
@@ -115,6 +117,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[Rule]]:
         options["keep_free"] = options["keep_free"] or size(agent.get("keep_free", "0"))
         options["rate"] = options["rate"] or size(agent.get("rate", "0"))
         options["poll"] = options["poll"] or str(agent.get("poll", "false")).lower() in ("1", "true", "yes", "on")
+        options["streams"] = max(options["streams"], int(agent.get("streams", "1")))
         for section in config.sections():
             if section.startswith("watch "):
                 values = config[section]
@@ -158,7 +161,7 @@ def _observers(rules: list[Rule], poll: bool, wake: threading.Event) -> list[Any
 def watch(args: argparse.Namespace) -> int:
     options, rules = _settings(args)
     journal = Journal(_journal_path(options["journal"]))
-    service = Service(options["url"], options["token"], rate=options["rate"])
+    service = Service(options["url"], options["token"], rate=options["rate"], streams=options["streams"])
     agent = Agent(rules, service, journal, prune=options["prune"], keep_free=options["keep_free"])
     stop = threading.Event()
     wake = threading.Event()

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS bundle (
     created REAL NOT NULL, updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS bundle_state ON bundle (state);
 """
+# Columns added after the first journals were written, each added to an older journal on open.
+LATER_COLUMNS = {"parts": "TEXT"}
 
 
 @dataclasses.dataclass
@@ -55,6 +57,8 @@ class Bundle:
     error: str
     created: float
     updated: float
+    # The partial uploads of a bundle sent as parallel streams: [[start, end, url or None], ...].
+    parts: list[list[Any]] | None = None
 
     @property
     def size(self) -> int:
@@ -72,6 +76,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode = wal")
         self._db.execute("PRAGMA synchronous = full")  # a power cut must not lose a bundle's URL
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(bundle)")}
+        for column, kind in LATER_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE bundle ADD COLUMN {column} {kind}")
         self._lock = threading.RLock()
 
     @contextlib.contextmanager
@@ -121,6 +129,8 @@ class Journal:
 
     def update(self, bundle_id: int, **fields: Any) -> None:
         """Change fields of a bundle (its files follow its state)."""
+        if "parts" in fields:
+            fields["parts"] = json.dumps(fields["parts"])
         fields["updated"] = time.time()
         names = ", ".join(f"{name} = ?" for name in fields)
         with self._transaction() as db:
@@ -157,6 +167,7 @@ class Journal:
 
 def _bundle(row: tuple) -> Bundle:
     (bundle_id, root, name, files, metadata, mtime, length, url, job_id, state, sent_bytes, error, created,
-     updated) = row
+     updated, parts) = row
     return Bundle(bundle_id, root, name, [BundleFile(**item) for item in json.loads(files)], bytes(metadata), mtime,
-                  length, url, job_id, state, sent_bytes, error, created, updated)
+                  length, url, job_id, state, sent_bytes, error, created, updated,
+                  json.loads(parts) if parts else None)

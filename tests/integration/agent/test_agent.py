@@ -143,6 +143,34 @@ def test_killed_mid_upload_and_restarted_it_makes_exactly_one_job(service, tmp_p
     assert set(files) == {"data/run-7/big.bin", "data/run-7/small.txt"}
 
 
+def test_parallel_streams_killed_and_restarted_make_one_job(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    data = os.urandom(90 * MB)
+    (watched / "wide.bin").write_bytes(data)
+    journal = tmp_path / "journal.sqlite3"
+    received_before = value(scrape(service.url), "pacifica_ingest_received_bytes_total", way="tus")
+    jobs_before = service.cmd("jobs", "--limit", "1000").stdout.count("\n")
+    process = agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s", "--streams", "3",
+                    "--rate", "30MB/s", "--once")
+
+    def a_third():
+        rows = status(journal)["bundles"] if journal.exists() else []
+        return rows[0] if rows and rows[0]["sent_bytes"] >= rows[0]["bytes"] // 3 else None
+
+    wait_for(a_third, 120, "a third of the streams' bytes", interval=0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    run_agent(service, journal, str(watched), *TRANSACTION, "--quiet", "1s", "--streams", "3")
+    [row] = status(journal)["bundles"]
+    assert row["state"] == "complete"
+    assert service.cmd("jobs", "--limit", "1000").stdout.count("\n") == jobs_before + 1, "one job, not two"
+    received = value(scrape(service.url), "pacifica_ingest_received_bytes_total", way="tus") - received_before
+    assert row["bytes"] <= received <= row["bytes"] + 3 * 8 * MB, (received, row["bytes"])
+    [archived] = archived_files(service, row["job_id"]).values()
+    assert archived["hashsum"] == hashlib.sha1(data).hexdigest()
+
+
 def test_pruning_only_once_the_service_holds_the_file_whole(service, tmp_path):
     watched = tmp_path / "watched"
     watched.mkdir()
