@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -251,6 +252,48 @@ def test_files_written_while_the_agent_was_stopped_and_seen_by_polling_are_sent(
     text = subprocess.run([str(BIN / "pacifica-ingest-agent"), "status", "--journal", str(journal)],
                           capture_output=True, text=True, timeout=60).stdout
     assert text.startswith("bundles: 2 complete") and "while-stopped.dat" in text and "later.dat" in text
+
+
+@pytest.fixture
+def share(tmp_path):
+    """A directory where inotify sees nothing: a bindfs (FUSE) mount of another, written to from
+    the other side, as a share's files are written by another machine."""
+    source, mounted = tmp_path / "server-side", tmp_path / "share"
+    source.mkdir()
+    mounted.mkdir()
+    bindfs = shutil.which("bindfs")
+    assert bindfs, "bindfs is required (tools/test installs it): apt-get install bindfs"
+    subprocess.run([bindfs, str(source), str(mounted)], check=True, timeout=30)
+    try:
+        yield source, mounted
+    finally:
+        subprocess.run(["fusermount", "-u", str(mounted)], timeout=30, check=False)
+
+
+def test_a_share_that_inotify_cannot_see_is_watched_by_polling(service, share, tmp_path):
+    source, mounted = share
+    journal = tmp_path / "journal.sqlite3"
+    # With inotify only (and no sweep but the first), a file written on the other side is not seen.
+    blind = agent(service, journal, str(mounted), *TRANSACTION, "--quiet", "1s", "--sweep", "1h")
+    try:
+        time.sleep(2)
+        (source / "from-the-instrument.dat").write_bytes(b"s" * 9000)
+        time.sleep(6)
+        assert not journal.exists() or status(journal)["bundles"] == [], "inotify saw into the share after all"
+    finally:
+        blind.send_signal(signal.SIGTERM)
+        blind.wait(30)
+    (source / "from-the-instrument.dat").unlink()
+    polling = agent(service, journal, str(mounted), *TRANSACTION, "--quiet", "1s", "--sweep", "1h", "--poll")
+    try:
+        time.sleep(2)
+        (source / "from-the-instrument.dat").write_bytes(b"s" * 9000)
+        [row] = wait_for(lambda: [row for row in status(journal)["bundles"] if row["state"] == "complete"] or None
+                         if journal.exists() else None, 60, "the polling watch to send the share's file")
+        assert row["name"] == "from-the-instrument.dat"
+    finally:
+        polling.send_signal(signal.SIGTERM)
+        polling.wait(30)
 
 
 def test_a_bundle_the_service_would_refuse_is_not_sent(service, tmp_path):
