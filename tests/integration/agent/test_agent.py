@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -294,6 +295,29 @@ def test_a_share_that_inotify_cannot_see_is_watched_by_polling(service, share, t
     finally:
         polling.send_signal(signal.SIGTERM)
         polling.wait(30)
+
+
+def test_in_a_terminal_it_shows_a_progress_bar(service, tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "bar.dat").write_bytes(os.urandom(3 * MB))
+    master, slave = pty.openpty()
+    process = subprocess.Popen([str(BIN / "pacifica-ingest-agent"), "watch", "--url", service.url, "--journal",
+                                str(tmp_path / "journal.sqlite3"), str(watched), *TRANSACTION, "--quiet", "1s",
+                                "--once"], stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other side closed: the agent ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(60) == 0
+    os.close(master)
+    assert b"sending [" in output and b"of 3.1 MB" in output, output[-2000:]
 
 
 def test_a_bundle_the_service_would_refuse_is_not_sent(service, tmp_path):
