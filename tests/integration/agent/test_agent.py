@@ -173,6 +173,45 @@ def test_parallel_streams_killed_and_restarted_make_one_job(service, tmp_path):
     assert archived["hashsum"] == hashlib.sha1(data).hexdigest()
 
 
+def test_a_network_cut_mid_upload_is_resumed_and_a_rate_holds(service, tmp_path):
+    """The agent reaches the service through a proxy that drops every connection while a bundle
+    is on its way: it goes on from the offset the service holds, within its bandwidth cap."""
+    proxy = TcpProxy("127.0.0.1", service.port).start()
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    data = os.urandom(24 * MB)
+    (watched / "cut.bin").write_bytes(data)
+    journal = tmp_path / "journal.sqlite3"
+    jobs_before = service.cmd("jobs", "--limit", "1000").stdout.count("\n")
+    started = time.monotonic()
+    process = subprocess.Popen([str(BIN / "pacifica-ingest-agent"), "watch", "--url", proxy.url, "--journal",
+                                str(journal), str(watched), *TRANSACTION, "--quiet", "0.5s", "--rate", "4MB/s",
+                                "--sweep", "1s", "--once", "--timeout", "120s"],
+                               stdout=subprocess.DEVNULL, stderr=open(f"{journal}.log", "ab"))  # noqa: SIM115
+    try:
+        wait_for(lambda: (journal.exists() and status(journal)["bundles"]
+                 and status(journal)["bundles"][0]["sent_bytes"] >= 8 * MB) or None, 60, "8 MB on their way",
+                 interval=0.05)
+        # The agent reads a chunk (slowly, at its rate) and then sends it at once: the link drops
+        # again and again until one drop meets a chunk on its way.
+        log = Path(f"{journal}.log")
+        deadline = time.monotonic() + 30
+        while "the upload stopped" not in log.read_text(errors="replace") and time.monotonic() < deadline \
+                and process.poll() is None:
+            proxy.cut()
+            time.sleep(0.002)
+        assert process.wait(180) == 0, Path(f"{journal}.log").read_text(errors="replace")[-3000:]
+    finally:
+        proxy.stop()
+    elapsed = time.monotonic() - started
+    [row] = status(journal)["bundles"]
+    assert row["state"] == "complete"
+    assert service.cmd("jobs", "--limit", "1000").stdout.count("\n") == jobs_before + 1
+    assert archived_files(service, row["job_id"])["data/cut.bin"]["hashsum"] == hashlib.sha1(data).hexdigest()
+    assert elapsed >= 24 * MB / (4 * 10**6) * 0.9, f"24 MiB at 4 MB/s took only {elapsed:.1f} s"
+    assert "the upload stopped" in Path(f"{journal}.log").read_text(errors="replace")
+
+
 def test_pruning_only_once_the_service_holds_the_file_whole(service, tmp_path):
     watched = tmp_path / "watched"
     watched.mkdir()
