@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from pacifica.agent.__main__ import JsonLines, seconds, size
+from pacifica.agent.__main__ import JsonLines, _parser, _settings, seconds, size
 from pacifica.agent.agent import Agent, Rule
 from pacifica.agent.bundle import files_of
 from pacifica.agent.journal import COMPLETE, Journal
@@ -131,3 +131,23 @@ def test_json_logs_are_one_object_a_line():
     line = JsonLines().format(record)
     assert "\n" not in line
     assert json.loads(line)["message"] == 'bundle 3: a "quoted" why'
+
+
+def test_a_configuration_file_holds_the_settings_of_several_directories(tmp_path, monkeypatch):
+    monkeypatch.delenv("PACIFICA_INGEST_TOKEN", raising=False)
+    config = tmp_path / "agent.ini"
+    config.write_text("[agent]\nurl = http://ingest:8066\ntoken = t0k\nprune = true\nkeep_free = 200GB\n"
+                      "rate = 20MB/s\nstreams = 4\n"
+                      f"[watch {tmp_path}/detector]\nsubmitter = 10\nproject = 1234a\ninstrument = 54\n"
+                      "per = directory\nquiet = 30s\n"
+                      f"[watch {tmp_path}/camera]\nsubmitter = 10\nproject = 1234a\ninstrument = 55\n")
+    options, rules = _settings(_parser().parse_args(["watch", "--config", str(config)]))
+    assert (options["url"], options["token"], options["prune"], options["keep_free"], options["rate"],
+            options["streams"]) == ("http://ingest:8066", "t0k", True, 200 * 10**9, 20 * 10**6, 4)
+    assert [(os.path.basename(rule.root), rule.per, rule.quiet, rule.transaction["instrument"]) for rule in rules] == \
+        [("detector", "directory", 30.0, 54), ("camera", "file", 10.0, 55)]
+    # The command line wins over the file, and a directory without a URL is refused.
+    options, _rules = _settings(_parser().parse_args(["watch", "--config", str(config), "--url", "http://other:1"]))
+    assert options["url"] == "http://other:1"
+    with pytest.raises(SystemExit, match="give the service's --url"):
+        _settings(_parser().parse_args(["watch", str(tmp_path)]))
