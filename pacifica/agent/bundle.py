@@ -118,17 +118,13 @@ class SourceChanged(OSError):
     """A file of the bundle is no longer what it was when the bundle was made."""
 
 
-class BundleStream(io.RawIOBase):
-    """The bundle of ``pieces`` as a seekable, read-only file; the files are opened as reading
-    reaches them. A file that has shrunk raises ``SourceChanged`` (the bundle cannot be what
-    its metadata says)."""
+class SeekableReader(io.RawIOBase):
+    """A read-only file of ``length`` bytes that reads from wherever it is moved to."""
 
-    def __init__(self, pieces: Sequence[Piece]) -> None:
+    def __init__(self, length: int) -> None:
         super().__init__()
-        self.pieces = list(pieces)
-        self.length = self.pieces[-1].offset + self.pieces[-1].size if self.pieces else 0
+        self.length = length
         self.position = 0
-        self._open: tuple[str, Any] | None = None
 
     def readable(self) -> bool:
         return True
@@ -141,8 +137,19 @@ class BundleStream(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
-        self.position = max(0, base + offset)
+        self.position = max(0, min(self.length, base + offset))
         return self.position
+
+
+class BundleStream(SeekableReader):
+    """The bundle of ``pieces`` as a seekable, read-only file; the files are opened as reading
+    reaches them. A file that has shrunk raises ``SourceChanged`` (the bundle cannot be what
+    its metadata says)."""
+
+    def __init__(self, pieces: Sequence[Piece]) -> None:
+        self.pieces = list(pieces)
+        super().__init__(self.pieces[-1].offset + self.pieces[-1].size if self.pieces else 0)
+        self._open: tuple[str, Any] | None = None
 
     def _piece_at(self, position: int) -> Piece | None:
         low, high = 0, len(self.pieces) - 1

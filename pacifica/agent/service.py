@@ -8,7 +8,6 @@ service takes the agent for its loopback default user (a development setup).
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import threading
@@ -20,7 +19,7 @@ import requests
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
-from .bundle import BundleStream, layout
+from .bundle import BundleStream, SeekableReader, layout
 from .journal import SENDING, SENT, Bundle, Journal
 
 logger = logging.getLogger(__name__)
@@ -64,30 +63,14 @@ class ThrottledStream(BundleStream):
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
-class RangeStream(io.RawIOBase):
+class RangeStream(SeekableReader):
     """The bytes ``start`` to ``end`` of a bundle stream, as a file of their own (one partial
     upload of a bundle sent in parallel streams)."""
 
     def __init__(self, stream: BundleStream, start: int, end: int) -> None:
-        super().__init__()
+        super().__init__(end - start)
         self.stream = stream
         self.start = start
-        self.length = end - start
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
-        self.position = max(0, min(self.length, base + offset))
-        return self.position
 
     def read(self, size: int = -1) -> bytes:
         left = self.length - self.position

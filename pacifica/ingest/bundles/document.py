@@ -166,6 +166,17 @@ def for_peers(document: list[dict[str, Any]], job_id: int) -> list[dict[str, Any
     return [peer_item(item) for item in document] + [{"destinationTable": TRANSACTION_ID, "value": int(job_id)}]
 
 
+def transaction_values(items: Iterable[Any]) -> dict[str, str]:
+    """The values a document gives its transaction (``Transactions.project`` and the like), by
+    field name ('project'), as text; the first of each wins."""
+    values: dict[str, str] = {}
+    for item in items:
+        table = item.get("destinationTable") if isinstance(item, dict) else None
+        if isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
+            values.setdefault(table.partition(".")[2], str(item["value"]))
+    return values
+
+
 def peer_item(item: dict[str, Any]) -> dict[str, Any]:
     """A copy of one object of a document as the peers receive it (see ``for_peers``)."""
     item = dict(item)

@@ -45,15 +45,12 @@ def listed_members(files: Iterator[Any], found: Problems, writer: ManifestWriter
 def _over_quota(handle: IO[bytes], prefix: str, user: str) -> list[str]:
     """The quotas the document's files would go over: its user's, and its project's and
     instrument's (``Transactions.project``, ``Transactions.instrument``)."""
-    values: dict[str, str] = {}
     size = files = 0
     for item in jsonbody.items(handle, prefix):
-        table = item.get("destinationTable")
-        if table == document.FILES_TABLE:
+        if item.get("destinationTable") == document.FILES_TABLE:
             files += 1
             size += item["size"] if isinstance(item.get("size"), int) and item["size"] > 0 else 0
-        elif isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
-            values.setdefault(table.partition(".")[2], str(item["value"]))
+    values = document.transaction_values(jsonbody.items(handle, prefix))
     return quotas.problems(Owner(user, values.get("project"), values.get("instrument")), size, files)
 
 

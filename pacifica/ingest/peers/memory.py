@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ...core.redact import summarise
-from ..bundles.document import FILES_TABLE, structure_problems
+from ..bundles.document import FILES_TABLE, structure_problems, transaction_values
 from ..common.errors import PeerRejected
 from .base import UNLIMITED
-from .metadata import DocumentCheck, transaction_values
+from .metadata import DocumentCheck
 
 URL = "memory:"
 

@@ -17,7 +17,7 @@ import requests
 from ...core.http import call, json_body
 from ...core.jsonbody import dump_items
 from ...core.redact import Problems, summarise
-from ..bundles.document import FILES_TABLE, TRANSACTION_ID
+from ..bundles.document import FILES_TABLE, TRANSACTION_ID, transaction_values
 from ..common.errors import PeerRejected
 from ..db.models import DB, IngestMetadata
 
@@ -118,16 +118,6 @@ class EmbeddedMetadata:
     def transaction(self, job_id: int) -> dict[str, str]:
         """The submitter, project and instrument the document stored for ``job_id`` gives."""
         return transaction_values(self.get(job_id) or [])
-
-
-def transaction_values(document: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """The ``Transactions.<field>`` values of a document, by field, as text."""
-    values: dict[str, str] = {}
-    for item in document:
-        table = item.get("destinationTable")
-        if isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
-            values.setdefault(table.partition(".")[2], str(item["value"]))
-    return values
 
 
 def _store(job_id: int, text: BinaryIO) -> None:

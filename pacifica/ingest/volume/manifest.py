@@ -33,7 +33,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ...core.redact import Problems
-from ..bundles.document import FILES_TABLE, TRANSACTION_ID, FileEntry, file_path, member_name, peer_item
+from ..bundles.document import (
+    FILES_TABLE,
+    TRANSACTION_ID,
+    FileEntry,
+    file_path,
+    member_name,
+    peer_item,
+    transaction_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -344,13 +352,8 @@ class Manifest:
     def transaction_values(self) -> dict[str, str]:
         """The values the document gives its transaction (``Transactions.project`` and the like),
         by field name ('project'), as text."""
-        values: dict[str, str] = {}
-        for (body,) in self.db.execute("SELECT body FROM item WHERE body LIKE '%Transactions.%' ORDER BY idx"):
-            item = json.loads(body)
-            table = item.get("destinationTable")
-            if isinstance(table, str) and table.startswith("Transactions.") and item.get("value") is not None:
-                values.setdefault(table.partition(".")[2], str(item["value"]))
-        return values
+        rows = self.db.execute("SELECT body FROM item WHERE body LIKE '%Transactions.%' ORDER BY idx")
+        return transaction_values(json.loads(body) for (body,) in rows)
 
     def file_ids(self) -> list[int]:
         """The ids of every file of the job."""

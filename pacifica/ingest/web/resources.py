@@ -103,7 +103,9 @@ class RestIngestState:
                 for item in answer["files"]:
                     item["stored_size"] = archive.stored_size(item["file_id"])
             except PeerError as exc:
-                raise cherrypy.HTTPError(503, f"the archive could not be asked what it holds: {exc.detail}") from None
+                # The archive's own words may name its paths on disk: they go to the log only.
+                logger.warning("job %s: the archive could not be asked what it holds: %s", job, exc)
+                raise cherrypy.HTTPError(503, "the archive could not be asked what it holds; try again later") from None
         return answer
 
 
