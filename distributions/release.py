@@ -47,6 +47,9 @@ CORE_REQUIRES = [
     "ijson>=3.3",
 ]
 SERVICE_REQUIRES = [f"pacifica-core=={VERSION}"]
+# The S3 door: CRC32C and CRC64NVME from the AWS SDKs' own native checksums (botocore uses the
+# same library), and the access keys' secrets sealed with Fernet (never our own crypto).
+INGEST_REQUIRES = ["awscrt>=0.20", "cryptography>=42"]
 EXTRAS = {"uwsgi": ["pyuwsgi>=2.0.28"]}
 SCRIPTS = {
     "ingest": ["pacifica-ingest=pacifica.ingest.__main__:main", "pacifica-ingest-cmd=pacifica.ingest.__main__:cmd"],

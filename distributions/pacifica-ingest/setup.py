@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from release import EXTRAS, SCRIPTS, SERVICE_REQUIRES, distribution, packages_of
+from release import EXTRAS, INGEST_REQUIRES, SCRIPTS, SERVICE_REQUIRES, distribution, packages_of
 
 distribution("pacifica-ingest", "Pacifica Ingest: receive, validate and archive data bundles",
-             packages_of("ingest"), SERVICE_REQUIRES, SCRIPTS["ingest"], EXTRAS)
+             packages_of("ingest"), SERVICE_REQUIRES + INGEST_REQUIRES, SCRIPTS["ingest"], EXTRAS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -137,8 +138,35 @@ def app_config(release_tool: str) -> dict[str, dict[str, Any]]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class SecondServer:
+    """Another port the same process serves, with an application of its own (the S3 door)."""
+
+    build_app: Callable[[], Any]
+    host: str
+    port: int
+    certificate: str = ""
+    private_key: str = ""
+
+
+def _start_second(second: SecondServer, exempt: tuple[str, ...]) -> None:
+    """Subscribe a guarded server for ``second`` to the engine, settings as the main server's."""
+    server = cherrypy._cpserver.Server()
+    for name in ("thread_pool", "socket_timeout", "max_request_body_size", "socket_queue_size"):
+        setattr(server, name, getattr(cherrypy.server, name))
+    server.socket_host, server.socket_port = second.host, second.port
+    if second.certificate:
+        server.ssl_module = "builtin"
+        server.ssl_certificate, server.ssl_private_key = second.certificate, second.private_key
+    check_port(second.host, second.port)
+    server.instance = GuardedServer(server, exempt)
+    server.instance.wsgi_app = second.build_app()
+    server.subscribe()
+
+
 def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str | None,
-          address: str | None, port: int | None, exempt: tuple[str, ...] = ()) -> None:
+          address: str | None, port: int | None, exempt: tuple[str, ...] = (),
+          seconds: tuple[SecondServer, ...] = ()) -> None:
     """Run an application on CherryPy's own server until the engine exits.
 
     The settings come from ``defaults`` (address and port included), then the CherryPy config
@@ -158,6 +186,8 @@ def serve(build_app: Callable[[], Any], defaults: dict[str, Any], cp_config: str
     # The guarded server: a deadline for request headers and a per-client share of the threads
     # (``exempt``: networks that share none, such as the trusted proxies).
     cherrypy.server.instance = GuardedServer(cherrypy.server, exempt)
+    for second in seconds:
+        _start_second(second, exempt)
     if hasattr(cherrypy.engine, "signal_handler"):
         cherrypy.engine.signal_handler.subscribe()
     cherrypy.engine.start()

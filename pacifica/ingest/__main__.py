@@ -17,20 +17,22 @@ from typing import Any, cast
 import peewee
 
 from ..core.auth.cli import add_token_commands, run_token_command
+from ..core.auth.sealing import Sealer
 from ..core.database import connect_blocking
 from ..core.logs import configure_logging
 from ..core.memory import limit_heap_growth
 from ..core.settings import parse_duration, parse_rate
 from ..core.terminal import Progress, progress_bar
 from ..core.version import __version__
-from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, serve
+from ..core.web import EXIT_PORT_IN_USE, PortUnavailable, SecondServer, serve
 from .app.bootstrap import announce, check_schema, configure
+from .app.bootstrap import runtime as configured_runtime
 from .app.server import compose
 from .common import environment as ingest_globals
 from .common import states
 from .common.errors import ConfigError, PeerError
 from .common.settings import load_settings
-from .db import archived, migrations, models
+from .db import archived, migrations, models, s3keys
 from .db import quotas as quota_holds
 from .db.responses import event_response
 from .jobs import actions, fixity, quotas
@@ -38,6 +40,7 @@ from .jobs.housekeeping import expire_failed_bundles, expire_uploads, stalled_jo
 from .jobs.runtime import Runtime
 from .peers.base import ListingMetadataPort, ReadableMetadataPort
 from .web.resources import SERVER_DEFAULTS
+from .web.s3.door import make_s3_app
 from .web.uploads import store
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ def _server_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", "--port", dest="port", type=int, default=None, help="port to listen on (8066)")
     parser.add_argument("-a", "--address", dest="address", default=None,
                         help="address to listen on (the cherrypy config file's, else 127.0.0.1)")
+    parser.add_argument("--s3-port", dest="s3_port", type=int, default=None,
+                        help="also serve the S3 door on this port ([s3] port, INGEST_S3_PORT; default: off)")
     return parser
 
 
@@ -86,10 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pacifica-ingest: cherrypy config file not found: {args.cpconfig}\n")
         return 2
     cpconfig = cpconfig if os.path.exists(cpconfig) else None
+    s3_port = args.s3_port if args.s3_port is not None else settings.s3_port
+    seconds = (SecondServer(lambda: make_s3_app(rt), settings.s3_address or args.address or "127.0.0.1", s3_port,
+                            settings.s3_certificate, settings.s3_private_key),) if s3_port else ()
     try:
         serve(lambda: compose(rt, cpconfig),
               {**SERVER_DEFAULTS, "server.socket_host": "127.0.0.1", "server.socket_port": 8066},
-              cpconfig, args.address, args.port, settings.trusted_proxies)
+              cpconfig, args.address, args.port, settings.trusted_proxies, seconds)
     except PortUnavailable as exc:
         sys.stderr.write(f"pacifica-ingest: {exc}\n")
         return EXIT_PORT_IN_USE
@@ -236,7 +244,7 @@ def _cmd_parser() -> argparse.ArgumentParser:
     quota.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
     quota.set_defaults(func=_cmd_quota)
 
-    add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func))
+    add_token_commands(sub, _cmd_token, lambda parser, func: parser.set_defaults(func=func), _s3_key_maker)
     return parser
 
 
@@ -514,6 +522,14 @@ def _cmd_token(args: argparse.Namespace, rt: Runtime) -> int:
         sys.stderr.write("this service keeps no tokens\n")
         return 2
     return run_token_command(args, rt.auth.tokens)
+
+
+def _s3_key_maker(user: str, scopes: tuple[str, ...], expires: datetime.timedelta | None,
+                  note: str) -> tuple[int, str, str]:
+    """Make an S3 access key (``token create --s3``) with this process's runtime."""
+    rt = configured_runtime()
+    assert rt.auth is not None and rt.auth.tokens is not None
+    return s3keys.create(rt.auth.tokens, Sealer(rt.settings.s3_key_file), user, scopes, expires, note)
 
 
 def cmd(argv: Sequence[str] | None = None) -> int:

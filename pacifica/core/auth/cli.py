@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from collections.abc import Callable
 
 from .tokens import SCOPES, TokenStore, parse_duration, parse_scopes
 
+# Makes an S3 access key: (user, scopes, expiry, note) → (token id, access key id, secret key).
+S3Create = Callable[[str, tuple[str, ...], datetime.timedelta | None, str], tuple[int, str, str]]
+
 
 def add_token_commands(sub: argparse._SubParsersAction, run: Callable[[argparse.Namespace, TokenStore], int],
-                       set_func: Callable[[argparse.ArgumentParser, Callable], None]) -> None:
-    """Add ``token`` with its ``create``, ``list`` and ``revoke`` subcommands to ``sub``."""
+                       set_func: Callable[[argparse.ArgumentParser, Callable], None],
+                       s3_create: S3Create | None = None) -> None:
+    """Add ``token`` with its ``create``, ``list`` and ``revoke`` subcommands to ``sub``;
+    with ``s3_create``, ``create --s3`` makes an S3 access key instead."""
     token = sub.add_parser("token", help="create, list or revoke API tokens",
                            description="API tokens: sent as 'Authorization: Bearer <token>' or as the "
                            "password of HTTP Basic auth. Only a digest of each is stored.")
@@ -23,7 +29,11 @@ def add_token_commands(sub: argparse._SubParsersAction, run: Callable[[argparse.
                         help=f"comma-separated scopes: {', '.join(SCOPES)} (default: upload,read)")
     create.add_argument("--expires", default=None, help="lifetime, e.g. 90d, 12h (default: none)")
     create.add_argument("--note", default="", help="what the token is for, shown by 'token list'")
-    create.set_defaults(token_func=_create)
+    if s3_create is not None:
+        create.add_argument("--s3", action="store_true",
+                            help="make an S3 access key for the S3 door: prints AWS_ACCESS_KEY_ID=... and "
+                            "AWS_SECRET_ACCESS_KEY=... lines, ready for eval (the secret is also an API token)")
+    create.set_defaults(token_func=_create, s3_create=s3_create)
     listing = verbs.add_parser("list", help="list the tokens (never their secrets)")
     listing.add_argument("--json", dest="as_json", action="store_true", help="print JSON")
     listing.set_defaults(token_func=_list)
@@ -42,10 +52,18 @@ def _create(args: argparse.Namespace, store: TokenStore) -> int:
     try:
         scopes = parse_scopes(args.scope)
         expires = parse_duration(args.expires) if args.expires else None
-        token_id, secret = store.create(args.user, scopes, expires, args.note)
+        if getattr(args, "s3", False):
+            token_id, access_key, secret = args.s3_create(args.user, scopes, expires, args.note)
+        else:
+            token_id, secret = store.create(args.user, scopes, expires, args.note)
     except ValueError as exc:
         sys.stderr.write(f"token create: {exc}\n")
         return 2
+    if getattr(args, "s3", False):
+        sys.stderr.write(f"token {token_id} for {args.user} ({','.join(scopes)}): S3 access key {access_key}; "
+                         "the secret is not shown again\n")
+        sys.stdout.write(f"AWS_ACCESS_KEY_ID={access_key}\nAWS_SECRET_ACCESS_KEY={secret}\n")
+        return 0
     sys.stderr.write(f"token {token_id} for {args.user} ({','.join(scopes)}); it is not shown again\n")
     sys.stdout.write(secret + "\n")
     return 0

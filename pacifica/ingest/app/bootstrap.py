@@ -72,8 +72,8 @@ def runtime() -> Runtime:
 EMBEDDED_TABLES_VERSION = (2, 1)
 # The job history and progress columns every configuration uses arrived in schema 2.2, the
 # submitter of each job in 2.3, the API tokens in 2.4, the record of archived files and their
-# fixity checks in 2.5.
-HISTORY_VERSION = (2, 5)
+# fixity checks in 2.5, the S3 door's access keys in 2.6.
+HISTORY_VERSION = (2, 6)
 
 
 def check_schema(settings: Settings) -> None:

@@ -282,13 +282,20 @@ def save(hasher: StreamHasher, bundle_path: str, written: str) -> None:
     Not flushed to disk: after a crash of the machine the boot id no longer matches, so a lost or
     torn file is never trusted.
     """
+    if hasher.failed:
+        logger.info("%s: members not hashed during the upload (%s)", bundle_path, hasher.failed)
+        return
+    save_members(hasher.digests, bundle_path, written)
+
+
+def save_members(members: dict[int, tuple[int, str]], bundle_path: str, written: str) -> None:
+    """Store ``members`` (data offset → size, SHA-1) as the digests of the bundle written at
+    ``written``, to be found beside ``bundle_path`` (see ``save``)."""
     target = digests_path(bundle_path)
-    if hasher.failed or not boot_id():
-        if hasher.failed:
-            logger.info("%s: members not hashed during the upload (%s)", bundle_path, hasher.failed)
+    if not boot_id():
         return
     document = {"algorithm": ALGORITHM, "bundle": _identity(os.stat(written)),
-                "members": {str(offset): list(value) for offset, value in hasher.digests.items()}}
+                "members": {str(offset): list(value) for offset, value in members.items()}}
     temp = f"{target}.tmp{os.getpid()}"
     try:
         with open(temp, "w", encoding="utf-8") as handle:

@@ -66,6 +66,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("fixity", "include_tape", "FIXITY_INCLUDE_TAPE", "false", "fixity_include_tape", _bool),
     Option("fixity", "second_digest", "FIXITY_SECOND_DIGEST", "true", "fixity_second_digest", _bool),
     Option("fixity", "batch_files", "FIXITY_BATCH_FILES", "500", "fixity_batch_files", _at_least(int, 1)),
+    Option("s3", "port", "INGEST_S3_PORT", "0", "s3_port", _non_negative_int),
+    Option("s3", "address", "INGEST_S3_ADDRESS", "", "s3_address"),
+    Option("s3", "region", "INGEST_S3_REGION", "us-east-1", "s3_region"),
+    Option("s3", "key_file", "INGEST_S3_KEY_FILE", "{data_dir}/s3-secrets.key", "s3_key_file"),
+    Option("s3", "certificate", "INGEST_S3_CERTIFICATE", "", "s3_certificate"),
+    Option("s3", "private_key", "INGEST_S3_PRIVATE_KEY", "", "s3_private_key"),
     Option("auth", "issuer", "INGEST_AUTH_ISSUER", "", "auth_issuer"),
     Option("auth", "audience", "INGEST_AUTH_AUDIENCE", "", "auth_audience"),
     Option("auth", "user_claim", "INGEST_AUTH_USER_CLAIM", "preferred_username", "auth_user_claim"),
@@ -117,6 +123,12 @@ class Settings:
     fixity_include_tape: bool
     fixity_second_digest: bool
     fixity_batch_files: int
+    s3_port: int
+    s3_address: str
+    s3_region: str
+    s3_key_file: str
+    s3_certificate: str
+    s3_private_key: str
     auth_issuer: str
     auth_audience: str
     auth_user_claim: str

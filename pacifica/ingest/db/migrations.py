@@ -256,6 +256,28 @@ def step_2_4_to_2_5(database: peewee.Database) -> None:
     database.create_tables(models, safe=True)
 
 
+S3_KEY_TABLE = "ingests3key"
+
+
+def step_2_5_to_2_6(database: peewee.Database) -> None:
+    """Add the S3 door's access keys (``ingests3key``): each key's id, the API token it belongs
+    to (its user, expiry and revocation) and its secret, sealed with the service's key file.
+
+    A minor version: the published code ignores the table.
+    """
+
+    class IngestS3KeyV1(peewee.Model):
+        access_key = peewee.CharField(max_length=64, primary_key=True)
+        token_id = peewee.BigIntegerField(index=True)
+        sealed_secret = peewee.TextField()
+
+        class Meta:
+            table_name = S3_KEY_TABLE
+
+    IngestS3KeyV1.bind(database)
+    database.create_tables([IngestS3KeyV1], safe=True)
+
+
 STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = (
     ((0, 0), (1, 0), step_0_0_to_1_0),
     ((1, 0), (2, 0), step_1_0_to_2_0),
@@ -264,6 +286,7 @@ STEPS: tuple[tuple[Version, Version, Callable[[peewee.Database], None]], ...] = 
     ((2, 2), (2, 3), step_2_2_to_2_3),
     ((2, 3), (2, 4), step_2_3_to_2_4),
     ((2, 4), (2, 5), step_2_4_to_2_5),
+    ((2, 5), (2, 6), step_2_5_to_2_6),
 )
 
 SCHEMA = VersionedSchema(VERSION_TABLE, STEPS, "pacifica-ingest-migrate")

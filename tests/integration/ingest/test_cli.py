@@ -23,7 +23,7 @@ def test_dbchk_dbsync_twice_dbchk(cli_stack):
     assert cli_stack.cmd("dbchk", "--equal").returncode != 0
     first = cli_stack.cmd("dbsync")
     assert first.returncode == 0, first.stderr
-    assert "upgraded to 1.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5" in first.stdout
+    assert "upgraded to 1.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6" in first.stdout
     second = cli_stack.cmd("dbsync")
     assert second.returncode == 0 and "upgraded" not in second.stdout
     assert cli_stack.cmd("dbchk").returncode == 0

@@ -31,7 +31,7 @@ def test_database_created_by_0_4_1_is_taken_over(legacy_ingest, tmp_path):
     assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode != 0
     synced = run([str(ours), "-c", str(config), "dbsync"])
     assert synced.returncode == 0, synced.stdout + synced.stderr
-    assert "upgraded to 2.1, 2.2, 2.3, 2.4, 2.5" in synced.stdout, synced.stdout
+    assert "upgraded to 2.1, 2.2, 2.3, 2.4, 2.5, 2.6" in synced.stdout, synced.stdout
     assert run([str(ours), "-c", str(config), "dbchk", "--equal"]).returncode == 0
     legacy_check = run([str(legacy_ingest / "bin" / "pacifica-ingest-cmd"), "dbchk"], env=legacy_env, cwd=tmp_path)
     assert legacy_check.returncode == 0, "the published 0.4.1 no longer accepts the upgraded database"

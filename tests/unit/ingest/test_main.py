@@ -36,7 +36,7 @@ def test_dbchk_dbsync_dbchk(config, capsys):
     assert cmd(["-c", config, "dbchk"]) == -1
     assert cmd(["-c", config, "dbchk", "--equal"]) == -1
     assert cmd(["-c", config, "dbsync"]) == 0
-    assert "upgraded to 1.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5" in capsys.readouterr().out
+    assert "upgraded to 1.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6" in capsys.readouterr().out
     assert cmd(["-c", config, "dbsync"]) == 0
     assert "upgraded" not in capsys.readouterr().out
     assert cmd(["-c", config, "dbchk"]) == 0

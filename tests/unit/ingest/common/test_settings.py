@@ -109,7 +109,7 @@ def test_get_config_shape_round_trips(home):
     settings = load_settings(environ={"VOLUME_PATH": "/v"})
     parser = settings_as_config(settings)
     assert set(parser.sections()) == {"ingest", "auth", "uniqueid", "policy", "archiveinterface", "metadata",
-                                      "celery", "database", "fixity"}
+                                      "celery", "database", "fixity", "s3"}
     assert parser.get("ingest", "volume_path") == "/v"
     # Every value read back gives the same setting (a duration written as seconds, not days).
     assert load_settings(environ={}, overrides={"fixity_interval": parser.get("fixity", "interval"),

@@ -66,7 +66,7 @@ def test_upgrade_of_a_2_0_database_holding_jobs_to_2_4(database):
     _published_insert(database, 11, "OK", "ingest metadata", 100, complete=True)
     _published_insert(database, 12, "FAILED", "Policy Validation", 0, "project 9 is not valid", True)
     _published_insert(database, 13, "OK", "ingest files", 42.5)
-    assert migrations.upgrade(database) == [(2, 1), (2, 2), (2, 3), (2, 4), (2, 5)]
+    assert migrations.upgrade(database) == [(2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 6)]
     assert set(migrations.PROGRESS_COLUMNS) | {"submitter"} <= columns(database, "ingeststate")
     assert columns(database, "ingeststateevent") == {"event_id", "job_id", "time", "state", "task", "task_percent",
                                                      "message", "operator"}
@@ -92,10 +92,10 @@ def test_upgrade_of_a_2_0_database_holding_jobs_to_2_4(database):
 
 
 def test_upgrade_from_nothing_to_latest_twice_is_a_no_op(database):
-    assert migrations.upgrade(database) == [(1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5)]
+    assert migrations.upgrade(database) == [(1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 6)]
     update_state(1, "OK", "UPLOADING", 0)
     assert migrations.upgrade(database) == []
-    assert IngestStateSystem.get_version() == (2, 5)
+    assert IngestStateSystem.get_version() == (2, 6)
     assert IngestState.select().count() == 1
 
 
@@ -107,8 +107,8 @@ def test_orm_sync_facade_runs_the_same_steps(database):
     OrmSync.update_2_0_to_2_1()
     assert IngestStateSystem.get_version() == (2, 1)
     OrmSync.update_tables()
-    assert IngestStateSystem.get_version() == (2, 5)
-    assert OrmSync.versions == [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5)]
+    assert IngestStateSystem.get_version() == (2, 6)
+    assert OrmSync.versions == [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4), (2, 5), (2, 6)]
 
 
 def test_interrupted_step_can_run_again(database):
@@ -121,7 +121,7 @@ def test_interrupted_step_can_run_again(database):
     migrations.step_2_1_to_2_2(database)
     migrations.step_2_1_to_2_2(database)
     migrations.step_2_2_to_2_3(database)
-    assert migrations.upgrade(database) == [(2, 2), (2, 3), (2, 4), (2, 5)]
+    assert migrations.upgrade(database) == [(2, 2), (2, 3), (2, 4), (2, 5), (2, 6)]
     migrations.step_2_2_to_2_3(database)
     assert "complete" in columns(database, "ingeststate") and "submitter" in columns(database, "ingeststate")
 
@@ -133,7 +133,7 @@ def test_unknown_version_is_refused(database):
     try:
         migrations.upgrade(database)
     except peewee.DatabaseError as exc:
-        assert "9.5" in str(exc)
+        assert "9.6" in str(exc)
     else:
         raise AssertionError("upgrade accepted an unknown schema version")
 
