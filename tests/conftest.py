@@ -153,15 +153,21 @@ def embedded_stack(name: str, root: Path, **ingest: str) -> Stack:
 
 
 @contextlib.contextmanager
-def own_stack(name: str, kind: str, root: Path, peers: Peers, archive: PublishedArchive, broker: str = "redis"):
+def own_stack(name: str, kind: str, root: Path, peers: Peers, archive: PublishedArchive, broker: str = "redis",
+              sections: dict[str, dict[str, str]] | None = None):
     """A running stack of a test module's own: ``embedded``, or ``published`` (PostgreSQL, ``broker``,
     the published peers and archive interface); stopped when the block ends. For what a module
-    must not share: its database's quotas, or an audit of everything in its record."""
+    must not share: its database's quotas, or an audit of everything in its record. ``sections``
+    adds settings to its config file."""
     if kind == "embedded":
         stack = embedded_stack(name, root)
     else:
         stack = make_stack(name, "postgres", broker, root, peers, archive)
         stack.peers, stack.archive = peers, archive
+    for section, values in (sections or {}).items():
+        stack.settings.setdefault(section, {}).update(values)
+    stack.write_config()
+    if not stack.embedded:
         synced = stack.cmd("dbsync")
         assert synced.returncode == 0, synced.stderr
     try:

@@ -139,6 +139,9 @@ def read_claim(request: Request) -> Claim | None:
         return _header_claim(request, authorization)
     if "X-Amz-Algorithm" in params or "X-Amz-Signature" in params:
         return _query_claim(params)
+    if "AWSAccessKeyId" in params and "Signature" in params:
+        raise SignatureError("AccessDenied", "Signature Version 2 presigned URLs are not accepted: presign with "
+                                             "SigV4 (boto3: Config(signature_version='s3v4'))")
     return None
 
 

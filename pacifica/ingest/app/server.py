@@ -17,10 +17,11 @@ from ...core.duties import Chore, Duties
 from ...core.worker import EmbeddedWorker, worker_command
 from ..db import models
 from ..jobs.fixity import schedule_due
-from ..jobs.housekeeping import expire_failed_bundles, expire_uploads
+from ..jobs.housekeeping import expire_failed_bundles, expire_s3, expire_uploads
 from ..jobs.recovery import recover
 from ..jobs.runtime import Runtime
 from ..web.resources import make_app
+from ..web.s3.door import store_of
 from ..web.uploads import store
 
 FAILED_EXPIRY_SECONDS = 3600.0
@@ -39,6 +40,7 @@ def _expire_failed(rt: Runtime) -> None:
 def _expire_uploads(rt: Runtime) -> None:
     with models.DB.connection_context():
         expire_uploads(store(rt))
+        expire_s3(store_of(rt), rt.settings.upload_expiry * 3600)
 
 
 def _schedule_fixity(rt: Runtime) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 
 from ..common import states
 from ..db import models
 from ..volume.resumable import TusStore
+from ..volume.s3.prefix import Prefixes
+from ..volume.s3.store import ObjectStore
 from ..volume.spool import Spool
 from . import record
 
@@ -54,3 +57,25 @@ def expire_uploads(uploads: TusStore) -> list[int]:
                                      f"{uploads.expiry / 3600:g} hours")
         logger.warning("job %s: resumable upload expired; its bytes were removed", job_id)
     return expired
+
+
+def expire_s3(objects: ObjectStore, max_age: float, now: float | None = None) -> list[int]:
+    """The S3 door's leftovers idle for ``max_age`` seconds go: multipart uploads never completed
+    (their parts' space is freed), objects no ``metadata.txt`` claimed, and prefixes whose files
+    never all arrived (their jobs fail, naming what was missing). Return those jobs."""
+    uploads, waiting_objects = objects.expire(max_age, now)
+    if uploads or waiting_objects:
+        logger.warning("S3 door: %d multipart uploads and %d objects idle for %g hours were removed", uploads,
+                       waiting_objects, max_age / 3600)
+    now = time.time() if now is None else now
+    prefixes = Prefixes(objects)
+    failed = []
+    for waiting in list(prefixes.waiting()):
+        if waiting.created + max_age >= now:
+            continue
+        prefixes.done(waiting.user, waiting.prefix)
+        record.upload_failed(waiting.job_id, f"the files of {waiting.prefix or 'the bucket'!r} listed by its "
+                                             f"metadata.txt did not all arrive within {max_age / 3600:g} hours")
+        logger.warning("job %s: the prefix %s expired before its files arrived", waiting.job_id, waiting.prefix)
+        failed.append(waiting.job_id)
+    return failed

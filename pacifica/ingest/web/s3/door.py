@@ -77,7 +77,9 @@ class _Call:
 
     def __init__(self, rt: Runtime) -> None:
         request = cherrypy.request
-        target = request.request_line.split(" ")[1] if request.request_line.count(" ") >= 2 else "/"
+        # The target exactly as the client sent it (the client signed it so): cheroot keeps it in
+        # REQUEST_URI, whereas CherryPy's request line is rebuilt from the decoded path.
+        target = request.wsgi_environ.get("REQUEST_URI") or "/"
         if "://" in target:
             split = urllib.parse.urlsplit(target)
             target = split.path + (f"?{split.query}" if split.query else "")
@@ -856,14 +858,38 @@ def handle(rt: Runtime) -> Any:
         return _error(call, S3Error("InternalError", "the request could not be completed; try again"), rid)
 
 
+# A refused body up to this size is read (and dropped) before the answer, so that the client,
+# still sending it, reads the error instead of a broken connection; a larger one closes it.
+DRAIN_LIMIT = 16 << 20
+
+
+def _drained() -> bool:
+    """Read what is left of a refused request body (a fixed length, or HTTP chunks), if it is
+    small; whether it is all read."""
+    rfile = cherrypy.request.rfile
+    remaining = getattr(rfile, "remaining", None)
+    if remaining is not None and remaining > DRAIN_LIMIT:
+        return False
+    budget = DRAIN_LIMIT
+    try:
+        while budget > 0:
+            data = rfile.read(min(budget, 1 << 16) if remaining is None else min(rfile.remaining, 1 << 16))
+            if not data:
+                return True
+            budget -= len(data)
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def _error(call: _Call, exc: S3Error, rid: str) -> bytes:
     response = cherrypy.response
     response.status = exc.status
     for name in (JOB_HEADER, "ETag"):
         response.headers.pop(name, None)
     response.headers.update(exc.headers)
-    if call.method in ("PUT", "POST"):
-        response.headers["Connection"] = "close"  # the body may be unread: never read it as a request
+    if call.method in ("PUT", "POST") and not _drained():
+        response.headers["Connection"] = "close"  # the body is unread: never read it as a request
     if exc.status >= 500:
         logger.warning("S3 %s %s: %s %s", call.method, call.resource, exc.code, exc.message)
     else:
