@@ -388,3 +388,67 @@ def test_a_prefix_whose_files_never_arrive_fails_its_job_naming_them_and_idle_up
         assert "did not all arrive" in failed["exception"]
         wait_for(lambda: not (stack.volume / "s3" / "uploads" / upload).exists(), 30, "the idle upload to go")
         assert "Uploads" not in s3.list_multipart_uploads(Bucket="ingest")
+
+
+def _signed(door: Door, keys: Keys, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+            send: bytes | None = None) -> requests.Response:
+    """A request signed by botocore's own SigV4 signer, sent as it is (for what no client sends)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=door.url + path, data=body, headers=dict(headers or {}))
+    S3SigV4Auth(Credentials(keys.access, keys.secret), "s3", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    return requests.request(method, prepared.url, data=body if send is None else send, headers=dict(prepared.headers),
+                            verify=str(door.cert), timeout=30)
+
+
+@pytest.mark.parametrize("method, path, body, headers, code, status", [
+    ("PUT", "/ingest/k?partNumber=0&uploadId=" + "0" * 48, b"x", {}, "NoSuchUpload", 404),
+    ("PUT", "/ingest/" + "k" * 1100, b"x", {}, "KeyTooLongError", 400),
+    ("GET", "/other-bucket", b"", {}, "NoSuchBucket", 404),
+    ("PUT", "/ingest/copy", b"", {"x-amz-copy-source": "/ingest/x"}, "NotImplemented", 501),
+    ("PUT", "/ingest/cond", b"x", {"If-None-Match": "\"abc\""}, "NotImplemented", 501),
+    ("POST", "/ingest/k?uploads", b"", {"x-amz-checksum-algorithm": "MD4"}, "InvalidRequest", 400),
+    ("POST", "/ingest/k?uploads", b"", {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "COMPOSITE"},
+     "InvalidRequest", 400),
+    ("PUT", "/ingest/framing", b"zz\r\nnot a chunk\r\n", {"Content-Encoding": "aws-chunked"}, "IncompleteBody", 400),
+    ("GET", "/ingest?list-type=2&max-keys=-1", b"", {}, "InvalidArgument", 400),
+    ("GET", "/ingest?list-type=2&continuation-token=%21%21", b"", {}, "InvalidArgument", 400),
+    ("GET", "/ingest?versioning", b"", {}, "NotImplemented", 501),
+    ("DELETE", "/ingest", b"", {}, "MethodNotAllowed", 405),
+])
+def test_hostile_requests_get_s3_errors_naming_the_problem_never_500(door, sam, method, path, body, headers, code,
+                                                                     status):
+    answer = _signed(door, sam, method, path, body, headers)
+    assert answer.status_code == status, answer.text
+    assert f"<Code>{code}</Code>" in answer.text and len(answer.content) < 2000
+
+
+def test_a_completion_document_with_entities_or_a_wrong_part_is_refused(door, sam):
+    s3 = door.client(sam)
+    upload = s3.create_multipart_upload(Bucket="ingest", Key="xml/run.tar")["UploadId"]
+    etag = s3.upload_part(Bucket="ingest", Key="xml/run.tar", UploadId=upload, PartNumber=1, Body=b"p" * 1000)["ETag"]
+    second = s3.upload_part(Bucket="ingest", Key="xml/run.tar", UploadId=upload, PartNumber=2, Body=b"q")["ETag"]
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+              b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&b;</ETag></Part>"
+              b"</CompleteMultipartUpload>")
+    answer = _signed(door, sam, "POST", f"/ingest/xml/run.tar?uploadId={upload}", laughs)
+    assert answer.status_code == 400 and "<Code>MalformedXML</Code>" in answer.text
+    assert _code(lambda: s3.complete_multipart_upload(
+        Bucket="ingest", Key="xml/run.tar", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"' + "0" * 32 + '"'}]})) == ("InvalidPart", 400)
+    assert _code(lambda: s3.complete_multipart_upload(
+        Bucket="ingest", Key="xml/run.tar", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": second}, {"PartNumber": 1, "ETag": etag}]})) == \
+        ("InvalidPartOrder", 400)
+    # A body changed on the way under a signed payload hash: nothing is kept. A range past the end.
+    tampered = _signed(door, sam, "PUT", "/ingest/xml/hash.bin", b"the bytes", send=b"THE BYTES")
+    assert tampered.status_code == 400 and "XAmzContentSHA256Mismatch" in tampered.text
+    assert _code(lambda: s3.head_object(Bucket="ingest", Key="xml/hash.bin")) == ("404", 404)
+    s3.put_object(Bucket="ingest", Key="xml/small.bin", Body=b"0123456789")
+    assert s3.get_object(Bucket="ingest", Key="xml/small.bin", Range="bytes=2-4")["Body"].read() == b"234"
+    assert _code(lambda: s3.get_object(Bucket="ingest", Key="xml/small.bin", Range="bytes=50-")) == \
+        ("InvalidRange", 416)
+    s3.abort_multipart_upload(Bucket="ingest", Key="xml/run.tar", UploadId=upload)

@@ -411,7 +411,7 @@ def _object(call: _Call) -> ObjectRecord:
     return stored
 
 
-def _object_headers(call: _Call, stored: ObjectRecord) -> None:
+def _object_headers(call: _Call, stored: ObjectRecord, whole: bool = True) -> None:
     headers = cherrypy.response.headers
     headers["ETag"] = f'"{stored.etag}"'
     headers["Last-Modified"] = protocol.http_date(stored.modified)
@@ -421,8 +421,8 @@ def _object_headers(call: _Call, stored: ObjectRecord) -> None:
         headers[f"x-amz-meta-{name}"] = value
     if stored.job_id is not None:
         headers[JOB_HEADER] = str(stored.job_id)
-    if (call.header("x-amz-checksum-mode") or "").upper() == "ENABLED":
-        headers.update(_checksum_headers(stored))
+    if whole and (call.header("x-amz-checksum-mode") or "").upper() == "ENABLED":
+        headers.update(_checksum_headers(stored))  # the whole object's: never with a part of it
     if stored.parts:
         headers["x-amz-mp-parts-count"] = str(stored.parts)
 
@@ -467,7 +467,7 @@ def get_object(call: _Call) -> Iterator[bytes] | bytes:
         blocks = _file_blocks(path, start, end + 1 - start, call.rt.spool.block_size)
     else:
         blocks = _archived_blocks(call, stored, start, end + 1 - start)
-    _object_headers(call, stored)
+    _object_headers(call, stored, whole=wanted is None)
     headers = cherrypy.response.headers
     headers["Content-Length"] = str(max(0, end + 1 - start))
     if wanted is not None:
@@ -744,7 +744,7 @@ def _token(key: str) -> str:
 
 def _token_key(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8", "surrogateescape")
+        return base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8", "surrogateescape")
     except (ValueError, UnicodeError):
         raise S3Error("InvalidArgument", "The continuation token provided is incorrect") from None
 
