@@ -29,10 +29,10 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import own_stack
+from tests.conftest import embedded_stack, own_stack
 from tests.support.bundles import file_object, transaction_metadata, write_tar
 from tests.support.cartd import cart_service
-from tests.support.procs import BIN, free_port, wait_for
+from tests.support.procs import BIN, Proc, free_port, wait_for
 
 MIB = 1 << 20
 PART = 8 * MIB
@@ -452,3 +452,31 @@ def test_a_completion_document_with_entities_or_a_wrong_part_is_refused(door, sa
     assert _code(lambda: s3.get_object(Bucket="ingest", Key="xml/small.bin", Range="bytes=50-")) == \
         ("InvalidRange", 416)
     s3.abort_multipart_upload(Bucket="ingest", Key="xml/run.tar", UploadId=upload)
+
+
+def test_under_uwsgi_the_door_is_a_second_uwsgi_over_the_same_volume(tmp_path):
+    stack = embedded_stack("s3-uwsgi", tmp_path / "stack")
+    port = free_port()
+    door_proc = None
+    try:
+        stack.start_uwsgi("--processes", "2")
+        door_proc = Proc("s3-uwsgi-door", [str(BIN / "uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--master",
+                                           "--processes", "2", "--module", "pacifica.ingest.wsgi:s3_application"],
+                         tmp_path / "door.log", env=stack.env).start()
+        door = Door(stack, f"http://127.0.0.1:{port}", tmp_path / "none.pem", "uwsgi")
+        uma = door.keys("uma")
+        s3 = boto3.client("s3", endpoint_url=door.url, region_name="us-east-1", aws_access_key_id=uma.access,
+                          aws_secret_access_key=uma.secret)
+        wait_for(lambda: s3.list_objects_v2(Bucket="ingest")["KeyCount"] == 0, 60, "the door under uWSGI")
+        bundle = tmp_path / "u.tar"
+        sums = _bundle(bundle, {"data/u.bin": os.urandom(20 * MIB), "data/v.txt": b"v"})
+        # Over plain HTTP botocore signs each body's SHA-256 and sends its CRC32 as a header.
+        s3.upload_file(str(bundle), "ingest", "uwsgi/u.tar",
+                       Config=TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=4))
+        job = int(s3.head_object(Bucket="ingest", Key="uwsgi/u.tar")["Metadata"]["pacifica-job-id"])
+        door.complete(job, uma)
+        assert _recorded(door, job) == sums
+    finally:
+        if door_proc is not None:
+            door_proc.stop()
+        stack.stop()
