@@ -3,10 +3,12 @@
 Importing this module loads the settings (``INGEST_CONFIG``), refuses an unusable database
 schema, and exposes ``application``: the same composition as ``pacifica-ingest``
 (``server.compose``). ``s3_application`` is the S3 door, for a second uWSGI on its own port
-(``--module pacifica.ingest.wsgi:s3_application``) over the same volume and database. Its duties (start-up recovery, the embedded worker with the default
-embedded broker, expiry of failed bundles and idle uploads) start in each server process after
-uWSGI forks it, or with the first request under another WSGI server; one process on the volume
-runs them. They stop with the process.
+(``--module pacifica.ingest.wsgi:s3_application``) over the same volume and database.
+
+The duties (start-up recovery, the embedded worker with the default embedded broker, expiry of
+failed bundles and idle uploads) start in each server process after uWSGI forks it, or with the
+first request under another WSGI server; one process on the volume runs them. They stop with the
+process.
 """
 
 from __future__ import annotations
