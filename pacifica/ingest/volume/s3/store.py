@@ -1,8 +1,9 @@
 """The S3 door's objects and multipart uploads, kept on the volume.
 
 Each user has a namespace of their own: ``s3/objects/<user digest>/<key digest>.json`` is an
-object's record (key, size, ETag, checksums, and what became of it), ``.data`` its bytes while
-it waits to be part of a job. A multipart upload is ``s3/uploads/<upload id>/``: its creation
+object's record (key, size, ETag, checksums, and what became of it), and
+``<key digest>.<random>.data`` its bytes while it waits to be part of a job (a new name for each
+write: the record names the bytes written with it). A multipart upload is ``s3/uploads/<upload id>/``: its creation
 (``upload.json``) and each part as ``<n>.part`` with ``<n>.json``. Every byte is hashed once,
 as it arrives; nothing is kept of a body whose checksum or signature fails.
 
@@ -63,6 +64,9 @@ class ObjectRecord:
     job_id: int | None = None
     member: str | None = None
     parts: int = 0
+    # The file of its bytes in the user's folder: a name of its own for each write, so that the
+    # record written last names the bytes written with it, whichever of two writers ends first.
+    data_name: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -210,8 +214,20 @@ class ObjectStore:
 
     def data(self, record: ObjectRecord) -> str | None:
         """The path of the object's bytes while the volume holds them, else None."""
-        path = self.path(record.user, record.key, ".data")
+        if not record.data_name:
+            return None
+        path = os.path.join(self.user_dir(record.user), record.data_name)
         return path if os.path.exists(path) else None
+
+    def _commit(self, temp: str, record: ObjectRecord) -> None:
+        """Make ``temp`` the bytes of ``record`` and save it; the bytes it replaces go."""
+        record.data_name = f"{_digest(record.key)}.{secrets.token_hex(8)}.data"
+        os.replace(temp, os.path.join(self.user_dir(record.user), record.data_name))
+        previous = self.get(record.user, record.key)
+        self.save(record)
+        replaced = self.data(previous) if previous is not None else None
+        if replaced is not None:
+            remove(replaced)
 
     def put(self, user: str, key: str, body: Body, expected: Expected, *, if_none_match: bool = False,
             content_type: str = "", metadata: dict[str, str] | None = None, limit: int = 0) -> ObjectRecord:
@@ -221,7 +237,7 @@ class ObjectStore:
         if if_none_match and self.get(user, key) is not None:
             raise S3Failure("PreconditionFailed", "an object with this key exists already (If-None-Match: *)", 412)
         os.makedirs(self.user_dir(user), exist_ok=True)
-        temp = self.path(user, key, f".data.{secrets.token_hex(6)}.tmp")
+        temp = self.path(user, key, f".{secrets.token_hex(6)}.tmp")
         hashers = Hashers([*expected.algorithms(), "sha1"])
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with _kept_only_whole(temp):
@@ -237,16 +253,17 @@ class ObjectStore:
             if if_none_match and self.get(user, key) is not None:
                 raise S3Failure("PreconditionFailed", "an object with this key was written meanwhile "
                                                       "(If-None-Match: *)", 412)
-            os.replace(temp, self.path(user, key, ".data"))
-        self.save(record)
+            self._commit(temp, record)
         return record
 
     def delete(self, user: str, key: str) -> bool:
         """Remove ``user``'s object ``key`` (its bytes, if still here, and its record)."""
-        existed = os.path.exists(self.path(user, key, ".json"))
-        remove(self.path(user, key, ".data"))
+        record = self.get(user, key)
         remove(self.path(user, key, ".json"))
-        return existed
+        data = self.data(record) if record is not None else None
+        if data is not None:
+            remove(data)
+        return record is not None
 
     def records(self, user: str) -> Iterator[ObjectRecord]:
         """Every object of ``user``, in no order."""
@@ -389,7 +406,7 @@ class ObjectStore:
         if if_none_match and self.get(upload.user, upload.key) is not None:
             raise S3Failure("PreconditionFailed", "an object with this key exists already (If-None-Match: *)", 412)
         os.makedirs(self.user_dir(upload.user), exist_ok=True)
-        temp = self.path(upload.user, upload.key, f".data.{secrets.token_hex(6)}.tmp")
+        temp = self.path(upload.user, upload.key, f".{secrets.token_hex(6)}.tmp")
         whole = whole_algorithm(upload)
         hashers = Hashers(["sha1", *([whole] if whole else [])])
         reader = PartsReader([self.part_path(upload, part.number) for part in parts])
@@ -408,8 +425,7 @@ class ObjectStore:
                                   multipart_checksums(upload, parts, hashers),
                                   upload.checksum_type if upload.algorithm else "", time.time(), upload.content_type,
                                   upload.metadata, hashers.digest("sha1").hex(), parts=len(parts))
-            os.replace(temp, self.path(upload.user, upload.key, ".data"))
-        self.save(record)
+            self._commit(temp, record)
         self.abort(upload)
         return record
 
@@ -428,13 +444,18 @@ class ObjectStore:
             for user_dir in os.listdir(os.path.join(self.root, "objects")):
                 directory = os.path.join(self.root, "objects", user_dir)
                 for name in os.listdir(directory):
-                    if not name.endswith(".data"):
+                    if not name.endswith((".data", ".tmp")):
                         continue
                     data = os.path.join(directory, name)
                     with contextlib.suppress(FileNotFoundError):
-                        if os.path.getmtime(data) + max_age < now:
-                            remove(data)
-                            remove(data[:-5] + ".json")
+                        if os.path.getmtime(data) + max_age >= now:
+                            continue
+                        remove(data)
+                        # The record goes with its bytes (not a record whose bytes are newer).
+                        record_path = os.path.join(directory, name.split(".", 1)[0] + ".json")
+                        record = read_json(record_path)
+                        if isinstance(record, dict) and record.get("data_name") == name:
+                            remove(record_path)
                             objects += 1
         return uploads, objects
 
