@@ -480,3 +480,23 @@ def test_under_uwsgi_the_door_is_a_second_uwsgi_over_the_same_volume(tmp_path):
         if door_proc is not None:
             door_proc.stop()
         stack.stop()
+
+
+def test_a_bundle_over_its_users_quota_is_refused_before_a_job_exists(door, tmp_path):
+    quota = door.stack.cmd("quota", "set", "--user", "quinn", "--bytes", "64KiB", "--json")
+    assert quota.returncode == 0, quota.stderr
+    quinn = door.keys("quinn")
+    s3 = door.client(quinn)
+    bundle = tmp_path / "big.tar"
+    _bundle(bundle, {"data/big.bin": os.urandom(200_000)})
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket="ingest", Key="q/big.tar", Body=bundle.read_bytes())
+    error = refused.value.response["Error"]
+    assert error["Code"] == "QuotaExceeded" and "quota" in error["Message"]
+    assert _code(lambda: s3.head_object(Bucket="ingest", Key="q/big.tar")) == ("404", 404)
+    assert "quinn" not in door.stack.cmd("jobs", "--user", "quinn").stdout
+    small = tmp_path / "small.tar"
+    _bundle(small, {"data/small.txt": b"fits"})
+    s3.put_object(Bucket="ingest", Key="q/small.tar", Body=small.read_bytes())
+    job = int(s3.head_object(Bucket="ingest", Key="q/small.tar")["Metadata"]["pacifica-job-id"])
+    door.complete(job, quinn)
