@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import peewee
 
+from .database import discard
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ def ensure_schema(schema: VersionedSchema, database: peewee.Database, tables: tu
     An empty database (none of ``tables``) gets the whole schema, so a first start needs no
     ``dbsync``; a database holding anything must already be at a version this code can use (and
     at least ``needed``). ``command`` names the admin tool that upgrades it. The connection is
-    closed afterwards (a server forks or spawns threads after this).
+    closed afterwards, for good: a pool would keep it open, and uWSGI forks after this, so that
+    every worker process would take the same socket from its copy of the pool.
     """
     try:
         if not any(database.table_exists(table) for table in tables):
@@ -139,7 +141,7 @@ def ensure_schema(schema: VersionedSchema, database: peewee.Database, tables: tu
             logger.info("created the schema (version %d.%d) in an empty database", *schema.latest)
         version = schema.get_version(database)
     finally:
-        database.close()
+        discard(database)
     needed = needed or (schema.latest[0], 0)
     if not schema.is_safe(version) or version < needed:
         raise ConfigError(

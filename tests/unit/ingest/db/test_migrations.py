@@ -153,3 +153,16 @@ def test_update_state_rules(database):
         pass
     else:
         raise AssertionError("read_state of an unknown job returned a row")
+
+
+def test_checking_the_schema_leaves_no_pooled_connection_for_forked_workers_to_share(database):
+    """uWSGI forks its workers after the schema is checked: a connection the pool kept would be the
+    same socket in every worker (two processes' queries interleaved on one PostgreSQL session)."""
+    from playhouse.pool import PooledDatabase
+
+    from pacifica.core.schema import ensure_schema
+
+    ensure_schema(migrations.SCHEMA, database, migrations.TABLES, "pacifica-ingest-cmd")
+    assert database.is_closed()
+    if isinstance(database, PooledDatabase):
+        assert not database._connections and not database._in_use
