@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import boto3  # noqa: E402 - the repository root is on the path first
 from boto3.s3.transfer import TransferConfig  # noqa: E402
-from tus_link import Link, cpu_seconds  # noqa: E402
+from tus_link import Link, cpu_seconds, service_env, start_service  # noqa: E402
 from tus_link import run as run_tus  # noqa: E402
 
-from tests.support.procs import BIN, Proc, free_port, run  # noqa: E402
+from tests.support.procs import BIN, free_port, run  # noqa: E402
 
 MiB = 1 << 20
 
@@ -43,19 +43,13 @@ def run_boto3(bundle: Path, streams: list[int], delay_ms: float, rate_mbps: floa
     results = {}
     for parallel in streams:
         data = work / f"s3-{parallel}"
-        data.mkdir(parents=True, exist_ok=True)
-        (data / "empty.ini").write_text("")
         port, s3_port = free_port(), free_port()
-        env = {"INGEST_CONFIG": str(data / "empty.ini"), "INGEST_DATA_DIR": str(data / "data"),
-               "INGEST_EMBEDDED_WORKER": "false", "INGEST_MAX_UPLOAD_SIZE": "0"}
-        made = run([str(BIN / "pacifica-ingest-cmd"), "token", "create", "--user", "bench", "--s3"], env=env,
-                   timeout=120)
+        made = run([str(BIN / "pacifica-ingest-cmd"), "token", "create", "--user", "bench", "--s3"],
+                   env=service_env(data), timeout=120)
         keys = dict(line.split("=", 1) for line in made.stdout.split())
-        server = Proc(f"s3-link-{parallel}", [str(BIN / "pacifica-ingest"), "-p", str(port), "-a", "127.0.0.1",
-                                              "--s3-port", str(s3_port)], data / "server.log", env=env).start()
+        server = start_service(data, f"s3-link-{parallel}", port, "--s3-port", str(s3_port))
         link = None
         try:
-            server.wait_http(f"http://127.0.0.1:{port}/", 60)
             link = Link(s3_port, delay_ms / 1000, rate_mbps * 1e6).start()
             client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{link.port}", region_name="us-east-1",
                                   aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],

@@ -108,6 +108,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def service_env(data: Path) -> dict[str, str]:
+    """The environment of a fresh embedded service in ``data``: no configuration file, and no
+    embedded worker (the upload alone is measured, not the archiving that follows)."""
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "empty.ini").write_text("")
+    return {"INGEST_CONFIG": str(data / "empty.ini"), "INGEST_DATA_DIR": str(data / "data"),
+            "INGEST_EMBEDDED_WORKER": "false", "INGEST_MAX_UPLOAD_SIZE": "0"}
+
+
+def start_service(data: Path, name: str, port: int, *options: str) -> Proc:
+    """``pacifica-ingest`` of this checkout on ``port`` (with ``options``), answering."""
+    server = Proc(name, [str(BIN / "pacifica-ingest"), "-p", str(port), "-a", "127.0.0.1", *options],
+                  data / "server.log", env=service_env(data)).start()
+    server.wait_http(f"http://127.0.0.1:{port}/", 60)
+    return server
+
+
 def run(size_mib: int, streams: list[int], delay_ms: float, rate_mbps: float, work: Path) -> dict:
     bundle = work / "bundle.tar"
     count = 4
@@ -116,17 +133,10 @@ def run(size_mib: int, streams: list[int], delay_ms: float, rate_mbps: float, wo
     results = {"size_bytes": size, "delay_ms": delay_ms, "rate_mb_per_s": rate_mbps, "runs": {}}
     for parallel in streams:
         data = work / f"service-{parallel}"
-        (data / "empty.ini").parent.mkdir(parents=True, exist_ok=True)
-        (data / "empty.ini").write_text("")
         port = free_port()
-        # No embedded worker: the upload alone is measured, not the archiving that follows.
-        env = {"INGEST_CONFIG": str(data / "empty.ini"), "INGEST_DATA_DIR": str(data / "data"),
-               "INGEST_EMBEDDED_WORKER": "false", "INGEST_MAX_UPLOAD_SIZE": "0"}
-        server = Proc(f"tus-link-{parallel}", [str(BIN / "pacifica-ingest"), "-p", str(port), "-a", "127.0.0.1"],
-                      data / "server.log", env=env).start()
+        server = start_service(data, f"tus-link-{parallel}", port)
         link = None
         try:
-            server.wait_http(f"http://127.0.0.1:{port}/", 60)
             link = Link(port, delay_ms / 1000, rate_mbps * 1e6).start()
             options = {"endpoint": f"http://127.0.0.1:{link.port}/uploads/", "file": str(bundle),
                        "parallel": parallel, "chunkSize": 64 * MiB}

@@ -96,7 +96,7 @@ class Prefixes:
         finally:
             os.close(descriptor)
 
-    def candidates(self, user: str, key: str) -> Iterator[str]:
+    def candidates(self, key: str) -> Iterator[str]:
         """The prefixes a new object ``key`` could complete: each of its parent folders."""
         parts = key.split("/")[:-1]
         yield ""

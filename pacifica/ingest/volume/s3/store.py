@@ -151,17 +151,18 @@ def verify(hashers: Hashers, expected: Expected) -> None:
             raise S3Failure("BadDigest", f"the {algorithm.upper()} you specified did not match the calculated checksum")
 
 
-def copy_body(body: Body, out: int, hashers: Hashers, block_size: int, limit: int = 0) -> int:
-    """Write ``body`` to the open file ``out``, hashing every byte; return the byte count."""
+def write_new(path: str, body: Body, hashers: Hashers, block_size: int, limit: int = 0) -> int:
+    """Write ``body`` to the new file ``path`` (durably), hashing every byte; return the byte count."""
     buffer = memoryview(bytearray(block_size))
     size = 0
-    with os.fdopen(os.dup(out), "wb", buffering=0) as handle:
+    with open(path, "xb", buffering=0) as handle:
         while count := body.readinto(buffer):
             size += count
             if limit and size > limit:
                 raise S3Failure("EntityTooLarge", f"the body is larger than the {limit} byte limit", 400)
             write_all(handle, buffer[:count])
             hashers.update(buffer[:count])
+        os.fsync(handle.fileno())
     return size
 
 
@@ -197,7 +198,7 @@ class ObjectStore:
         return os.path.join(self.root, "objects", _digest(user)[:32])
 
     def path(self, user: str, key: str, suffix: str) -> str:
-        """The file ``suffix`` (``.json``, ``.data``) of ``user``'s object ``key``."""
+        """The file ``suffix`` (``.json``, or ``.<random>.tmp`` while it arrives) of ``user``'s object ``key``."""
         return os.path.join(self.user_dir(user), _digest(key) + suffix)
 
     def get(self, user: str, key: str) -> ObjectRecord | None:
@@ -239,14 +240,9 @@ class ObjectStore:
         os.makedirs(self.user_dir(user), exist_ok=True)
         temp = self.path(user, key, f".{secrets.token_hex(6)}.tmp")
         hashers = Hashers([*expected.algorithms(), "sha1"])
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with _kept_only_whole(temp):
-            try:
-                size = copy_body(body, fd, hashers, self.block_size, limit)
-                verify(hashers, expected)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            size = write_new(temp, body, hashers, self.block_size, limit)
+            verify(hashers, expected)
             record = ObjectRecord(key, user, size, hashers.digest("md5").hex(), _named(hashers, expected),
                                   "FULL_OBJECT" if _named(hashers, expected) else "", time.time(), content_type,
                                   metadata or {}, hashers.digest("sha1").hex())
@@ -329,17 +325,9 @@ class ObjectStore:
         directory = self.upload_dir(upload.upload_id)
         temp = os.path.join(directory, f"{number}.part.{secrets.token_hex(6)}.tmp")
         hashers = Hashers([*algorithms, *([upload.algorithm] if upload.algorithm else [])])
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileNotFoundError:  # aborted meanwhile
-            raise S3Failure("NoSuchUpload", "The specified upload does not exist.", 404) from None
-        with _kept_only_whole(temp, upload=True):
-            try:
-                size = copy_body(body, fd, hashers, self.block_size, limit)
-                verify(hashers, expected)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with _kept_only_whole(temp, upload=True):  # an upload aborted meanwhile: NoSuchUpload
+            size = write_new(temp, body, hashers, self.block_size, limit)
+            verify(hashers, expected)
             part = PartRecord(number, size, hashers.digest("md5").hex(),
                               encode(hashers.digest(upload.algorithm)) if upload.algorithm else "", time.time())
             os.replace(temp, os.path.join(directory, f"{number}.part"))
@@ -410,14 +398,11 @@ class ObjectStore:
         whole = whole_algorithm(upload)
         hashers = Hashers(["sha1", *([whole] if whole else [])])
         reader = PartsReader([self.part_path(upload, part.number) for part in parts])
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with _kept_only_whole(temp):
             try:
-                size = copy_body(reader, fd, hashers, self.block_size)
-                os.fsync(fd)
+                size = write_new(temp, reader, hashers, self.block_size)
             finally:
                 reader.close()
-                os.close(fd)
             if whole and full_object and decode(full_object) != hashers.digest(whole):
                 raise S3Failure("BadDigest", f"the {whole.upper()} you specified for the whole object did not "
                                              "match the calculated checksum")

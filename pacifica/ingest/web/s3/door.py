@@ -30,7 +30,8 @@ import peewee
 from ....core.auth import sigv4
 from ....core.auth.sealing import Sealer, SealError
 from ....core.database import release as release_connection
-from ...bundles.document import file_entries, parse_document, transaction_values
+from ....core.redact import public_text
+from ...bundles.document import FileEntry, file_entries, parse_document, transaction_values
 from ...common.errors import MetadataError, PeerError, UploadError
 from ...common.metrics import RECEIVED_BUNDLES, RECEIVED_BYTES
 from ...db import archived, models, s3keys
@@ -151,17 +152,22 @@ def _authenticate(call: _Call) -> None:
 # ---- bodies and checksums --------------------------------------------------------------------
 
 
+def _count(name: str, value: str) -> int:
+    """``value`` (of the header or parameter ``name``) as a non-negative integer; ``InvalidArgument``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise S3Error("InvalidArgument", f"{name} must be an integer") from None
+    if number < 0:
+        raise S3Error("InvalidArgument", f"{name} must not be negative")
+    return number
+
+
 def _declared_length(call: _Call) -> int | None:
     for name in ("x-amz-decoded-content-length", "Content-Length"):
         value = call.header(name)
         if value is not None:
-            try:
-                number = int(value)
-            except ValueError:
-                raise S3Error("InvalidArgument", f"{name} must be a number of bytes") from None
-            if number < 0:
-                raise S3Error("InvalidArgument", f"{name} must not be negative")
-            return number
+            return _count(name, value)
     return None
 
 
@@ -318,12 +324,14 @@ def _arrived(call: _Call, stored: ObjectRecord) -> None:
         job_id = _metadata_arrived(call, prefixes, prefix, stored)
         cherrypy.response.headers[JOB_HEADER] = str(job_id)
         return
-    for candidate in prefixes.candidates(call.user, stored.key):
+    for candidate in prefixes.candidates(stored.key):
         if prefixes.get(call.user, candidate) is not None:
             _complete_prefix(call, prefixes, candidate)
 
 
-def _read_document(store: ObjectStore, stored: ObjectRecord, limit: int) -> tuple[bytes, list]:
+def _read_document(store: ObjectStore, stored: ObjectRecord, limit: int) -> tuple[bytes, list, list[FileEntry]]:
+    """A prefix's ``metadata.txt``: its bytes, the document and its files; ``InvalidArgument``
+    naming why it cannot be ingested."""
     path = store.data(stored)
     if path is None:
         raise S3Error("NoSuchKey", f"{stored.key} is gone")
@@ -338,18 +346,17 @@ def _read_document(store: ObjectStore, stored: ObjectRecord, limit: int) -> tupl
         raise S3Error("InvalidArgument", f"{stored.key}: {exc}"[:1000]) from None
     if not entries:
         raise S3Error("InvalidArgument", f"{stored.key} lists no Files: nothing to ingest")
-    return raw, document
+    return raw, document, entries
 
 
 def _metadata_arrived(call: _Call, prefixes: Prefixes, prefix: str, stored: ObjectRecord) -> int:
     """The prefix's ``metadata.txt``: checked, then the job (waiting for the files it lists)."""
     store = prefixes.store
     try:
-        _raw, document = _read_document(store, stored, call.rt.settings.metadata_limit)
+        _raw, document, entries = _read_document(store, stored, call.rt.settings.metadata_limit)
     except S3Error:
         store.delete(call.user, stored.key)  # a metadata.txt that cannot be ingested is not kept
         raise
-    entries = file_entries(document)
     with prefixes.locked(call.user, prefix):
         waiting = prefixes.get(call.user, prefix)
         if waiting is None:
@@ -374,8 +381,7 @@ def _complete_prefix(call: _Call, prefixes: Prefixes, prefix: str) -> None:
         meta = store.get(call.user, prefix + METADATA_NAME)
         if waiting is None or meta is None or store.data(meta) is None:
             return
-        raw, document = _read_document(store, meta, call.rt.settings.metadata_limit)
-        entries = file_entries(document)
+        raw, _document, entries = _read_document(store, meta, call.rt.settings.metadata_limit)
         absent = missing(store, call.user, prefix, entries)
         job_id = waiting.job_id
         if absent:
@@ -675,15 +681,7 @@ def list_uploads(call: _Call) -> bytes:
 
 def _int_param(call: _Call, name: str, default: int) -> int:
     value = call.params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise S3Error("InvalidArgument", f"{name} must be an integer") from None
-    if number < 0:
-        raise S3Error("InvalidArgument", f"{name} must not be negative")
-    return number
+    return default if value is None or value == "" else _count(name, value)
 
 
 def list_objects(call: _Call) -> bytes:
@@ -896,7 +894,7 @@ def _error(call: _Call, exc: S3Error, rid: str) -> bytes:
         logger.info("S3 %s %s: %s %s", call.method, call.resource, exc.code, exc.message)
     if call.method == "HEAD":
         return b""
-    return protocol.error_body(exc.code, exc.message, call.resource, rid)
+    return protocol.error_body(exc.code, public_text(exc.message), call.resource, rid)
 
 
 class S3Root:
