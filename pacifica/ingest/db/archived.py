@@ -82,16 +82,37 @@ def record_files(job_id: int, files: Iterable[FileRow], owner: Owner) -> int:
     """Record the files of job ``job_id`` as archived now; return how many were new (a file
     recorded before, by an earlier attempt, is left as it is)."""
     now = utcnow()
+    shared = (owner.submitter, owner.project, owner.instrument, now, now, ARCHIVED)
+    statements: dict[int, str] = {}
     added = 0
     rows = iter(files)
     while batch := list(itertools.islice(rows, _BATCH)):
+        values = [(file_id, int(job_id), name, int(size or 0), hashtype, hashsum.lower(), *shared)
+                  for file_id, name, size, hashtype, hashsum in batch]
+        if len(batch) not in statements:
+            statements[len(batch)] = _insert_ignoring(values)
         with DB.atomic():
-            added += IngestArchivedFile.insert_many(
-                [{"file_id": file_id, "job_id": int(job_id), "name": name, "size": int(size or 0),
-                  "hashtype": hashtype, "hashsum": hashsum.lower(), "submitter": owner.submitter,
-                  "project": owner.project, "instrument": owner.instrument, "archived": now, "verified": now}
-                 for file_id, name, size, hashtype, hashsum in batch]).on_conflict_ignore().as_rowcount().execute()
+            cursor = DB.execute_sql(statements[len(batch)], [value for row in values for value in row])
+            added += max(cursor.rowcount, 0)
     return added
+
+
+# The columns ``record_files`` fills, in the order of its rows (the others keep their defaults).
+_RECORDED = (IngestArchivedFile.file_id, IngestArchivedFile.job_id, IngestArchivedFile.name,
+             IngestArchivedFile.size, IngestArchivedFile.hashtype, IngestArchivedFile.hashsum,
+             IngestArchivedFile.submitter, IngestArchivedFile.project, IngestArchivedFile.instrument,
+             IngestArchivedFile.archived, IngestArchivedFile.verified, IngestArchivedFile.outcome)
+
+
+def _insert_ignoring(rows: list[tuple]) -> str:
+    """The statement that inserts as many rows as ``rows`` holds, a row already recorded left as
+    it is, in the database's own dialect.
+
+    Made once per batch size and run with each batch's values: peewee building the SQL of every
+    value anew cost 40 µs a file, most of recording 40,000 files.
+    """
+    sql, _params = IngestArchivedFile.insert_many(rows, fields=list(_RECORDED)).on_conflict_ignore().sql()
+    return sql
 
 
 def forget_job(job_id: int) -> int:
