@@ -171,23 +171,42 @@ def archive_floor(port: int, count: int, size: int, first_id: int, connections: 
     return time.perf_counter() - started
 
 
+def _document(job_id: int, first_file_id: int, count: int) -> list[dict]:
+    """A transaction of ``count`` files in the published services' test data (project 1234a,
+    instrument 54, submitter 10)."""
+    document = [{"destinationTable": "Transactions._id", "value": job_id},
+                {"destinationTable": "Transactions.submitter", "value": 10},
+                {"destinationTable": "Transactions.project", "value": "1234a"},
+                {"destinationTable": "Transactions.instrument", "value": 54}]
+    return document + [{"destinationTable": "Files", "_id": first_file_id + number, "name": f"f{number}.bin",
+                        "subdir": "d", "size": 1, "hashtype": "sha1", "hashsum": "0" * 40, "mimetype": "text/plain",
+                        "ctime": "2020-01-01T00:00:00", "mtime": "2020-01-01T00:00:00"} for number in range(count)]
+
+
 def metadata_floor(metadata_url: str, uniqueid_url: str, count: int) -> float:
     """Seconds the metadata service takes to record a transaction of ``count`` files, sent by a
     lean client (fresh ids from uniqueid): the floor of 'ingest metadata'."""
     job = requests.get(uniqueid_url + "/getid", params={"range": 1, "mode": "upload_job"}, timeout=60).json()
     first = requests.get(uniqueid_url + "/getid", params={"range": count, "mode": "file"}, timeout=60).json()
-    document = [{"destinationTable": "Transactions._id", "value": job["startIndex"]},
-                {"destinationTable": "Transactions.submitter", "value": 10},
-                {"destinationTable": "Transactions.project", "value": "1234a"},
-                {"destinationTable": "Transactions.instrument", "value": 54}]
-    document += [{"destinationTable": "Files", "_id": first["startIndex"] + number, "name": f"f{number}.bin",
-                  "subdir": "d", "size": 1, "hashtype": "sha1", "hashsum": "0" * 40, "mimetype": "text/plain",
-                  "ctime": "2020-01-01T00:00:00", "mtime": "2020-01-01T00:00:00"} for number in range(count)]
+    document = _document(job["startIndex"], first["startIndex"], count)
     started = time.perf_counter()
     answer = requests.put(metadata_url, json=document, timeout=600)
     elapsed = time.perf_counter() - started
     if answer.status_code != 200:
         raise RuntimeError(f"metadata PUT: HTTP {answer.status_code}: {answer.text[:300]}")
+    return elapsed
+
+
+def policy_floor(policy_url: str, count: int, user: str = "10", header: str = "X-Http-Authed-User") -> float:
+    """Seconds the policy service takes to accept a transaction of ``count`` files for ``user``,
+    asked by a lean client: the floor of 'Policy Validation', which every ingest must ask before
+    a byte is archived (the serial floor leaves it out)."""
+    document = _document(1, 1, count)
+    started = time.perf_counter()
+    answer = requests.post(policy_url, json=document, headers={header: user}, timeout=600)
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200 or answer.json().get("status") != "success":
+        raise RuntimeError(f"policy POST: HTTP {answer.status_code}: {answer.text[:300]}")
     return elapsed
 
 

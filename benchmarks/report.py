@@ -38,6 +38,11 @@ def _floor(shape: dict, name: str) -> float | None:
     return shape[name]["upload_s"] + archive + shape["floors"]["metadata_s"]
 
 
+def _policy(shape: dict) -> float | None:
+    """The policy service alone (runs before 2026-12-07 did not measure it)."""
+    return shape["floors"].get("policy_s")
+
+
 def tables(results: dict) -> list[str]:
     """The Markdown lines: one table per archive deployment, then get_state and memory."""
     lines: list[str] = []
@@ -48,8 +53,8 @@ def tables(results: dict) -> list[str]:
                                                           if concurrent else "") +
                   " 0.4.1 upload | ours upload | archive alone (1 at a time) |" +
                   (" archive alone (4 at once) |" if concurrent else "") +
-                  " metadata alone | serial floor | ours / floor |",
-                  "|---" * (10 + (5 if concurrent else 0)) + "|"]
+                  " metadata alone | serial floor | ours / floor | policy alone | ours / (floor + policy) |",
+                  "|---" * (12 + (5 if concurrent else 0)) + "|"]
         for label, shape in shapes.items():
             floor_value = _floor(shape, "ours")
             cells = [label, _seconds(shape, "0.4.1"), _seconds(shape, "ours"), _ratio(shape, "0.4.1", "ours")]
@@ -63,6 +68,10 @@ def tables(results: dict) -> list[str]:
             cells += [f"{shape['floors']['metadata_s']:.2f} s",
                       f"{floor_value:.2f} s" if floor_value else "-",
                       f"{shape['ours']['end_to_end_s'] / floor_value:.2f}" if floor_value else "-"]
+            policy = _policy(shape)
+            cells += [f"{policy:.2f} s" if policy is not None else "-",
+                      f"{shape['ours']['end_to_end_s'] / (floor_value + policy):.2f}"
+                      if floor_value and policy is not None else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Stages of 'ours' (seconds from a stage's first event to the next one's, medians), beside the "

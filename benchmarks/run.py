@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from measure import MiB, archive_floor, chosen_shapes, floors, metadata_floor, shape_arguments, state_rate  # noqa: E402
+from embedded import settle  # noqa: E402
+from measure import MiB, archive_floor, chosen_shapes, floors, metadata_floor, policy_floor, shape_arguments, state_rate  # noqa: E402
 from report import write_results  # noqa: E402
 from services import Service, legacy_venv, make_bundle  # noqa: E402
 
@@ -97,10 +98,14 @@ def run_shape(label: str, count: int, size: int, work: Path, runs: int, services
     if archive.deployment != "cherrypy":
         shape["floors"]["archive_x4_s"] = archive_floor(archive.port, count, size, first_id + count, 4, fresh)
     shape["floors"]["metadata_s"] = metadata_floor(peers.metadata_url, peers.uniqueid_url, count)
+    shape["floors"]["policy_s"] = statistics.median(policy_floor(peers.policy_url, count) for _ in range(3))
     samples: dict[str, list[dict]] = {service.name: [] for service in services_}
     failures: dict[str, list[str]] = {}
     for _run in range(runs):
         for service in services_:
+            # Each service starts on an idle disk: the previous job's files still being written
+            # back slowed whichever service came next (an upload of 50 MiB took 0.08 s or 0.2 s).
+            settle(quiet=1.0, longest=20.0)
             sample = service.ingest(bundle)
             if "failed" in sample:
                 failures.setdefault(service.name, []).append(sample["failed"])
