@@ -10,7 +10,7 @@ import logging
 import os
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Self
 
 from ..common.errors import BundleError, IntegrityError, MetadataError
 from . import document
@@ -30,13 +30,13 @@ _NUMBERS = (slice(100, 108), slice(108, 116), slice(116, 124), slice(124, 136), 
             slice(148, 156), slice(329, 337), slice(337, 345))
 
 
-def _octal(field: bytes) -> int:
+def _octal(field: bytes | bytearray) -> int:
     """A numeric field written in octal text, as ``tarfile.nti`` reads it (``ValueError`` if it
     is not one)."""
     return int(field.split(b"\0", 1)[0].decode("ascii").strip() or "0", 8)
 
 
-def _text(field: bytes, encoding: str, errors: str) -> str:
+def _text(field: bytes | bytearray, encoding: str, errors: str) -> str:
     """A text field, as ``tarfile.nts`` reads it."""
     return field.split(b"\0", 1)[0].decode(encoding, errors)
 
@@ -53,7 +53,7 @@ class BoundedTarInfo(tarfile.TarInfo):
     """
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         """The header in ``buf``, as ``tarfile.TarInfo.frombuf`` makes it.
 
         The header of a regular file or directory with octal numbers, no ustar prefix and an
@@ -75,7 +75,7 @@ class BoundedTarInfo(tarfile.TarInfo):
         info = cls()
         info.name = _text(buf[0:100], encoding, errors)
         info.mode, info.uid, info.gid, info.size, info.mtime, info.chksum = mode, uid, gid, size, mtime, chksum
-        info.type = buf[156:157]
+        info.type = bytes(buf[156:157])
         info.linkname = _text(buf[157:257], encoding, errors)
         info.uname = _text(buf[265:297], encoding, errors)
         info.gname = _text(buf[297:329], encoding, errors)
