@@ -18,8 +18,9 @@ Against each, these services ingest the same bundles, in turn, ``--runs`` times 
 - ``ours x4, no HEAD`` (uWSGI only): the same with ``confirm_puts = false``.
 
 Floors measured in the same run: "archive alone" (a lean client PUTs the same files from memory,
-one at a time, and over 4 connections under uWSGI) and "metadata alone" (the metadata service
-records a transaction of as many files). Results go to ``<out>/results.md`` and ``results.json``.
+one at a time, and over 4 connections under uWSGI), "metadata alone" (the metadata service
+records a transaction of as many files) and "policy alone" (the policy service accepts one).
+Every job starts on an idle disk. Results go to ``<out>/results.md`` and ``results.json``.
 """
 
 from __future__ import annotations
