@@ -205,7 +205,7 @@ def _delete_all(job_id: int, archive: ArchivePort, file_ids: list[int], retries:
     for file_id in file_ids:
         try:
             _retrying(functools.partial(archive.delete, file_id), retries, delay,
-                      f"job {job_id}: deleting file {file_id}")
+                      functools.partial("job {}: deleting file {}".format, job_id, file_id))
         except PeerError as exc:
             logger.error("job %s: rollback could not delete file %s: %s", job_id, file_id, exc)
             failed.append(file_id)
@@ -231,10 +231,11 @@ def _describe_rollback(file_ids: list[int], failed: list[int], written: set[int]
     return text
 
 
-def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) -> Any:
+def _retrying(work: Callable[[], Any], retries: int, delay: float, what: Callable[[], str]) -> Any:
     """Call ``work``; while it raises ``PeerUnavailable``, call it again up to ``retries`` times,
     waiting ``delay`` seconds, doubled each time (not at all after ``ConnectionClosed``: the
-    peer is there, the connection was not)."""
+    peer is there, the connection was not). ``what`` says what the work was, for the warning
+    (called only then: saying it for each of 100,000 files cost more than sending some of them)."""
     attempt = 0
     while True:
         try:
@@ -242,7 +243,7 @@ def _retrying(work: Callable[[], Any], retries: int, delay: float, what: str) ->
         except PeerUnavailable as exc:
             if attempt >= retries:
                 raise
-            logger.warning("%s: %s; trying again (%d of %d)", what, exc, attempt + 1, retries)
+            logger.warning("%s: %s; trying again (%d of %d)", what(), exc, attempt + 1, retries)
             if not isinstance(exc, ConnectionClosed):
                 time.sleep(delay * (2 ** attempt))
             attempt += 1
@@ -396,14 +397,16 @@ def _send(handle: BinaryIO, archive: ArchivePort, block_size: int, add: Callable
     if entry.offset in staged:
         _send_staged(staged[entry.offset], archive, block_size, add, digest, entry)
         return
-    reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
     mtime = entry.mtime or time.time()
     ranged = cast(RangeArchivePort, archive) if archive.copies_ranges else None
     if ranged is not None and digest:
+        # The digest is known: the kernel copies the bytes, nothing reads them.
         ranged.put_range(entry.file_id, handle.fileno(), entry.offset, entry.size, mtime,
                   check=functools.partial(_check_digest, entry, digest))
         add(entry.size)
-    elif ranged is not None and entry.size >= RANGE_COPY_MIN:
+        return
+    reader = MemberReader(handle, entry.offset, entry.size, None if digest else entry.hashtype, block_size, add)
+    if ranged is not None and entry.size >= RANGE_COPY_MIN:
         with ThreadPoolExecutor(1, thread_name_prefix="hash") as hashing:
             hashed = hashing.submit(reader.drain)
 
@@ -501,7 +504,7 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
                         ledger.start(entry.file_id)
                         begun += 1
                         _retrying(functools.partial(send, entry), file_retries, retry_delay,
-                                  f"job {job_id}: sending {entry.path} as file {entry.file_id}")
+                                  functools.partial(_sending, job_id, entry))
                         verified.append(entry.file_id)
                         meter.file_done()
                 finally:
@@ -528,6 +531,11 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
         raise_with_rollback(job_id, archive, sorted(ledger.started | ledger.verified), ledger)
     finally:
         ledger.close()
+
+
+def _sending(job_id: int, entry: BundleFile) -> str:
+    """What sending ``entry`` is, in a warning."""
+    return f"job {job_id}: sending {entry.path} as file {entry.file_id}"
 
 
 def _batches(entries: Iterable[BundleFile], most: int, most_bytes: int) -> Iterator[list[BundleFile]]:

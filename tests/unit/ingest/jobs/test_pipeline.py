@@ -137,3 +137,35 @@ def test_a_batch_announced_whole_counts_only_the_files_it_began(tmp_path):
     killed.announce(200, 201)
     killed.start(200)
     assert pipeline.Ledger(str(tmp_path / "8.sent")).started == {200, 201}
+
+
+class OnceUnreachableArchive(MemoryArchive):
+    """An archive that refuses the first connection for each file, then takes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused: set[int] = set()
+
+    def put(self, file_id, body, size, mtime):
+        if file_id not in self.refused:
+            self.refused.add(file_id)
+            raise PeerUnavailable("archive", f"http://archive/{file_id}", "connection failed: [Errno 111] refused")
+        super().put(file_id, body, size, mtime)
+
+
+def test_a_file_the_archive_refused_once_is_sent_again_and_the_warning_names_it(tmp_path, caplog):
+    path = str(tmp_path / "bundle.tar")
+    make_bundle(path, FILES)
+    spool = Spool(str(tmp_path / "volume"), 4096)
+    archive = OnceUnreachableArchive()
+    with pipeline.load_bundle_metadata(9, path, spool, MemoryUniqueId(100)) as manifest:
+        pipeline.ingest_files(9, path, manifest, archive, 4096, ledger_path=spool.ledger_path(9),
+                              file_retries=1, retry_delay=0)
+    assert archive.refused == {100, 101}
+    assert sorted(archive.files) == [100, 101]
+    warnings = [record.getMessage() for record in caplog.records if "trying again" in record.getMessage()]
+    assert warnings == [
+        "job 9: sending data/run1/a.txt as file 100: archive service at http://archive/100: connection failed: "
+        "[Errno 111] refused; trying again (1 of 1)",
+        "job 9: sending data/run1/deep/b.bin as file 101: archive service at http://archive/101: connection "
+        "failed: [Errno 111] refused; trying again (1 of 1)"], warnings
