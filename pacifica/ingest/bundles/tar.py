@@ -58,10 +58,10 @@ class BoundedTarInfo(tarfile.TarInfo):
 
         The header of a regular file or directory with octal numbers, no ustar prefix and an
         unsigned checksum (what most tar writers write for most members) is read here in one
-        pass; every other header, and any field this cannot read, goes to ``tarfile``. Reading the
-        headers of 40,000 small files took 'load metadata' 0.9 s through ``tarfile``'s general
-        reader and takes 0.5 s so. ``tests/unit/ingest/bundles/test_tar.py`` holds both readers
-        to the same result on tars of every format.
+        pass; every other header, and any field this cannot read, goes to ``tarfile``. Walking
+        the headers of 40,000 small files took 0.85 s through ``tarfile``'s general reader and
+        takes 0.54 s this way. ``tests/unit/ingest/bundles/test_tar.py`` holds both readers to
+        the same result on tars of every format.
         """
         if len(buf) != tarfile.BLOCKSIZE or buf[156:157] not in _PLAIN_TYPES or buf[345] \
                 or any(buf[field.start] & 0o200 for field in _NUMBERS):  # base-256 numbers

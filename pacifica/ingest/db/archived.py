@@ -78,6 +78,13 @@ class Owner:
 FileRow = tuple[int, str, int, str, str]
 
 
+# The columns ``record_files`` fills, in the order of its rows (the others keep their defaults).
+_RECORDED = (IngestArchivedFile.file_id, IngestArchivedFile.job_id, IngestArchivedFile.name,
+             IngestArchivedFile.size, IngestArchivedFile.hashtype, IngestArchivedFile.hashsum,
+             IngestArchivedFile.submitter, IngestArchivedFile.project, IngestArchivedFile.instrument,
+             IngestArchivedFile.archived, IngestArchivedFile.verified, IngestArchivedFile.outcome)
+
+
 def record_files(job_id: int, files: Iterable[FileRow], owner: Owner) -> int:
     """Record the files of job ``job_id`` as archived now; return how many were new (a file
     recorded before, by an earlier attempt, is left as it is)."""
@@ -95,13 +102,6 @@ def record_files(job_id: int, files: Iterable[FileRow], owner: Owner) -> int:
             cursor = DB.execute_sql(statements[len(batch)], [value for row in values for value in row])
             added += max(cursor.rowcount, 0)
     return added
-
-
-# The columns ``record_files`` fills, in the order of its rows (the others keep their defaults).
-_RECORDED = (IngestArchivedFile.file_id, IngestArchivedFile.job_id, IngestArchivedFile.name,
-             IngestArchivedFile.size, IngestArchivedFile.hashtype, IngestArchivedFile.hashsum,
-             IngestArchivedFile.submitter, IngestArchivedFile.project, IngestArchivedFile.instrument,
-             IngestArchivedFile.archived, IngestArchivedFile.verified, IngestArchivedFile.outcome)
 
 
 def _insert_ignoring(rows: list[tuple]) -> str:
