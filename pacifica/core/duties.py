@@ -4,8 +4,10 @@ A service is its REST application plus duties: something to do once when a proce
 (start-up recovery), an embedded worker to keep alive, and chores to repeat (expiries). Several
 processes may serve one volume (uWSGI's ``--processes``, a second host); the duties run in the
 one holding the lock file, and the others try again every few seconds, so a successor takes over
-when the holder dies. Both services' servers and WSGI modules subscribe their ``Duties`` to the
-CherryPy engine.
+when the holder dies. The embedded worker holds the lock too (it inherits the locked file): a
+server killed in the middle of a stage leaves its worker finishing that stage (a warm shutdown),
+and a successor that resumed the job meanwhile would run the stage a second time beside it. Both
+services' servers and WSGI modules subscribe their ``Duties`` to the CherryPy engine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ CHECK_SECONDS = 5.0
 
 
 class DutiesLock:
-    """An exclusive, non-blocking ``fcntl`` lock on a file; released when its process dies."""
+    """An exclusive, non-blocking ``flock`` on a file, held until every process given its file
+    (``fd``) has closed it or died.
+
+    ``flock``, not ``lockf``: a ``lockf`` lock belongs to one process and is not passed on to a
+    child, and the worker child must keep the lock after its server dies.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -39,6 +46,11 @@ class DutiesLock:
         """True while this process holds the lock."""
         return self._fd is not None
 
+    @property
+    def fd(self) -> int | None:
+        """The locked file while this process holds the lock (for a child to hold it too)."""
+        return self._fd
+
     def acquire(self) -> bool:
         """Take the lock if nobody holds it; return whether this process now holds it."""
         if self._fd is not None:
@@ -46,7 +58,7 @@ class DutiesLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             return False
@@ -56,7 +68,7 @@ class DutiesLock:
         return True
 
     def release(self) -> None:
-        """Give the lock up (closing the file releases it)."""
+        """Give the lock up (closing the file releases it, once no child holds it either)."""
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
@@ -106,9 +118,9 @@ class Duties(plugins.SimplePlugin):
                 if self.on_lead is not None:
                     self.on_lead()
                 if self.worker is not None:
-                    self.worker.start()
+                    self.worker.start(hold=self.lock.fd)
             if self.worker is not None:
-                self.worker.check()
+                self.worker.check(hold=self.lock.fd)
             now = time.monotonic()
             for chore in self.chores:
                 if now >= self._due.get(chore.name, 0.0):

@@ -62,17 +62,18 @@ class EmbeddedWorker:
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        """Start the worker process."""
+    def start(self, hold: int | None = None) -> None:
+        """Start the worker process; it keeps the file ``hold`` open (and so a lock on it) until it exits."""
         env = {**os.environ, **self.env}
-        self.process = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(self.command, env=env, preexec_fn=_die_with_parent,
+                                        pass_fds=() if hold is None else (hold,))
         logger.info("embedded worker started (pid %s)", self.process.pid)
 
-    def check(self) -> None:
-        """Restart the worker if it exited while the server runs."""
+    def check(self, hold: int | None = None) -> None:
+        """Restart the worker (keeping ``hold`` open, as ``start``) if it exited while the server runs."""
         if self.process is not None and self.process.poll() is not None:
             logger.error("embedded worker exited with status %s; restarting it", self.process.returncode)
-            self.start()
+            self.start(hold)
 
     def stop(self) -> None:
         """Stop the worker: a warm shutdown (running stages finish), then SIGKILL after the timeout."""

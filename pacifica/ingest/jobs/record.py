@@ -66,6 +66,14 @@ def stage(job_id: int, task: str, will_retry: bool = False) -> Iterator[None]:
     models.update_state(job_id, states.OK, task, 100)
 
 
+def ended(job_id: int) -> bool:
+    """True when the job has ended (completed, or FAILED): no stage may run for it any more."""
+    try:
+        return bool(models.read_state(job_id).complete)
+    except models.IngestState.DoesNotExist:
+        return False
+
+
 def reporter(job_id: int, task: str, interval: float = 0.5) -> Reporter:
     """Return ``report(done, total, files_done, files_total, final=False)``, which records the
     stage's progress at most every ``interval`` seconds (and always when ``final``): the percent of

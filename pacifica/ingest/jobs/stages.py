@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task, chain
+from celery.exceptions import Ignore
 
 from ..common import states
 from ..common.errors import IngestError
@@ -53,6 +54,13 @@ class Stage:
 
 def _register(row: Stage) -> Task:
     def run(self: StageTask, ctx: JobMessage) -> JobMessage:
+        if record.ended(ctx["job_id"]):
+            # A message for a job that has ended: a stage finished by a killed server's worker
+            # and also resumed by its successor, a broker's second delivery, an operator's fail.
+            # Running the stage would undo the end (or fail a completed job for its missing
+            # manifest); Ignore stops the chain here and records no result.
+            logger.info("job %s has ended; its %r message is ignored", ctx["job_id"], row.name)
+            raise Ignore()
         with record.stage(ctx["job_id"], row.name, will_retry=not self.final_attempt):
             row.work(self, ctx)
         if row.then is not None:
