@@ -34,7 +34,10 @@ class DutiesLock:
     (``fd``) has closed it or died.
 
     ``flock``, not ``lockf``: a ``lockf`` lock belongs to one process and is not passed on to a
-    child, and the worker child must keep the lock after its server dies.
+    child, and the worker child must keep the lock after its server dies. On NFS, where Linux
+    emulates ``flock`` with a lock of the whole file, the lock still keeps other hosts out, but
+    a child may not keep it, so a killed server's worker may still be finishing a stage when a
+    successor resumes the job (ingest's stages then ignore a message for a job that has ended).
     """
 
     def __init__(self, path: str) -> None:
