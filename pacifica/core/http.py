@@ -20,10 +20,14 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from . import direct_http
 from .errors import PeerError, PeerRejected, PeerUnavailable
 from .metrics import peer_request
 
 logger = logging.getLogger(__name__)
+
+# What ``lean_call`` answers with: the status, the headers (``get``) and the body (``data``).
+Answer = urllib3.BaseHTTPResponse | direct_http.DirectResponse
 
 
 class TimeoutSession(requests.Session):
@@ -129,10 +133,11 @@ def _error_body(response: requests.Response) -> bytes:
 
 
 def lean_call(session: requests.Session, peer: str, method: str, url: str, body: Any = None,
-              headers: dict[str, str] | None = None, close: bool = False) -> urllib3.BaseHTTPResponse:
-    """``call`` for the hot path: the same pooled connections, retries and timeout as the
-    session, without requests' per-request work (cookies, hooks, netrc and proxy lookups in the
-    environment), which costs as much CPU as the archive interface spends on a small file.
+              headers: dict[str, str] | None = None, close: bool = False) -> Answer:
+    """``call`` for the hot path: the same timeout and retries as the session, without requests'
+    per-request work (cookies, hooks, netrc and proxy lookups in the environment), which costs
+    as much CPU as the archive interface spends on a small file. A plain ``http://`` peer is
+    asked on ``http.client`` directly (``direct_http``), any other through the session's pool.
 
     With ``close``, the connection is closed after the answer instead of being kept for the
     next request (for a server that closes it anyway without saying so)."""
@@ -140,11 +145,30 @@ def lean_call(session: requests.Session, peer: str, method: str, url: str, body:
     if session.proxies or (session.trust_env and _environment_proxies("/".join(url.split("/", 3)[:3]))):
         return _as_urllib3(call(session, peer, method, url, data=body, headers=headers))
     with peer_request(peer):
+        parsed = urllib3.util.parse_url(url)
+        if parsed.scheme == "http" and parsed.host:
+            return _direct_call(session, adapter, peer, method, url, parsed, body, headers, close)
         return _lean_call(session, adapter, peer, method, url, body, headers, close)
+
+
+def _direct_call(session: requests.Session, adapter: HTTPAdapter, peer: str, method: str, url: str,
+                 parsed: urllib3.util.Url, body: Any, headers: dict[str, str] | None,
+                 close: bool) -> direct_http.DirectResponse:
+    try:
+        response = direct_http.request(parsed.host or "", parsed.port or 80, method, parsed.request_uri, body,
+                                       headers or {}, getattr(session, "default_timeout", None),
+                                       adapter.max_retries, close)
+    except (OSError, http.client.HTTPException) as exc:
+        raise transport_error(peer, url, exc) from None
+    refused = answer_error(peer, url, response.status, response.data)
+    if refused is not None:
+        raise refused
+    return response
 
 
 def _lean_call(session: requests.Session, adapter: HTTPAdapter, peer: str, method: str, url: str, body: Any,
                headers: dict[str, str] | None, close: bool) -> urllib3.BaseHTTPResponse:
+    """``lean_call`` through the session's pool (``https://``)."""
     # With ``close``, a pool of its own for this one request, closed after the answer: a
     # connection given back to the shared pool would be handed to the next request half-dead.
     pool = urllib3.connection_from_url(url, maxsize=1) if close else adapter.poolmanager.connection_from_url(url)
@@ -183,7 +207,7 @@ def json_body(peer: str, url: str, response: requests.Response) -> Any:
         raise PeerRejected(peer, url, f"answer is not JSON: {response.text[:200]!r}") from None
 
 
-# Every failure of the two HTTP clients (requests in ``call``, urllib3 in ``lean_call``), most
+# Every failure of the HTTP clients (requests in ``call``, http.client or urllib3 in ``lean_call``), most
 # specific first, and what it says of a peer call. The one place a foreign error becomes ours.
 TRANSPORT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (requests.Timeout, "timed out"),
@@ -191,6 +215,9 @@ TRANSPORT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (requests.ConnectionError, "connection failed"),
     (urllib3.exceptions.HTTPError, "connection failed"),
     (requests.RequestException, "request failed"),
+    (TimeoutError, "timed out"),  # http.client in ``lean_call`` (socket.timeout is TimeoutError)
+    (http.client.HTTPException, "connection failed"),
+    (OSError, "connection failed"),
 )
 # Causes that mean the connection was lost under the request: the peer reset or closed it.
 CONNECTION_LOST = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.RemoteDisconnected)
