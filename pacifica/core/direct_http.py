@@ -17,7 +17,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from email.message import Message
 
 from urllib3.util.retry import Retry
@@ -103,18 +103,6 @@ def _connect(connection: http.client.HTTPConnection, retry: Retry) -> None:
 Block = bytes | bytearray | memoryview
 
 
-def _framing(method: str, body: Iterable[Block] | Block | None) -> tuple[Iterable[Block], int | None]:
-    """The blocks of ``body`` and its length in bytes (None where none is sent): bytes, or an
-    iterable of blocks whose ``len()`` is their byte count (as requests and urllib3 take it)."""
-    if body is None:
-        return (), 0 if method in ("POST", "PUT", "PATCH") else None
-    if isinstance(body, bytes | bytearray | memoryview):
-        return (body,), len(body)
-    if not isinstance(body, Sized):
-        raise TypeError("a body of unknown length (chunked) is not sent this way")
-    return body, len(body)
-
-
 def request(host: str, port: int, method: str, target: str, body: Iterable[Block] | Block | None,
             headers: dict[str, str], timeout: float | None, retry: Retry, close: bool) -> DirectResponse:
     """Send one request and read its answer; ``OSError`` or ``http.client.HTTPException`` if
@@ -122,16 +110,10 @@ def request(host: str, port: int, method: str, target: str, body: Iterable[Block
     says it will close, the connection is not kept."""
     connection = _connection(host, port, timeout)
     _connect(connection, retry)
-    blocks, length = _framing(method, body)
     try:
-        connection.putrequest(method, target, skip_accept_encoding=True)
-        for name, value in headers.items():
-            connection.putheader(name, value)
-        if length is not None and not any(name.lower() == "content-length" for name in headers):
-            connection.putheader("Content-Length", str(length))
-        connection.endheaders()
-        for block in blocks:
-            connection.send(block)
+        # http.client frames the body as requests and urllib3 do: the length of bytes, 0 for
+        # an empty POST, PUT or PATCH, the caller's Content-Length for an iterable of blocks.
+        connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         data = response.read(BODY_LIMIT)
         if close or response.will_close or not response.isclosed():
