@@ -41,6 +41,101 @@ def test_a_refused_file_leaves_nothing_behind(tmp_path, bundle):
     assert not (tmp_path / "archive" / LocalArchive.INCOMING).exists(), "a temporary name was made"
 
 
+def test_a_small_file_is_created_under_its_id_and_a_large_one_linked_whole(tmp_path, bundle, monkeypatch):
+    monkeypatch.setattr(LocalArchive, "DIRECT_MAX", 999)
+    archive = LocalArchive(str(tmp_path / "archive"))
+    opened = []
+    real_open = os.open
+
+    def watch(path, flags, *args, **kwargs):
+        opened.append((path, flags & os.O_TMPFILE == os.O_TMPFILE))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(local_archive.os, "open", watch)
+    archive.put_range(20, bundle, 4, 999, 1_600_000_000)
+    archive.put_range(21, bundle, 4, 1000, 1_600_000_000)
+    assert ("20", False) in opened and not any(unnamed for path, unnamed in opened if path == "20")
+    assert (str(tmp_path / "archive"), True) in opened, "the larger file was not written unnamed"
+    assert (tmp_path / "archive" / "20").read_bytes() == (b"0123456789" * 100)[:999]
+    assert (tmp_path / "archive" / "21").read_bytes() == b"0123456789" * 100
+    assert os.stat(tmp_path / "archive" / "20").st_mtime == 1_600_000_000
+
+
+def test_a_second_delivery_never_empties_a_file_the_first_verified(tmp_path, bundle):
+    # A broker may deliver a stage again while the first delivery still runs: the second finds
+    # the file already there, and may only replace it whole, never open it for writing.
+    archive = LocalArchive(str(tmp_path / "archive"))
+    archive.put_range(22, bundle, 4, 1000, 1_600_000_000)
+    kept = tmp_path / "archive" / "22"
+    first = os.stat(kept).st_ino
+
+    def refuse():
+        assert kept.read_bytes() == b"0123456789" * 100, "the verified file was opened and truncated"
+        raise IntegrityError("hash differs")
+
+    with pytest.raises(IntegrityError):
+        archive.put_range(22, bundle, 4, 1000, 1_600_000_000, check=refuse)
+    assert kept.read_bytes() == b"0123456789" * 100 and os.stat(kept).st_ino == first
+    archive.put_range(22, bundle, 4, 1000, 1_600_000_000)
+    assert kept.read_bytes() == b"0123456789" * 100 and os.stat(kept).st_ino != first, "not replaced whole"
+
+
+def test_a_partial_file_of_a_killed_writer_is_replaced_whole(tmp_path, bundle):
+    archive = LocalArchive(str(tmp_path / "archive"))
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "23").write_bytes(b"01234")
+    archive.put_range(23, bundle, 4, 1000, 1_600_000_000)
+    assert (tmp_path / "archive" / "23").read_bytes() == b"0123456789" * 100
+    assert archive_listing(tmp_path / "archive") == ["23"]
+
+
+def test_a_failed_copy_removes_only_its_own_file(tmp_path, bundle, monkeypatch):
+    archive = LocalArchive(str(tmp_path / "archive"))
+    kept = tmp_path / "archive" / "24"
+    real_copy = local_archive._copy_range
+
+    def other_delivery_then_short(source, target, offset, size):
+        # Meanwhile another delivery put its whole copy in place (a rename over the name).
+        other = tmp_path / "archive" / "other"
+        other.write_bytes(b"the other delivery's copy")
+        os.replace(other, kept)
+        return real_copy(source, target, offset, size // 2)
+
+    monkeypatch.setattr(local_archive, "_copy_range", other_delivery_then_short)
+    with pytest.raises(PeerRejected, match="received 500 of 1000 bytes"):
+        archive.put_range(24, bundle, 4, 1000, 1_600_000_000)
+    assert kept.read_bytes() == b"the other delivery's copy"
+
+
+def test_a_small_file_is_checked_before_it_has_a_name(tmp_path, bundle):
+    archive = LocalArchive(str(tmp_path / "archive"))
+
+    def refuse():
+        assert not (tmp_path / "archive" / "28").exists(), "the file was visible before its check"
+        raise IntegrityError("hash differs")
+
+    with pytest.raises(IntegrityError):
+        archive.put_range(28, bundle, 4, 100, 1_600_000_000, check=refuse)
+    assert archive_listing(tmp_path / "archive") == []
+
+
+def test_a_short_source_leaves_no_file(tmp_path, bundle):
+    archive = LocalArchive(str(tmp_path / "archive"))
+    with pytest.raises(PeerRejected, match="received 1004 of 2000 bytes"):
+        archive.put_range(25, bundle, 4, 2000, 1_600_000_000)
+    assert archive_listing(tmp_path / "archive") == []
+
+
+def test_an_archive_directory_made_again_is_written_to(tmp_path, bundle):
+    archive = LocalArchive(str(tmp_path / "archive"))
+    archive.put_range(26, bundle, 4, 1000, 1_600_000_000)
+    (tmp_path / "archive" / "26").unlink()
+    (tmp_path / "archive").rmdir()
+    (tmp_path / "archive").mkdir()
+    archive.put_range(27, bundle, 4, 1000, 1_600_000_000)
+    assert archive_listing(tmp_path / "archive") == ["27"]
+
+
 def test_without_unnamed_files_it_writes_under_incoming_and_renames(tmp_path, bundle, monkeypatch):
     # A filesystem without O_TMPFILE (some network and FUSE filesystems) cannot be mounted on
     # demand here: its answer to O_TMPFILE is given instead.
