@@ -360,9 +360,9 @@ class _Meter:
         with self.lock:
             self.done += count
 
-    def file_done(self) -> None:
+    def file_done(self, count: int = 1) -> None:
         with self.lock:
-            self.files_done += 1
+            self.files_done += count
 
     def flush(self, final: bool = False) -> None:
         """Report the counts so far, if they changed (call from the stage's thread); ``final``
@@ -495,19 +495,21 @@ def ingest_files(job_id: int, path: str, manifest: Manifest, archive: ArchivePor
 
             def attempt(batch: list[BundleFile]) -> None:
                 # The whole batch is written down before its first byte is sent, and the files
-                # verified so far as verified however the batch ends: two writes a batch.
+                # verified so far as verified however the batch ends: two writes a batch. The
+                # files begun and done are counted once a batch too (a few microseconds a file
+                # saved, of some fifty that a small file costs).
                 ledger.announce(*(entry.file_id for entry in batch))
                 verified: list[int] = []
                 begun = 0
                 try:
                     for entry in batch:
-                        ledger.start(entry.file_id)
                         begun += 1
                         _retrying(functools.partial(send, entry), file_retries, retry_delay,
                                   functools.partial(_sending, job_id, entry))
                         verified.append(entry.file_id)
-                        meter.file_done()
                 finally:
+                    ledger.start(*(entry.file_id for entry in batch[:begun]))
+                    meter.file_done(len(verified))
                     ledger.verify(*verified)
                     ledger.retract(*(entry.file_id for entry in batch[begun:]))
                     sent.extend(verified)
