@@ -42,7 +42,8 @@ from pacifica.ingest.peers.memory import MemoryUniqueId  # noqa: E402
 from pacifica.ingest.volume.spool import Spool  # noqa: E402
 from tests.support.published import PublishedArchive  # noqa: E402
 
-SHAPES = {"1000 x 4 KiB": (1000, 4096), "50 x 1 MiB": (50, MiB), "1 x 256 MiB": (1, 256 * MiB)}
+SHAPES = {"1000 x 4 KiB": (1000, 4096), "50 x 1 MiB": (50, MiB), "1 x 256 MiB": (1, 256 * MiB),
+          "1 x 1 GiB": (1, 1024 * MiB)}
 # The service's defaults: [ingest] transfer_size, http_timeout and http_retries.
 BLOCK, TIMEOUT, RETRIES = MiB, 60, 3
 
