@@ -166,6 +166,13 @@ class LocalArchive:
             self._root_pid = os.getpid()
         return self._root_fd
 
+    def _reopen_directory(self) -> None:
+        """The directory this process holds open was removed and made again: open it anew."""
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+        os.makedirs(self.root, exist_ok=True)
+
     def _link_into_place(self, source: str, file_id: int) -> None:
         """Link the open file ``source`` (``/proc/self/fd/N``) as ``file_id``; an earlier
         attempt's file there is replaced in one step.
@@ -181,10 +188,7 @@ class LocalArchive:
         except FileNotFoundError:
             if not os.path.lexists(source) or self._root_fd is None:
                 raise
-            # The directory this process holds open was removed and made again: open it anew.
-            os.close(self._root_fd)
-            self._root_fd = None
-            os.makedirs(self.root, exist_ok=True)
+            self._reopen_directory()
             os.link(source, str(int(file_id)), dst_dir_fd=self._directory(), follow_symlinks=True)
             return
         temp = self._temp_name(file_id)
@@ -263,10 +267,7 @@ class LocalArchive:
         except FileNotFoundError:
             if self._root_fd is None:
                 raise
-            # The directory this process holds open was removed and made again: open it anew.
-            os.close(self._root_fd)
-            self._root_fd = None
-            os.makedirs(self.root, exist_ok=True)
+            self._reopen_directory()
             try:
                 return os.open(str(int(file_id)), flags, 0o666, dir_fd=self._directory())
             except FileExistsError:
@@ -275,10 +276,12 @@ class LocalArchive:
     def _remove_own(self, fd: int, file_id: int) -> None:
         """Remove the file named ``file_id`` if it is still the file open as ``fd`` (another
         delivery of the stage may have put its own whole copy there meanwhile)."""
+        name = str(int(file_id))
         with contextlib.suppress(OSError):
-            ours, named = os.fstat(fd), os.stat(str(int(file_id)), dir_fd=self._directory(), follow_symlinks=False)
+            directory = self._directory()
+            ours, named = os.fstat(fd), os.stat(name, dir_fd=directory, follow_symlinks=False)
             if (ours.st_dev, ours.st_ino) == (named.st_dev, named.st_ino):
-                os.unlink(str(int(file_id)), dir_fd=self._directory())
+                os.unlink(name, dir_fd=directory)
 
     def can_adopt(self, directory: str) -> bool:
         """Whether files in ``directory`` can become archived files by a link (same filesystem)."""
